@@ -1,0 +1,47 @@
+"""`reactdiff <command> ...`: one entry point for every tool (each also runs as `python tools/<tool>.py`)."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module with main(argv) -> int, one-line help)
+COMMANDS = {
+    "synth": ("reactdiff.data.synthetic.cli", "write a synthetic REACT dataset (real layout, planted coupling)"),
+    "shards": ("reactdiff.data.shards_cli", "pack a REACT split into WebDataset shards + index.json"),
+    "inspect": ("reactdiff.data.inspect_cli", "read windows back from shards and print a summary"),
+    "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
+    "bench": (None, "benchmarks: `reactdiff bench loader`"),
+}
+BENCHES = {
+    "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: reactdiff <command> [args]   (reactdiff <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "benchmarks:"] + [f"  bench {name:<8} {help_}" for name, (_, help_) in BENCHES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    table = COMMANDS
+    if name == "bench":
+        if not rest or rest[0] in ("-h", "--help"):
+            print(_usage())
+            return 0 if rest else 2
+        name, rest, table = rest[0], rest[1:], BENCHES
+    if name not in table:
+        print(f"reactdiff: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(table[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

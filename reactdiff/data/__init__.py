@@ -1,0 +1,1 @@
+"""REACT data: the on-disk layout, the shard format, and the streaming reader."""

@@ -1,0 +1,173 @@
+"""The training/eval reader: shards -> role-assigned windows -> batches, with an exact, resumable position.
+
+    stream = BatchStream(cfg.data, rank=0, world_size=1, train=True)
+    for batch in stream: ...                # batches of dicts of tensors (+ lists of keys/roles)
+    state = stream.state_dict()             # {"epoch", "batch", ...}: save with the checkpoint
+    stream.load_state_dict(state)           # a new stream continues with exactly the next batch
+
+Slots (rank x dataloader worker) read contiguous stretches of the epoch's shard stream (see partition.py); the
+DataLoader interleaves its workers round-robin, so batch b of an epoch comes from worker b % W. To resume at
+batch b, worker w takes the part of worker (w + b) % W, and every batch lands where it would have.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .normalise import FaceNormaliser
+from .partition import slot_index
+from .plan import slot_batches, slot_items
+from .shard_index import ShardIndex
+from .windows import cut_item, decode_sample, needed_fields, window_start
+
+
+def make_normaliser(cfg, folder: Path) -> FaceNormaliser:
+    convention = getattr(cfg.normalisation, "value", cfg.normalisation)
+    if convention == "none":
+        return FaceNormaliser.identity()
+    mean = Path(cfg.mean_face) if cfg.mean_face else folder / "mean_face.npy"
+    std = Path(cfg.std_face) if cfg.std_face else folder / "std_face.npy"
+    return FaceNormaliser.from_files(mean, std, convention)
+
+
+def collate(items: list[dict]) -> dict:
+    batch = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        if isinstance(vals[0], np.ndarray):
+            batch[k] = torch.from_numpy(np.stack(vals))
+        elif isinstance(vals[0], (int, np.integer)):
+            batch[k] = torch.tensor(vals, dtype=torch.long)
+        else:
+            batch[k] = vals
+    return batch
+
+
+class WindowDataset(IterableDataset):
+    """Yields whole batches (collated inside the worker) so the batch order is fixed by the plan alone."""
+
+    def __init__(self, cfg, rank: int = 0, world_size: int = 1, train: bool = True,
+                 start: tuple[int, int] = (0, 0)) -> None:
+        self.cfg, self.rank, self.world_size, self.train = cfg, rank, world_size, train
+        self.index = ShardIndex.open(cfg.shards)
+        self.audio = getattr(cfg.audio, "value", cfg.audio)
+        if self.audio == "feat" and self.index.features is None:
+            raise ValueError(f"data.audio=feat but the shards in {cfg.shards} have no audio features (made with "
+                             f"--audio-features none); re-shard with --audio-features logmel, or set data.audio=raw")
+        self.normaliser = make_normaliser(cfg, self.index.folder)
+        self.workers = max(1, cfg.num_workers)
+        self.window = cfg.window if train else cfg.eval_frames
+        self.history = cfg.history if train else 0
+        self.per_clip = cfg.windows_per_clip if train else 1
+        self.start = start
+        total = self.index.num_samples
+        if train:
+            share = total // (world_size * self.workers)
+            self.batches_per_slot = slot_batches(share * 2 * self.per_clip, cfg.batch_size, train=True)
+            if self.batches_per_slot == 0:
+                raise ValueError(f"{cfg.shards} holds {total} dyadic samples: too few for {world_size} rank(s) x "
+                                 f"{self.workers} worker(s) at batch size {cfg.batch_size} "
+                                 f"({share} samples x 2 roles x {self.per_clip} windows each per slot)")
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches this rank yields per epoch (training)."""
+        return self.batches_per_slot * self.workers
+
+    def _items(self, epoch: int, slot: int, num_slots: int):
+        return slot_items(self.index.sizes, self.cfg.seed, epoch, slot, num_slots, self.train,
+                          self.per_clip, self.cfg.shuffle_buffer)
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        if info is None and self.workers > 1:
+            raise RuntimeError("WindowDataset with num_workers > 1 must run inside a DataLoader with that many workers")
+        epoch, batch = self.start
+        part = (worker + batch) % self.workers  # see the module docstring
+        slot, num_slots = slot_index(self.rank, self.world_size, part, self.workers)
+        first = len([b for b in range(batch) if b % self.workers == part])  # batches of this part already consumed
+        torch.set_num_threads(1) if info is not None else None
+        fields = needed_fields(self.audio, self.cfg.emotion)
+        while True:
+            items = self._items(epoch, slot, num_slots)
+            n_batches = slot_batches(len(items), self.cfg.batch_size, self.train)
+            last_use = {}
+            for pos, (shard, sample, _, _) in enumerate(items):
+                last_use[(shard, sample)] = pos
+            cache: dict = {}
+            bs = self.cfg.batch_size
+            for b in range(first, n_batches):
+                out = []
+                for pos in range(b * bs, min((b + 1) * bs, len(items))):
+                    shard, sample, role, w = items[pos]
+                    ref = (shard, sample)
+                    if ref not in cache:
+                        raw = self.index.read(shard, sample, fields)
+                        cache[ref] = decode_sample(raw, self.normaliser, self.audio, self.cfg.emotion)
+                    data = cache[ref]
+                    frames = data["meta"]["frames"]
+                    if self.train:
+                        gid = self.index.first_id[shard] + sample
+                        start = window_start(self.cfg.seed, epoch, gid, role, w, frames, self.window)
+                    else:
+                        start = 0
+                        if frames < self.window:
+                            raise ValueError(f"sample {data['meta']['key']} has {frames} frames; eval needs "
+                                             f"data.eval_frames={self.window}")
+                    out.append(cut_item(data, role, start, self.window, self.history))
+                    if last_use[ref] == pos:
+                        del cache[ref]
+                yield collate(out)
+            if not self.train:
+                return
+            epoch, first = epoch + 1, 0
+
+
+class BatchStream:
+    """An endless (train) or one-pass (eval) iterator over batches, with `state_dict()` for exact resume."""
+
+    def __init__(self, cfg, rank: int = 0, world_size: int = 1, train: bool = True) -> None:
+        self.cfg, self.rank, self.world_size, self.train = cfg, rank, world_size, train
+        self.dataset = WindowDataset(cfg, rank, world_size, train)
+        self.epoch, self.batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.dataset.batches_per_epoch
+
+    def fingerprint(self) -> str:
+        """What must not change between save and resume: data settings, shard set, world size, workers."""
+        from omegaconf import OmegaConf
+
+        data = OmegaConf.to_container(self.cfg, resolve=True) if not isinstance(self.cfg, dict) else self.cfg
+        keep = {k: str(v) for k, v in data.items() if k not in ("num_workers",)}
+        facts = {"cfg": keep, "sizes": self.dataset.index.sizes, "world_size": self.world_size,
+                 "workers": self.dataset.workers, "keys": self.dataset.index.keys}
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "fingerprint": self.fingerprint()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("fingerprint") != self.fingerprint():
+            raise ValueError("cannot resume the data position: shards, data config, world size or num_workers "
+                             "differ from the run that saved it")
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+    def __iter__(self):
+        self.dataset.start = (self.epoch, self.batch)
+        workers = self.cfg.num_workers
+        loader = DataLoader(self.dataset, batch_size=None, num_workers=workers,
+                            persistent_workers=False, prefetch_factor=2 if workers else None)
+        for batch in loader:
+            if self.train:
+                self.batch += 1
+                if self.batch == self.batches_per_epoch:
+                    self.epoch, self.batch = self.epoch + 1, 0
+            yield batch

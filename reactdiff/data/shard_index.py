@@ -1,0 +1,57 @@
+"""Open a shard folder for reading: its index.json, the shard files, and random access to one sample."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from . import manifest as mf
+from .tario import iter_samples
+
+
+@dataclasses.dataclass
+class ShardIndex:
+    folder: Path
+    files: list[Path]  # shards that hold samples, in manifest order
+    sizes: list[int]  # samples per shard
+    offsets: list[list[int]]  # byte offset of each sample's first tar header
+    keys: list[list[str]]
+    first_id: list[int]  # global sample id (manifest order) of each shard's first sample
+    features: dict | None  # audio features stored in the shards, or None
+    split: str
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "ShardIndex":
+        folder = Path(folder)
+        index = mf.load_index(folder)
+        if not index.get("complete"):
+            raise ValueError(f"{folder / mf.INDEX_NAME} is from an unfinished run; finish it with "
+                             f"`tools/make_shards.py ... --resume`")
+        shards = [e for e in index["shards"] if e["file"] is not None]
+        if not shards:
+            raise ValueError(f"{folder / mf.INDEX_NAME} lists no samples")
+        files = [folder / e["file"] for e in shards]
+        for path, e in zip(files, shards):
+            if not path.is_file() or path.stat().st_size != e["bytes"]:
+                raise FileNotFoundError(f"shard {path} is missing or has the wrong size (index.json says {e['bytes']} bytes)")
+        sizes = [e["samples"] for e in shards]
+        spec = index["settings"]["audio_features"]
+        return cls(folder=folder, files=files, sizes=sizes, offsets=[e["offsets"] for e in shards],
+                   keys=[e["keys"] for e in shards], first_id=[0] + list(np.cumsum(sizes)[:-1].tolist()),
+                   features=None if spec == "none" else {"spec": spec}, split=index["settings"]["split"])
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.sizes)
+
+    def read(self, shard: int, sample: int, fields=None) -> dict:
+        """One sample's members as bytes (only the `fields` for which fields(name) is true, if given)."""
+        with open(self.files[shard], "rb") as f:
+            f.seek(self.offsets[shard][sample])
+            for item in iter_samples(f, url=str(self.files[shard]), limit=1, fields=fields):
+                if item["__key__"] != self.keys[shard][sample]:
+                    raise ValueError(f"{self.files[shard]}: expected sample {self.keys[shard][sample]} at byte "
+                                     f"{self.offsets[shard][sample]}, found {item['__key__']}; index.json does not match")
+                return item
+        raise ValueError(f"{self.files[shard]}: no sample at byte {self.offsets[shard][sample]}")

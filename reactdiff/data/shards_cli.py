@@ -1,0 +1,67 @@
+"""`make_shards`: REACT split -> WebDataset shards + index.json (+ rejects.jsonl)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .make_shards import ShardingError, make_shards
+
+EXIT_REJECTS = 3  # some clips were rejected and --allow-rejects was not given
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="make_shards",
+        description="Pack one split of a REACT dataset (root/{split}/3D_FV_files, Audio_files, Emotion, "
+                    "Video_files + root/{split}.csv) into deterministic WebDataset tar shards with an index.json "
+                    "manifest. One sample per dyadic clip (pair-list row).",
+        epilog=f"Exit codes: 0 done; 2 bad arguments or output in the way; {EXIT_REJECTS} clips were rejected "
+               "(see rejects.jsonl) and --allow-rejects was not given.")
+    p.add_argument("--react-root", required=True, help="REACT dataset root (holds train/ val/ test/ and the csvs)")
+    p.add_argument("--split", required=True, choices=("train", "val", "test"))
+    p.add_argument("--out", required=True, help="output folder for <split>-NNNNNN.tar, index.json, rejects.jsonl")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="worker processes that read and encode clips (default: min(4, cores))")
+    p.add_argument("--samples-per-shard", type=int, default=64,
+                   help="dyadic clips per shard (default 64, ~160 MB with flac audio)")
+    p.add_argument("--audio-features", default="none",
+                   help="precompute audio features: none | logmel | wav2vec2:/path/to/hf_folder (default none)")
+    p.add_argument("--audio-format", default="flac", choices=("flac", "wav"),
+                   help="how the 16 kHz audio is stored (16-bit, lossless either way; default flac)")
+    p.add_argument("--pair-list", help="pair list csv (default: <react-root>/<split>.csv)")
+    p.add_argument("--stats-dir", help="folder with mean_face.npy/std_face.npy to copy next to the shards "
+                                       "(default: --react-root; skipped when absent)")
+    p.add_argument("--limit", type=int, help="only the first N pair-list rows (quick tries)")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run, keeping its verified shards")
+    p.add_argument("--overwrite", action="store_true", help="delete existing shards in --out and start over")
+    p.add_argument("--allow-rejects", action="store_true", help="exit 0 even if some clips were rejected")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.resume and args.overwrite:
+        print("make_shards: --resume and --overwrite exclude each other", file=sys.stderr)
+        return 2
+    tool_args = {k: v for k, v in vars(args).items() if k not in ("quiet", "workers")}
+    try:
+        index = make_shards(args.react_root, args.split, args.out, workers=args.workers,
+                            samples_per_shard=args.samples_per_shard, audio_features=args.audio_features,
+                            audio_format=args.audio_format, resume=args.resume, overwrite=args.overwrite,
+                            pair_list=args.pair_list, limit=args.limit, stats_dir=args.stats_dir, tool_args=tool_args,
+                            progress=not args.quiet)
+    except (ShardingError, ValueError, FileNotFoundError) as exc:
+        print(f"make_shards: error: {exc}", file=sys.stderr)
+        return 2
+    t, run = index["totals"], index["run"]
+    print(f"make_shards {args.split}: {t['samples']} dyadic samples ({t['role_samples']} role samples) in "
+          f"{t['shards']} shards, {t['bytes'] / 1e6:.1f} MB -> {args.out}; wrote {run['shards_written']} shards, "
+          f"kept {run['shards_kept']} verified; {t['rejects']} rejected; {run['seconds']:.1f} s")
+    if t["rejects"]:
+        print(f"make_shards: {t['rejects']} clip(s) rejected, reasons in {os.path.join(args.out, 'rejects.jsonl')}",
+              file=sys.stderr)
+        if not args.allow_rejects:
+            return EXIT_REJECTS
+    return 0

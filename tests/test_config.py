@@ -1,0 +1,55 @@
+"""Typed config: defaults, YAML, overrides, and clear start-up errors."""
+import pytest
+
+from reactdiff import config
+from reactdiff.config import ConfigError
+
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_defaults_and_override():
+    cfg = config.load(None, ["data.window=32", "data.normalisation=center"])
+    assert cfg.data.window == 32 and cfg.data.normalisation.value == "center"
+    assert cfg.data.batch_size == config.DataConfig().batch_size
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs_load(name):
+    config.load(CONFIGS / name)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("data.windw=3", "data.windw"),
+    ("data.window=abc", "data.window"),
+    ("data.normalisation=minmax", "expected one of"),
+    ("data.batch_size=0", "data.batch_size: must be >= 1"),
+    ("data.history=-1", "data.history: must be >= 0"),
+    ("window", "expected key=value"),
+])
+def test_bad_overrides_fail_with_the_key(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
+        config.load(None, [override])
+
+
+def test_bad_yaml_names_file_and_key(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("data:\n  shuffle_bufer: 3\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert str(p) in str(err.value) and "data.shuffle_bufer" in str(err.value)
+    p.write_text("data:\n  emotion: maybe\n")
+    with pytest.raises(ConfigError, match="data.emotion"):
+        config.load(p)
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "missing.yaml")
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = config.load(CONFIGS / "demo.yaml", ["data.window=16"])
+    config.save(cfg, tmp_path / "config.yaml")
+    again = config.load(tmp_path / "config.yaml")
+    assert again == cfg
+    with pytest.raises(Exception):
+        cfg.data.window = 3  # read-only after load
