@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny synthetic REACT dataset (real layout) and its shards, made once per test session."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reactdiff.data.make_shards import make_shards
+from reactdiff.data.synthetic import generate_dataset
+
+TINY_FRAMES = 120
+
+
+def make_react(root: Path, frames: int = TINY_FRAMES, train: int = 3, val: int = 0, test: int = 1, video: str = "png",
+               seed: int = 0) -> Path:
+    generate_dataset(root, seed=seed, sessions={"train": train, "val": val, "test": test}, clips_per_session=2,
+                     frames=frames, video=video, video_size=16, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_react(tmp_path_factory) -> Path:
+    """3 train sessions x 2 clips (6 pair rows, NoXI + RECOLA), 1 test session; 120 frames, 16x16 video."""
+    return make_react(tmp_path_factory.mktemp("react") / "react")
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_react, tmp_path_factory) -> Path:
+    """The train split in 3 shards of 2 samples, with logmel features."""
+    out = tmp_path_factory.mktemp("shards") / "train"
+    make_shards(tiny_react, "train", out, samples_per_shard=2, audio_features="logmel", progress=False)
+    return out
+
+
+@pytest.fixture
+def react_copy(tiny_react, tmp_path) -> Path:
+    """A private copy of the tiny dataset that a test may damage."""
+    dst = tmp_path / "react"
+    shutil.copytree(tiny_react, dst)
+    return dst
