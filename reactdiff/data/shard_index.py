@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import manifest as mf
-from .tario import iter_samples
+from .tario import read_sample_at
 
 
 @dataclasses.dataclass
@@ -48,10 +48,9 @@ class ShardIndex:
     def read(self, shard: int, sample: int, fields=None) -> dict:
         """One sample's members as bytes (only the `fields` for which fields(name) is true, if given)."""
         with open(self.files[shard], "rb") as f:
-            f.seek(self.offsets[shard][sample])
-            for item in iter_samples(f, url=str(self.files[shard]), limit=1, fields=fields):
-                if item["__key__"] != self.keys[shard][sample]:
-                    raise ValueError(f"{self.files[shard]}: expected sample {self.keys[shard][sample]} at byte "
-                                     f"{self.offsets[shard][sample]}, found {item['__key__']}; index.json does not match")
-                return item
-        raise ValueError(f"{self.files[shard]}: no sample at byte {self.offsets[shard][sample]}")
+            try:
+                item = read_sample_at(f, self.offsets[shard][sample], self.keys[shard][sample], fields)
+            except ValueError as exc:
+                raise ValueError(f"{self.files[shard]}: {exc}; index.json does not match this shard") from None
+        item["__url__"] = str(self.files[shard])
+        return item

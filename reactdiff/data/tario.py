@@ -61,3 +61,41 @@ def iter_samples(fileobj: BinaryIO, url: str = "", limit: int | None = None,
         if limit is not None and i >= limit:
             return
         yield sample
+
+
+def _round_up(n: int) -> int:
+    return (n + tarfile.BLOCKSIZE - 1) // tarfile.BLOCKSIZE * tarfile.BLOCKSIZE
+
+
+def read_sample_at(f: BinaryIO, offset: int, key: str, fields: Callable[[str], bool] | None = None) -> dict:
+    """Random access to one sample: parse its tar headers from `offset` and seek past the members not wanted.
+
+    Stream parsing (webdataset's iterator) has to read every byte of a skipped member; real seeks make a
+    training window cost only the 3DMM and features it uses, not the audio and images next to them.
+    """
+    sample = {"__key__": key}
+    pos, prefix = offset, key + "."
+    while True:
+        f.seek(pos)
+        block = f.read(tarfile.BLOCKSIZE)
+        if len(block) < tarfile.BLOCKSIZE or block == tarfile.NUL * tarfile.BLOCKSIZE:
+            break
+        info = tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+        pos += tarfile.BLOCKSIZE
+        name = info.name
+        if info.type == tarfile.GNUTYPE_LONGNAME:  # the real name is the data of this pseudo-member
+            name = f.read(info.size).rstrip(tarfile.NUL).decode(tarfile.ENCODING, "surrogateescape")
+            pos += _round_up(info.size)
+            f.seek(pos)
+            info = tarfile.TarInfo.frombuf(f.read(tarfile.BLOCKSIZE), tarfile.ENCODING, "surrogateescape")
+            pos += tarfile.BLOCKSIZE
+        if not name.startswith(prefix):
+            break
+        field = name[len(prefix):]
+        if info.isreg() and (fields is None or fields(field)):
+            f.seek(pos)
+            sample[field] = f.read(info.size)
+        pos += _round_up(info.size)
+    if len(sample) == 1:
+        raise ValueError(f"no member of sample {key!r} at byte {offset}")
+    return sample
