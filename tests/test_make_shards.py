@@ -79,6 +79,8 @@ def test_shards_are_plain_tars_readable_without_our_code(tiny_shards):
     keys = [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False)]
     assert keys == [k for e in index["shards"] for k in e["keys"]]
     assert index["totals"]["samples"] == 6 and index["complete"]
+    assert set(index["side_files"]) == {"mean_face.npy", "std_face.npy", "neighbours.npy"}
+    assert np.load(tiny_shards / "neighbours.npy").shape == (12, 12)
     for e in index["shards"]:
         assert mf.sha256_file(tiny_shards / e["file"]) == e["sha256"]
         assert (tiny_shards / e["file"]).stat().st_size == e["bytes"]
@@ -103,6 +105,12 @@ def test_output_in_the_way_and_changed_settings_are_refused(tiny_react, tiny_sha
     assert "already holds shards" in capsys.readouterr().err
     with pytest.raises(ShardingError, match="split folder"):
         make_shards(tiny_react, "val", tmp_path / "v", progress=False)
+
+
+def test_a_neighbour_matrix_of_the_wrong_size_is_refused(react_copy, tmp_path):
+    np.save(react_copy / "neighbour_emotion_test.npy", np.ones((3, 3), np.uint8))  # 2 test rows: needs (4, 4)
+    with pytest.raises(ShardingError, match=r"shape \(3, 3\); expected \(4, 4\)"):
+        make_shards(react_copy, "test", tmp_path / "t", progress=False)
 
 
 def test_resume_keeps_verified_shards_and_redoes_the_rest(tiny_react, tiny_shards, tmp_path):
@@ -180,6 +188,7 @@ def _damage(react: Path) -> dict[int, str]:
     clips[4].audio(split).write_bytes(wav[: len(wav) // 2])
     lines = clips[5].emotion(split).read_text().splitlines()
     clips[5].emotion(split).write_text("\n".join(",".join(l.split(",")[:24]) for l in lines) + "\n")
+    (react / "neighbour_emotion_train.npy").unlink()  # it no longer matches the longer pair list
     with open(react / "train.csv", "a") as f:
         f.write(f"{len(rows)},NoXI/999_2099-01-01_Nowhere/Expert_video/1,NoXI/999_2099-01-01_Nowhere/Novice_video/1\n")
     return {0: "missing 3DMM", 1: "unreadable 3DMM", 2: "shape (120, 57)", 3: "NaN", 4: "truncated audio",

@@ -128,14 +128,23 @@ def _prepare_out(out: Path, settings: ShardSettings, resume: bool, overwrite: bo
     return index
 
 
-def _copy_stats(stats_dir: Path, out: Path) -> dict:
-    """Copy REACT's mean_face.npy / std_face.npy next to the shards, so readers find the normalisation there."""
+def _copy_side_files(stats_dir: Path, react_root: Path, split: str, n_rows: int, out: Path) -> dict:
+    """Copy mean_face.npy / std_face.npy and the split's neighbour matrix next to the shards, so readers and the
+    evaluation find everything in the shard folder. The matrix must be (2L, 2L) for the L pair-list rows."""
+    sources = {name: stats_dir / name for name in mf.STATS_FILES}
+    sources[mf.NEIGHBOURS_NAME] = react_root / f"neighbour_emotion_{split}.npy"
     copied = {}
-    for name in mf.STATS_FILES:
-        if (stats_dir / name).is_file():
-            data = (stats_dir / name).read_bytes()
-            atomic.write_bytes(out / name, data)
-            copied[name] = {"from": str(stats_dir / name), "sha256": mf.sha256_bytes(data)}
+    for name, path in sources.items():
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if name == mf.NEIGHBOURS_NAME:
+            shape = np.load(path, allow_pickle=False, mmap_mode="r").shape
+            if shape != (2 * n_rows, 2 * n_rows):
+                raise ShardingError(f"{path} has shape {shape}; expected ({2 * n_rows}, {2 * n_rows}) for the "
+                                    f"{n_rows} rows of the pair list (mirrored order)")
+        atomic.write_bytes(out / name, data)
+        copied[name] = {"from": str(path), "sha256": mf.sha256_bytes(data)}
     return copied
 
 
@@ -164,6 +173,7 @@ def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers:
     settings = ShardSettings(split=split, samples_per_shard=samples_per_shard, audio_features=audio_features,
                              audio_format=audio_format, pair_list_sha256=mf.sha256_file(list_path), rows=len(rows))
     index = _prepare_out(out, settings, resume, overwrite)
+    index["side_files"] = _copy_side_files(Path(stats_dir) if stats_dir else react_root, react_root, split, n_rows, out)
     index.update(tool=f"reactdiff {__version__} make_shards", args=tool_args or {},
                  source={"react_root": str(react_root), "pair_list": str(list_path), "pair_rows": n_rows})
     n_shards = (len(rows) + samples_per_shard - 1) // samples_per_shard
@@ -228,7 +238,6 @@ def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers:
                 collect(r, fut.result())
     bar.close()
 
-    index["stats"] = _copy_stats(Path(stats_dir) if stats_dir else react_root, out)
     index["shards"] = sorted(index["shards"], key=lambda e: e["index"])
     index["totals"] = mf.totals(index["shards"])
     index["complete"] = True

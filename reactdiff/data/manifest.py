@@ -14,6 +14,7 @@ from .. import atomic
 INDEX_NAME = "index.json"
 REJECTS_NAME = "rejects.jsonl"
 STATS_FILES = ("mean_face.npy", "std_face.npy")
+NEIGHBOURS_NAME = "neighbours.npy"  # the split's neighbour_emotion_<split>.npy, copied by make_shards
 FORMAT = "reactdiff-shards"
 
 
