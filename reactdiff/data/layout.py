@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 from pathlib import Path
+
+from ..atomic import atomic_open
 
 SPLITS = ("train", "val", "test")
 FV_DIR, AUDIO_DIR, EMOTION_DIR, VIDEO_DIR = "3D_FV_files", "Audio_files", "Emotion", "Video_files"
@@ -86,10 +87,8 @@ def read_pair_list(path: Path) -> list[PairRow]:
 
 def write_pair_list(path: Path, pairs: list[tuple[str, str]]) -> None:
     """Write a pair list the way the REACT baselines ship it (pandas-style header and index column)."""
-    tmp = Path(f"{path}.tmp.{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(PAIR_LIST_HEADER)
         for i, (a, b) in enumerate(pairs):
             w.writerow((i, a, b))
-    os.replace(tmp, path)
