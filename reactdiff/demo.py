@@ -16,6 +16,7 @@ from pathlib import Path
 from . import config
 from .data import manifest as mf
 from .data.inspect_cli import describe_index, read_batches
+from .data.layout import pair_list_path, read_pair_list
 from .data.make_shards import make_shards
 from .data.reader import BatchStream
 from .data.synthetic import generate_dataset
@@ -63,8 +64,8 @@ def run(args) -> int:
     work, shards = Path(args.work), Path(args.shards)
     ds = _dataset(work, args)
     for split in ("train", "val", "test"):
-        if not (ds["root"] / f"{split}.csv").is_file() or (ds["root"] / f"{split}.csv").stat().st_size < 40:
-            continue
+        if not read_pair_list(pair_list_path(ds["root"], split)):
+            continue  # a split with no sessions
         index = make_shards(ds["root"], split, shards / split, workers=args.workers, samples_per_shard=2,
                             audio_features="logmel", resume=True, progress=not args.quiet)
         run_ = index["run"]
