@@ -48,13 +48,60 @@ class DataConfig:
     eval_frames: int = 750  # frames per clip in eval mode (REACT scores frames 0..749)
 
 
+class ModelSize(str, enum.Enum):
+    tiny = "tiny"    # tests: ~0.4 M parameters
+    small = "small"  # CPU demo: ~9 M
+    paper = "paper"  # the paper's size: channels 128/256/512, depths 2/4/4, ~48 M
+
+
+class SigmaDensityKind(str, enum.Enum):
+    lognormal = "lognormal"  # EDM: ln(sigma) ~ N(p_mean, p_std^2)
+    cosine = "cosine"        # the truncated v-diffusion density of the released ReactDiff code
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The ReactDiff denoiser: U-Net size, audio input, EDM settings and prior weights."""
+
+    size: ModelSize = ModelSize.small  # U-Net preset (reactdiff/model/unet.py PRESETS)
+    audio: str = "feat"  # feat (shard features, data.audio=feat) | logmel | wav2vec2:/path (data.audio=raw) | none
+    audio_dim: int = 80  # width of the shard features when audio=feat (logmel: 80, wav2vec2-base: 768)
+    predict_emotion: bool = False  # also generate the 25-d emotion stream (needs data.emotion=true)
+    dropout: float = 0.0  # dropout in residual blocks and attention (training only)
+    sigma_data: float = 0.5  # EDM sigma_data
+    sigma_density: SigmaDensityKind = SigmaDensityKind.lognormal  # training noise-level density
+    p_mean: float = -1.2  # lognormal: mean of ln(sigma)
+    p_std: float = 1.2  # lognormal: std of ln(sigma)
+    velocity_weight: float = 1.0  # facial-behaviour kinematics prior (head-pose velocity) weight
+    au_weight: float = 0.01  # facial-action-unit dependency prior weight
+    kinematics_lags: list[int] = dataclasses.field(default_factory=lambda: [1, 8])  # velocity lags (frames)
+
+
+@dataclasses.dataclass
+class SampleConfig:
+    """Online generation of full clips: windows conditioned on the past generated frames."""
+
+    sampler: str = "dpmpp_2m"  # euler | heun | dpmpp_2m | dpmpp_2m_sde
+    steps: int = 25  # sampling steps per window
+    sigma_min: float = 0.01  # Karras schedule
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    window: int = 64  # frames generated per window
+    overlap: int = 8  # frames shared by consecutive windows, cross-faded (no "momentum" damping)
+    k: int = 10  # reactions per speaker clip (REACT protocol: 10)
+    seed: int = 0  # reaction k of clip c always uses the same noise, whatever the batch or world size
+    batch_size: int = 4  # speaker clips generated together (x k reactions)
+
+
 @dataclasses.dataclass
 class RunConfig:
-    """The whole run. Later sections (model, train, sample, eval) join as their issues land."""
+    """The whole run. Later sections (train, eval) join as their issues land."""
 
     name: str = "reactdiff"  # run name (folder and wandb name)
     seed: int = 0  # global seed
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
 
 
 class ConfigError(ValueError):
@@ -94,8 +141,11 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
     return cfg
 
 
-_POSITIVE = ("data.window", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames")
-_NON_NEGATIVE = ("data.history", "data.num_workers")
+_POSITIVE = ("data.window", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
+             "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
+             "sample.sigma_min", "sample.sigma_max")
+_NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout")
+_DATA_AUDIO_FOR_MODEL = {"feat": "feat", "logmel": "raw", "wav2vec2": "raw", "none": "none"}
 
 
 def check(cfg: DictConfig) -> None:
@@ -104,8 +154,24 @@ def check(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is None:
             continue
-        if value < (1 if key in _POSITIVE else 0):
-            raise ConfigError(f"{key}: must be {'>= 1' if key in _POSITIVE else '>= 0'}, got {value}")
+        if (value <= 0) if key in _POSITIVE else (value < 0):
+            raise ConfigError(f"{key}: must be {'> 0' if key in _POSITIVE else '>= 0'}, got {value}")
+    if "model" not in cfg:
+        return
+    kind = cfg.model.audio.partition(":")[0]
+    if kind not in _DATA_AUDIO_FOR_MODEL or (kind == "wav2vec2") != (":" in cfg.model.audio):
+        raise ConfigError(f"model.audio: {cfg.model.audio!r}; expected feat, logmel, wav2vec2:/path or none")
+    need = _DATA_AUDIO_FOR_MODEL[kind]
+    if cfg.data.audio.value != need:
+        raise ConfigError(f"model.audio={cfg.model.audio} needs data.audio={need}, got data.audio={cfg.data.audio.value}")
+    if cfg.model.predict_emotion and not cfg.data.emotion:
+        raise ConfigError("model.predict_emotion=true needs data.emotion=true")
+    if cfg.sample.overlap >= cfg.sample.window:
+        raise ConfigError(f"sample.overlap ({cfg.sample.overlap}) must be smaller than sample.window ({cfg.sample.window})")
+    if cfg.sample.sampler not in ("euler", "heun", "dpmpp_2m", "dpmpp_2m_sde"):
+        raise ConfigError(f"sample.sampler: {cfg.sample.sampler!r}; expected euler, heun, dpmpp_2m or dpmpp_2m_sde")
+    if any(lag < 1 for lag in cfg.model.kinematics_lags):
+        raise ConfigError(f"model.kinematics_lags: every lag must be >= 1, got {list(cfg.model.kinematics_lags)}")
 
 
 def to_yaml(cfg: Any) -> str:

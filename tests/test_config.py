@@ -24,7 +24,7 @@ def test_shipped_configs_load(name):
     ("data.windw=3", "data.windw"),
     ("data.window=abc", "data.window"),
     ("data.normalisation=minmax", "expected one of"),
-    ("data.batch_size=0", "data.batch_size: must be >= 1"),
+    ("data.batch_size=0", "data.batch_size: must be > 0"),
     ("data.history=-1", "data.history: must be >= 0"),
     ("window", "expected key=value"),
 ])

@@ -35,15 +35,18 @@ class LogMel:
             sample_rate=fv.AUDIO_RATE, n_fft=1024, win_length=1024, hop_length=fv.SAMPLES_PER_FRAME,
             n_mels=n_mels, center=True, power=2.0)
 
+    def batch(self, audio: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, samples) 16 kHz -> (B, frames, n_mels); frame i is centred at i * 40 ms."""
+        self._mel = self._mel.to(audio.device)
+        feat = torch.log(self._mel(audio.float()) + 1e-6).transpose(1, 2)
+        if feat.shape[1] >= frames:
+            return feat[:, :frames]
+        # audio a little shorter than the 3DMM track: repeat the last frame
+        return torch.cat([feat, feat[:, -1:].expand(-1, frames - feat.shape[1], -1)], dim=1)
+
     @torch.no_grad()
     def __call__(self, audio: np.ndarray, frames: int) -> np.ndarray:
-        spec = self._mel(torch.from_numpy(audio).float())  # (n_mels, N), frame i centred at i * 40 ms
-        feat = torch.log(spec + 1e-6).T
-        if feat.shape[0] >= frames:
-            feat = feat[:frames]
-        else:  # audio a little shorter than the 3DMM track: repeat the last frame
-            feat = torch.cat([feat, feat[-1:].expand(frames - feat.shape[0], -1)])
-        return feat.numpy()
+        return self.batch(torch.from_numpy(audio)[None], frames)[0].numpy()
 
     def describe(self) -> dict:
         return {"kind": self.kind, "dim": self.dim, "fps": fv.FPS}
@@ -67,13 +70,18 @@ class Wav2Vec2:
         pre = folder / "preprocessor_config.json"
         self.normalize = json.loads(pre.read_text()).get("do_normalize", True) if pre.is_file() else True
 
+    def batch(self, audio: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, samples) 16 kHz -> (B, frames, hidden)."""
+        self.model = self.model.to(audio.device)
+        x = audio.float()
+        if self.normalize:  # what Wav2Vec2FeatureExtractor does: zero mean, unit variance per utterance
+            x = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True) + 1e-7)
+        hidden = self.model(x).last_hidden_state  # (B, N, D) at ~50 fps
+        return torch.stack([align_frames(h, frames) for h in hidden])
+
     @torch.no_grad()
     def __call__(self, audio: np.ndarray, frames: int) -> np.ndarray:
-        x = torch.from_numpy(audio).float()
-        if self.normalize:  # what Wav2Vec2FeatureExtractor does: zero mean, unit variance per utterance
-            x = (x - x.mean()) / torch.sqrt(x.var() + 1e-7)
-        hidden = self.model(x[None]).last_hidden_state[0]  # (N, D) at ~50 fps
-        return align_frames(hidden, frames).numpy()
+        return self.batch(torch.from_numpy(audio)[None], frames)[0].numpy()
 
     def describe(self) -> dict:
         return {"kind": self.kind, "dim": self.dim, "fps": fv.FPS, "model": self.folder.name}

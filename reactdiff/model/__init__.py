@@ -1,0 +1,1 @@
+"""The ReactDiff model: EDM denoiser, temporal U-Net, priors."""

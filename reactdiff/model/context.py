@@ -1,0 +1,42 @@
+"""Speaker-side conditioning: per-frame tokens of the speaker's 3DMM and audio features over [history, window],
+plus tokens of the listener's own past frames, each with its frame time (relative to the window start) and a
+type embedding, mixed by a small transformer. The U-Net cross-attends to them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import sinusoidal_positions
+
+SPEAKER, PAST_LISTENER = 0, 1
+
+
+class ContextEncoder(nn.Module):
+    def __init__(self, fv_dim: int, audio_dim: int, listener_dim: int, dim: int, layers: int, heads: int,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.speaker = nn.Linear(fv_dim + audio_dim, dim)
+        self.past = nn.Linear(listener_dim, dim)
+        self.kind = nn.Embedding(2, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=dropout, batch_first=True, norm_first=True)
+        self.mixer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers else nn.Identity()
+
+    def forward(self, speaker_fv: torch.Tensor, audio: torch.Tensor | None, past_listener: torch.Tensor,
+                valid: torch.Tensor, history: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (tokens (B, N, dim), token times (B, N) in frames from the window start, mask (B, N) true = real)."""
+        b, total, _ = speaker_fv.shape
+        times = torch.arange(total, device=speaker_fv.device, dtype=torch.float32) - history
+        spk_in = speaker_fv if audio is None else torch.cat([speaker_fv, audio], dim=-1)
+        tokens = [self.speaker(spk_in) + self.kind.weight[SPEAKER]]
+        token_times, mask = [times.expand(b, total)], [valid]
+        if history:
+            tokens.append(self.past(past_listener) + self.kind.weight[PAST_LISTENER])
+            token_times.append(times[:history].expand(b, history))
+            mask.append(valid[:, :history])
+        tokens, token_times, mask = torch.cat(tokens, 1), torch.cat(token_times, 1), torch.cat(mask, 1)
+        tokens = tokens + sinusoidal_positions(token_times, self.dim)
+        if isinstance(self.mixer, nn.TransformerEncoder):
+            tokens = self.mixer(tokens, src_key_padding_mask=~mask)
+        return tokens, token_times, mask

@@ -1,0 +1,58 @@
+"""Inference exports: a folder with the weights (safetensors), the resolved config and facts about them.
+
+    export/model.safetensors   ReactDiff state dict (EMA weights when written by training), normalisation stats
+    export/config.yaml         the run's resolved config (model, data normalisation, sampling defaults)
+    export/export.json         parameter count, sha256 of the weights, what the weights are (ema / random-init)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import atomic, config
+from ..data.manifest import sha256_file
+from .priors import FaceStats
+from .reactdiff import ReactDiff
+
+WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "export.json"
+_FRONTEND = "audio.frontend."  # frozen third-party weights (wav2vec2): loaded from their own folder, not exported
+
+
+def build_model(cfg, stats: FaceStats | None = None) -> ReactDiff:
+    convention = getattr(cfg.data.normalisation, "value", cfg.data.normalisation)
+    stats = stats or FaceStats(torch.zeros(58), torch.ones(58), convention)
+    return ReactDiff.from_config(cfg.model, stats)
+
+
+def save_export(folder: str | Path, model: ReactDiff, cfg, kind: str) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(_FRONTEND)}
+    tmp = folder / f".{WEIGHTS}.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(folder / WEIGHTS)
+    config.save(cfg, folder / CONFIG)
+    atomic.write_json(folder / META, {"weights": kind, "parameters": model.num_parameters(),
+                                      "sha256": sha256_file(folder / WEIGHTS)})
+    return folder
+
+
+def load_export(folder: str | Path, overrides=()) -> tuple[ReactDiff, object, dict]:
+    folder = Path(folder)
+    for name in (WEIGHTS, CONFIG, META):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found: expected an export folder "
+                                    f"({WEIGHTS}, {CONFIG}, {META}) written by training or `reactdiff sample --random-init`")
+    cfg = config.load(folder / CONFIG, overrides)
+    model = build_model(cfg)
+    state = load_file(str(folder / WEIGHTS))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(_FRONTEND)]
+    if missing or unexpected:
+        raise ValueError(f"{folder / WEIGHTS} does not fit model.size={cfg.model.size.value}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    meta = json.loads((folder / META).read_text())
+    return model.eval(), cfg, meta

@@ -1,0 +1,115 @@
+"""ReactDiff: the EDM denoiser over listener windows, its speaker conditioning, audio frontend and priors.
+
+    model = ReactDiff.from_config(cfg.model, face_stats)      # face_stats: normalisation mean/std (+ convention)
+    out = model.training_loss(batch, history=cfg.data.history) # {"loss", "denoise", "velocity", ...}
+    x0_hat = model.denoise(x, sigma, cond)                    # what the samplers call
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import faceverse as fv
+from ..data.audio_features import LogMel, Wav2Vec2
+from .denoiser import Denoiser, SigmaDensity
+from .priors import FaceStats, ReactionPriors
+from .unet import PRESETS, TemporalUNet
+
+
+class AudioFrontend(nn.Module):
+    """Turns a batch's speaker audio into per-frame features: shard features as they are, or a frozen frontend
+    (logmel / wav2vec2) run on the 16 kHz waveform window."""
+
+    def __init__(self, spec: str, feat_dim: int) -> None:
+        super().__init__()
+        self.kind, _, path = spec.partition(":")
+        self.frontend = None
+        if self.kind == "logmel":
+            self.frontend = LogMel()
+        elif self.kind == "wav2vec2":
+            self.frontend = Wav2Vec2(path)
+            self.frontend.model.requires_grad_(False)
+        self.dim = {"feat": feat_dim, "none": 0}.get(self.kind) or getattr(self.frontend, "dim", 0)
+
+    def forward(self, batch: dict, frames: int) -> torch.Tensor | None:
+        if self.kind == "none":
+            return None
+        if self.kind == "feat":
+            feat = batch.get("speaker_feat")
+            if feat is None:
+                raise ValueError("model.audio=feat needs speaker_feat in the batch (data.audio=feat)")
+            if feat.shape[-1] != self.dim:
+                raise ValueError(f"the shards' audio features have {feat.shape[-1]} dims; model.audio_dim is {self.dim}")
+            return feat.float()
+        audio = batch.get("speaker_audio")
+        if audio is None:
+            raise ValueError(f"model.audio={self.kind} needs speaker_audio in the batch (data.audio=raw)")
+        with torch.no_grad():
+            return self.frontend.batch(audio, frames)
+
+
+class ReactDiff(nn.Module):
+    def __init__(self, shape, audio: str = "feat", audio_dim: int = 80, predict_emotion: bool = False,
+                 sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
+                 velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8)) -> None:
+        super().__init__()
+        self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
+        self.predict_emotion = predict_emotion
+        self.audio = AudioFrontend(audio, audio_dim)
+        self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape), sigma_data)
+        self.density = density or SigmaDensity(sigma_data=sigma_data)
+        self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
+                                     velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data)
+
+    # one owner per submodule, so the state dict names every tensor once
+    @property
+    def unet(self) -> TemporalUNet:
+        return self.denoiser.net
+
+    @property
+    def stats(self) -> FaceStats:
+        """Normalisation mean/std (buffers, saved with the weights) and convention."""
+        return self.priors.stats
+
+    @classmethod
+    def from_config(cls, cfg, stats: FaceStats | None = None) -> "ReactDiff":
+        size = getattr(cfg.size, "value", cfg.size)
+        shape = PRESETS[size]
+        if cfg.dropout:
+            import dataclasses
+
+            shape = dataclasses.replace(shape, dropout=float(cfg.dropout))
+        kind = getattr(cfg.sigma_density, "value", cfg.sigma_density)
+        return cls(shape, audio=cfg.audio, audio_dim=cfg.audio_dim, predict_emotion=cfg.predict_emotion,
+                   sigma_data=cfg.sigma_data, stats=stats,
+                   density=SigmaDensity(kind, cfg.p_mean, cfg.p_std, cfg.sigma_data),
+                   velocity_weight=cfg.velocity_weight, au_weight=cfg.au_weight, lags=tuple(cfg.kinematics_lags))
+
+    def listener_stream(self, batch: dict) -> torch.Tensor:
+        """(B, H+W, dim): the listener's 3DMM (+ emotion when predicted), normalised."""
+        x = batch["listener_fv"]
+        return torch.cat([x, batch["listener_emotion"]], dim=-1) if self.predict_emotion else x
+
+    def condition(self, batch: dict, past_listener: torch.Tensor) -> dict:
+        """The network's conditioning for windows of a batch: speaker streams over [history, window]."""
+        frames = batch["speaker_fv"].shape[1]
+        return {"speaker_fv": batch["speaker_fv"].float(), "audio": self.audio(batch, frames),
+                "past_listener": past_listener.float(), "valid": batch["valid"]}
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
+        return self.denoiser(x, sigma, **cond)
+
+    def training_loss(self, batch: dict, history: int, generator: torch.Generator | None = None) -> dict:
+        stream = self.listener_stream(batch).float()
+        x0, past = stream[:, history:], stream[:, :history]
+        cond = self.condition(batch, past)
+        b = x0.shape[0]
+        sigma = self.density.sample(b, generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, **cond)
+        terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
+        denoise = per_sample.mean()
+        return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.unet.parameters())

@@ -1,0 +1,137 @@
+"""The temporal 1-D U-Net: listener 3DMM window in, denoiser output F out (EDM's raw network).
+
+    in conv -> [ResBlock (+ cross-attn to the speaker context) (+ self-attn at low resolution)] x depth, downsample
+            -> middle (res, self-attn, cross-attn, res)
+            -> mirrored up path with skip connections -> out conv (zero-initialised)
+All residual blocks are modulated by a Fourier embedding of c_noise (adaptive group norm).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .context import ContextEncoder
+from .layers import Attention, Downsample, FourierEmbedding, ResBlock, Upsample, group_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetShape:
+    channels: tuple[int, ...]
+    depths: tuple[int, ...]
+    heads: int
+    context_dim: int
+    context_layers: int
+    self_attention_levels: int  # the lowest N resolutions get self-attention (the middle block always has it)
+    emb_mult: int = 2  # sigma-embedding width = emb_mult x channels[0]
+    dropout: float = 0.0
+
+
+PRESETS = {
+    "tiny": UNetShape((32, 64), (1, 1), heads=2, context_dim=32, context_layers=1, self_attention_levels=1),
+    "small": UNetShape((64, 128, 256), (1, 2, 2), heads=4, context_dim=128, context_layers=1,
+                       self_attention_levels=1),
+    # the paper's size: channels 128/256/512, depths 2/4/4 (~47 M parameters with the context encoder)
+    "paper": UNetShape((128, 256, 512), (2, 4, 4), heads=8, context_dim=256, context_layers=2,
+                       self_attention_levels=0),
+}
+
+
+class Level(nn.Module):
+    """One U-Net block: a residual block, then cross-attention to the context, then optional self-attention."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, shape: UNetShape, self_attention: bool) -> None:
+        super().__init__()
+        self.res = ResBlock(c_in, c_out, emb_dim, shape.dropout)
+        self.cross = Attention(c_out, shape.heads, context_dim=shape.context_dim, dropout=shape.dropout)
+        self.self_attn = Attention(c_out, shape.heads, dropout=shape.dropout) if self_attention else None
+
+    def forward(self, x, emb, times, cache):
+        x = self.res(x, emb)
+        x = self.cross(x, times, cache["kv"][self], cache["mask"])
+        if self.self_attn is not None:
+            x = self.self_attn(x, times)
+        return x
+
+
+class TemporalUNet(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape) -> None:
+        super().__init__()
+        self.shape = shape
+        ch, n_levels = shape.channels, len(shape.channels)
+        emb_dim = shape.emb_mult * ch[0]
+        self.noise_embed = nn.Sequential(FourierEmbedding(ch[0]), nn.Linear(ch[0], emb_dim), nn.SiLU(),
+                                         nn.Linear(emb_dim, emb_dim))
+        self.context = ContextEncoder(fv_dim, audio_dim, in_dim, shape.context_dim, shape.context_layers,
+                                      shape.heads, shape.dropout)
+        self.inp = nn.Conv1d(in_dim, ch[0], 3, padding=1)
+        attn_from = n_levels - shape.self_attention_levels
+        self.down, self.downsample, skips = nn.ModuleList(), nn.ModuleList(), [ch[0]]
+        c = ch[0]
+        for i, (c_out, depth) in enumerate(zip(ch, shape.depths)):
+            blocks = nn.ModuleList()
+            for _ in range(depth):
+                blocks.append(Level(c, c_out, emb_dim, shape, self_attention=i >= attn_from))
+                c = c_out
+                skips.append(c)
+            self.down.append(blocks)
+            self.downsample.append(Downsample(c) if i < n_levels - 1 else nn.Identity())
+            if i < n_levels - 1:
+                skips.append(c)
+        self.mid = Level(c, c, emb_dim, shape, self_attention=True)
+        self.mid_res = ResBlock(c, c, emb_dim, shape.dropout)
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(n_levels)):
+            blocks = nn.ModuleList()
+            for _ in range(shape.depths[i] + 1):
+                blocks.append(Level(c + skips.pop(), ch[i], emb_dim, shape, self_attention=i >= attn_from))
+                c = ch[i]
+            self.up.append(blocks)
+            self.upsample.append(Upsample(c) if i > 0 else nn.Identity())
+        self.out_norm = group_norm(c)
+        self.out = nn.Conv1d(c, out_dim, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @staticmethod
+    def _times(h: torch.Tensor, level: int) -> torch.Tensor:
+        """Frame times (from the window start) of the positions at a level: frames are 2**level apart there."""
+        return torch.arange(h.shape[2], device=h.device, dtype=torch.float32) * 2 ** level
+
+    def prepare(self, speaker_fv: torch.Tensor, audio: torch.Tensor | None, past_listener: torch.Tensor,
+                valid: torch.Tensor) -> dict:
+        """Everything that depends on the conditioning only: context tokens and every cross-attention's keys and
+        values. Samplers compute it once per window instead of once per network evaluation."""
+        history = past_listener.shape[1]
+        tokens, times, mask = self.context(speaker_fv, audio, past_listener, valid, history)
+        kv = {level: level.cross.context_kv(tokens, times) for level in self.modules() if isinstance(level, Level)}
+        return {"kv": kv, "mask": mask}
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cache: dict | None = None, **cond) -> torch.Tensor:
+        """x (B, W, in_dim) scaled noisy window; `cond`: speaker_fv and audio over [history, window] (B, H+W, .),
+        past_listener (B, H, in_dim), valid (B, H+W) -- or their `cache` from prepare(). -> (B, W, out_dim)."""
+        w = x.shape[1]
+        ctx = cache if cache is not None else self.prepare(**cond)
+        emb = self.noise_embed(c_noise)
+        h = self.inp(x.transpose(1, 2))
+        lengths, skips = [w], [h]
+        for i, (blocks, down) in enumerate(zip(self.down, self.downsample)):
+            times = self._times(h, i)
+            for block in blocks:
+                h = block(h, emb, times, ctx)
+                skips.append(h)
+            if not isinstance(down, nn.Identity):
+                h = down(h)
+                lengths.append(h.shape[2])
+                skips.append(h)
+        h = self.mid_res(self.mid(h, emb, self._times(h, len(self.down) - 1), ctx), emb)
+        for j, (blocks, up) in enumerate(zip(self.up, self.upsample)):
+            times = self._times(h, len(self.up) - 1 - j)
+            for block in blocks:
+                h = block(torch.cat([h, skips.pop()], dim=1), emb, times, ctx)
+            if not isinstance(up, nn.Identity):
+                lengths.pop()
+                h = up(h, lengths[-1])
+        return self.out(F.silu(self.out_norm(h))).transpose(1, 2)

@@ -1,0 +1,102 @@
+"""`reactdiff sample`: K reactions per speaker clip of a shard folder, from an export (or a random init)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .. import config
+from ..data.reader import BatchStream
+from ..model.export import build_model, load_export, save_export
+from ..model.priors import FaceStats
+from .online import generate
+from .samplers import network_evaluations
+from .writer import load_manifest, reaction_path, write_manifest, write_reaction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reactdiff sample", description=__doc__)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--export", help="export folder (model.safetensors + config.yaml) written by training")
+    src.add_argument("--random-init", action="store_true", help="untrained weights (smoke tests, benchmarks)")
+    p.add_argument("--config", help="config YAML (default: the export's own config; required with --random-init "
+                                    "unless the defaults suit)")
+    p.add_argument("--shards", required=True, help="shard folder of the clips to react to (e.g. shards/react/test)")
+    p.add_argument("--out", required=True, help="output folder (reactions/*.npy + manifest.json)")
+    p.add_argument("--limit", type=int, help="only the first N speaker role samples")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. sample.steps=10 sample.k=10")
+    return p
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    overrides = [f"data.shards={args.shards}", "data.num_workers=0", *args.overrides]
+    if args.export:
+        model, cfg, meta = load_export(args.export, overrides)
+        if args.config:
+            cfg = config.load(args.config, overrides)
+        weights = meta["weights"]
+    else:
+        cfg = config.load(args.config, overrides)
+        torch.manual_seed(cfg.seed)
+        model, weights = None, "random-init"
+    s, d = cfg.sample, cfg.data
+    stream = BatchStream(d, train=False)
+    if model is None:
+        model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser)).eval()
+        save_export(out / "export", model, cfg, kind="random-init")  # what was sampled from, for the record
+    model = model.to(args.device)
+    config.save(cfg, out / "config.yaml")
+    settings = {"weights": weights, "sampler": s.sampler, "steps": s.steps, "k": s.k, "window": s.window,
+                "overlap": s.overlap, "history": d.history, "seed": s.seed, "frames": d.eval_frames,
+                "normalisation": d.normalisation.value, "outputs": "raw (de-normalised) FaceVerse 3DMM"}
+    entries = {e["row"]: e for e in (load_manifest(out)["entries"] if (out / "manifest.json").is_file() else [])}
+    total = len(stream.dataset.index.keys) and 2 * stream.dataset.index.num_samples
+    total = min(total, args.limit) if args.limit else total
+    bar = tqdm(total=total, desc="sample", unit="clip", disable=args.quiet, dynamic_ncols=True)
+    t0, generated, seen = time.time(), 0, 0
+    for batch in stream:
+        rows = batch["matrix_row"].tolist()
+        keep = [i for i, r in enumerate(rows) if seen + i < total]
+        seen += len(rows)
+        todo = [i for i in keep if not reaction_path(out, rows[i]).is_file()]
+        for i in keep:
+            entries.setdefault(rows[i], {"row": rows[i], "key": batch["key"][i], "role": batch["role"][i]})
+        bar.update(len(keep) - len(todo))
+        for chunk in range(0, len(todo), s.batch_size):
+            idx = todo[chunk:chunk + s.batch_size]
+            sub = {k: (v[idx].to(args.device) if isinstance(v, torch.Tensor) else [v[i] for i in idx])
+                   for k, v in batch.items()}
+            y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap,
+                         sampler=s.sampler, steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
+                         seed=s.seed, frames=d.eval_frames).cpu()
+            face = model.stats.denormalise(y[..., :58]).numpy()
+            for j, i in enumerate(idx):
+                emotion = y[j, :, :, 58:].numpy() if model.predict_emotion else None
+                write_reaction(out, rows[i], face[j], emotion)
+                bar.update(1)
+            generated += len(idx)
+        if seen >= total:
+            break
+    bar.close()
+    write_manifest(out, list(entries.values()), settings, complete=len(entries) >= total)
+    secs = time.time() - t0
+    nfe = network_evaluations(s.sampler, s.steps)
+    print(f"reactdiff sample: {generated} speaker clips x {s.k} reactions generated ({len(entries) - generated} "
+          f"already there) in {secs:.1f} s; {s.sampler} {s.steps} steps ({nfe} network evaluations per window) -> {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (config.ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"reactdiff sample: error: {exc}", file=sys.stderr)
+        return 2
