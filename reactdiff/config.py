@@ -156,16 +156,6 @@ def check(cfg: DictConfig) -> None:
             continue
         if (value <= 0) if key in _POSITIVE else (value < 0):
             raise ConfigError(f"{key}: must be {'> 0' if key in _POSITIVE else '>= 0'}, got {value}")
-    if "model" not in cfg:
-        return
-    kind = cfg.model.audio.partition(":")[0]
-    if kind not in _DATA_AUDIO_FOR_MODEL or (kind == "wav2vec2") != (":" in cfg.model.audio):
-        raise ConfigError(f"model.audio: {cfg.model.audio!r}; expected feat, logmel, wav2vec2:/path or none")
-    need = _DATA_AUDIO_FOR_MODEL[kind]
-    if cfg.data.audio.value != need:
-        raise ConfigError(f"model.audio={cfg.model.audio} needs data.audio={need}, got data.audio={cfg.data.audio.value}")
-    if cfg.model.predict_emotion and not cfg.data.emotion:
-        raise ConfigError("model.predict_emotion=true needs data.emotion=true")
     if cfg.sample.overlap >= cfg.sample.window:
         raise ConfigError(f"sample.overlap ({cfg.sample.overlap}) must be smaller than sample.window ({cfg.sample.window})")
     if cfg.sample.sampler not in ("euler", "heun", "dpmpp_2m", "dpmpp_2m_sde"):
@@ -181,3 +171,15 @@ def to_yaml(cfg: Any) -> str:
 def save(cfg: Any, path: str | Path) -> None:
     """Write the resolved config (atomically) so a run can always be reproduced from its folder."""
     atomic.write_text(path, to_yaml(cfg))
+
+
+def check_model_data(cfg: DictConfig) -> None:
+    """The model's inputs must be what the data section delivers (checked where a model meets data)."""
+    kind = cfg.model.audio.partition(":")[0]
+    if kind not in _DATA_AUDIO_FOR_MODEL or (kind == "wav2vec2") != (":" in cfg.model.audio):
+        raise ConfigError(f"model.audio: {cfg.model.audio!r}; expected feat, logmel, wav2vec2:/path or none")
+    need = _DATA_AUDIO_FOR_MODEL[kind]
+    if cfg.data.audio.value != need:
+        raise ConfigError(f"model.audio={cfg.model.audio} needs data.audio={need}, got data.audio={cfg.data.audio.value}")
+    if cfg.model.predict_emotion and not cfg.data.emotion:
+        raise ConfigError("model.predict_emotion=true needs data.emotion=true")

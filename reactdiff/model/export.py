@@ -22,6 +22,7 @@ _FRONTEND = "audio.frontend."  # frozen third-party weights (wav2vec2): loaded f
 
 
 def build_model(cfg, stats: FaceStats | None = None) -> ReactDiff:
+    config.check_model_data(cfg)
     convention = getattr(cfg.data.normalisation, "value", cfg.data.normalisation)
     stats = stats or FaceStats(torch.zeros(58), torch.ones(58), convention)
     return ReactDiff.from_config(cfg.model, stats)
@@ -49,7 +50,11 @@ def load_export(folder: str | Path, overrides=()) -> tuple[ReactDiff, object, di
     cfg = config.load(folder / CONFIG, overrides)
     model = build_model(cfg)
     state = load_file(str(folder / WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"{folder / WEIGHTS} does not fit model.size={cfg.model.size.value}: "
+                         f"{str(exc).splitlines()[1].strip()}") from None
     missing = [k for k in missing if not k.startswith(_FRONTEND)]
     if missing or unexpected:
         raise ValueError(f"{folder / WEIGHTS} does not fit model.size={cfg.model.size.value}: "

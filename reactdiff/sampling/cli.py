@@ -57,8 +57,8 @@ def run(args) -> int:
                 "overlap": s.overlap, "history": d.history, "seed": s.seed, "frames": d.eval_frames,
                 "normalisation": d.normalisation.value, "outputs": "raw (de-normalised) FaceVerse 3DMM"}
     entries = {e["row"]: e for e in (load_manifest(out)["entries"] if (out / "manifest.json").is_file() else [])}
-    total = len(stream.dataset.index.keys) and 2 * stream.dataset.index.num_samples
-    total = min(total, args.limit) if args.limit else total
+    all_rows = 2 * stream.dataset.index.num_samples  # role samples: both directions of every dyadic clip
+    total = min(all_rows, args.limit) if args.limit else all_rows
     bar = tqdm(total=total, desc="sample", unit="clip", disable=args.quiet, dynamic_ncols=True)
     t0, generated, seen = time.time(), 0, 0
     for batch in stream:
@@ -85,7 +85,7 @@ def run(args) -> int:
         if seen >= total:
             break
     bar.close()
-    write_manifest(out, list(entries.values()), settings, complete=len(entries) >= total)
+    write_manifest(out, list(entries.values()), settings, complete=len(entries) == all_rows)
     secs = time.time() - t0
     nfe = network_evaluations(s.sampler, s.steps)
     print(f"reactdiff sample: {generated} speaker clips x {s.k} reactions generated ({len(entries) - generated} "

@@ -32,7 +32,7 @@ __all__ = [
 
 def get_sigmas_karras(n: int, sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0,
                       device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Karras et al. 2022, Eq. 5: n sigmas interpolated linearly in sigma^(1/rho) from sigma_max to sigma_min, then 0."""
+    """Karras et al. 2022, Eq. 5: n sigmas linear in sigma^(1/rho) from sigma_max down to sigma_min, then 0."""
     if n < 1:
         raise ValueError(f"need at least one step, got n={n}")
     if not 0 < sigma_min <= sigma_max:
@@ -98,7 +98,7 @@ def sample_heun(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
 @torch.no_grad()
 def sample_dpmpp_2m(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
                     callback: Callable | None = None) -> torch.Tensor:
-    """Lu et al. 2022, DPM-Solver++(2M): 2nd-order multistep solver of the data-prediction ODE in lambda = -log sigma."""
+    """Lu et al. 2022, DPM-Solver++(2M): 2nd-order multistep data-prediction ODE solver in lambda = -log sigma."""
     sched = _schedule(sigmas)
     prev_denoised: torch.Tensor | None = None
     prev_h = 0.0

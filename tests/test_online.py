@@ -1,0 +1,123 @@
+"""Online generation of whole clips and the `reactdiff sample` command."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reactdiff import config
+from reactdiff.data.reader import BatchStream
+from reactdiff.model.export import build_model, load_export, save_export
+from reactdiff.model.priors import FaceStats
+from reactdiff.sampling.cli import main as sample_main
+from reactdiff.sampling.online import generate, window_starts
+from reactdiff.sampling.writer import load_manifest, reaction_path
+
+FRAMES = 120  # the tiny fixture's clips
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_shards):
+    cfg = config.load(None, [f"data.shards={tiny_shards}", "data.history=8", "data.num_workers=0",
+                             f"data.eval_frames={FRAMES}", "data.batch_size=4", "model.size=tiny"])
+    stream = BatchStream(cfg.data, train=False)
+    torch.manual_seed(0)
+    model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser)).eval()
+    for p in model.unet.parameters():  # switch on the zero-initialised output layers
+        if p.dim() > 1 and not p.detach().any():
+            torch.nn.init.normal_(p, std=0.05)
+    return cfg, model, next(iter(stream))
+
+
+def run(model, batch, **kw):
+    args = dict(k=3, history=8, window=32, overlap=8, sampler="dpmpp_2m", steps=4, seed=0)
+    args.update(kw)
+    return generate(model, batch, **args)
+
+
+@pytest.mark.parametrize("frames,window,overlap", [(750, 64, 8), (120, 32, 8), (100, 100, 0), (50, 64, 8),
+                                                   (101, 16, 0), (97, 30, 29)])
+def test_windows_cover_the_clip(frames, window, overlap):
+    starts = window_starts(frames, window, overlap)
+    covered = np.zeros(frames, int)
+    for s in starts:
+        covered[s:s + window] += 1
+    assert covered.min() >= 1 and starts[0] == 0 and min(starts[-1] + window, frames) == frames
+    assert all(b - a <= window - overlap for a, b in zip(starts, starts[1:]))
+
+
+def sub(batch, idx):
+    return {k: (v[idx] if isinstance(v, torch.Tensor) else [v[i] for i in idx]) for k, v in batch.items()}
+
+
+def test_a_reaction_does_not_depend_on_its_batch(setup):
+    _, model, batch = setup
+    together = run(model, sub(batch, [0, 1, 2]))
+    assert together.shape == (3, 3, FRAMES, 58) and torch.isfinite(together).all()
+    alone = run(model, sub(batch, [1]))
+    torch.testing.assert_close(alone[0], together[1], rtol=0, atol=1e-5)
+    again = run(model, sub(batch, [0, 1, 2]))
+    assert torch.equal(again, together)
+    assert not torch.allclose(together[0, 0], together[0, 1])  # the K reactions differ
+    assert not torch.allclose(run(model, sub(batch, [1]), seed=1), alone)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m_sde"])
+def test_every_sampler_generates(setup, sampler):
+    _, model, batch = setup
+    out = run(model, sub(batch, [0]), sampler=sampler, steps=3)
+    assert out.shape == (1, 3, FRAMES, 58) and torch.isfinite(out).all()
+
+
+def test_a_window_never_sees_the_future(setup):
+    _, model, batch = setup
+    changed = sub(batch, [0])
+    base = run(model, changed)
+    changed["speaker_fv"] = changed["speaker_fv"].clone()
+    changed["speaker_feat"] = changed["speaker_feat"].clone()
+    changed["speaker_fv"][:, 40:] += 3.0  # after the end of window 1 ([0, 32))
+    changed["speaker_feat"][:, 40:] -= 2.0
+    out = run(model, changed)
+    final_first = 32 - 8  # window 1's frames not cross-faded with window 2
+    torch.testing.assert_close(out[:, :, :final_first], base[:, :, :final_first], rtol=0, atol=0)
+    assert not torch.allclose(out[:, :, 40:], base[:, :, 40:])
+
+
+def test_sample_command_writes_resumes_and_denormalises(tiny_shards, tmp_path):
+    args = ["--random-init", "--shards", str(tiny_shards), "--out", str(tmp_path / "out"), "--quiet",
+            "model.size=tiny", "data.history=8", f"data.eval_frames={FRAMES}", "sample.window=32",
+            "sample.steps=10", "sample.k=2"]
+    assert sample_main(args + ["--limit", "3"]) == 0
+    first = {r: reaction_path(tmp_path / "out", r).stat().st_mtime_ns for r in (0, 6, 1)}
+    assert not load_manifest(tmp_path / "out")["complete"]
+    assert sample_main(args + ["sample.batch_size=3"]) == 0
+    manifest = load_manifest(tmp_path / "out")
+    assert manifest["complete"] and [e["row"] for e in manifest["entries"]] == list(range(12))
+    assert manifest["settings"]["outputs"].startswith("raw")
+    for r, mtime in first.items():
+        assert reaction_path(tmp_path / "out", r).stat().st_mtime_ns == mtime  # kept, not regenerated
+    reactions = np.load(reaction_path(tmp_path / "out", 7))
+    assert reactions.shape == (2, FRAMES, 58) and reactions.dtype == np.float32
+    # an untrained model's output layer is zero, so D(x) = c_skip x: the exact denoiser of N(0, sigma_data^2)
+    # data. Its samples, de-normalised, must be mean_face + 0.5 z std_face
+    mean, std = np.load(tiny_shards / "mean_face.npy"), np.load(tiny_shards / "std_face.npy")
+    z = (np.stack([np.load(reaction_path(tmp_path / "out", r)) for r in range(12)]) - mean) / std
+    assert abs(z.mean()) < 0.05 and 0.45 < z.std() < 0.55, (z.mean(), z.std())
+    # the same reactions from a fresh run with another batch size
+    assert sample_main(args[:4] + [str(tmp_path / "again")] + args[5:] + ["sample.batch_size=1", "--limit", "2"]) == 0
+    assert np.array_equal(np.load(reaction_path(tmp_path / "again", 6)), np.load(reaction_path(tmp_path / "out", 6)))
+
+
+def test_export_round_trip(setup, tmp_path):
+    cfg, model, batch = setup
+    save_export(tmp_path / "exp", model, cfg, kind="test")
+    loaded, cfg2, meta = load_export(tmp_path / "exp")
+    assert meta["weights"] == "test" and meta["parameters"] == model.num_parameters()
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert loaded.stats.convention == "zscore" and torch.equal(loaded.stats.mean, model.stats.mean)
+    torch.testing.assert_close(run(loaded, sub(batch, [0])), run(model, sub(batch, [0])), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_export(tmp_path / "exp", ["model.size=small"])
+    with pytest.raises(FileNotFoundError, match="export folder"):
+        load_export(tmp_path)
