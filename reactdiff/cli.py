@@ -11,10 +11,11 @@ COMMANDS = {
     "inspect": ("reactdiff.data.inspect_cli", "read windows back from shards and print a summary"),
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
-    "bench": (None, "benchmarks: `reactdiff bench loader`"),
+    "bench": (None, "benchmarks: `reactdiff bench loader|model`"),
 }
 BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
+    "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
 }
 
 

@@ -2,6 +2,7 @@
 
     synthetic REACT dataset (real layout) -> WebDataset shards (train/val/test, logmel features)
     -> training windows read back (2 DataLoader workers, exact-resume check) -> eval pass over the test clips
+    -> K reactions per test speaker clip by online generation (a tiny model, random init until training lands)
 
 Re-running reuses what is already there (the dataset if its arguments match, verified shards via --resume).
 """
@@ -13,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import config
 from .data import manifest as mf
 from .data.inspect_cli import describe_index, read_batches
@@ -20,6 +23,8 @@ from .data.layout import pair_list_path, read_pair_list
 from .data.make_shards import make_shards
 from .data.reader import BatchStream
 from .data.synthetic import generate_dataset
+from .sampling.cli import main as sample_main
+from .sampling.writer import load_manifest, reaction_path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,13 +54,13 @@ def _dataset(work: Path, args) -> dict:
     if info.is_file():
         have = json.loads(info.read_text())["args"]
         if all(have.get(k) == v for k, v in wanted.items()):
-            print(f"[demo] 1/4 synthetic REACT dataset: reusing {root}")
+            print(f"[demo] 1/5 synthetic REACT dataset: reusing {root}")
             return {"root": root, "reused": True}
     t0 = time.time()
     summary = generate_dataset(root, seed=0, clips_per_session=2, video="png", workers=args.workers,
                                progress=not args.quiet, force=True, **wanted)
     clips = {s: v["clips"] for s, v in summary["splits"].items()}
-    print(f"[demo] 1/4 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
+    print(f"[demo] 1/5 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
           f"{summary['bytes'] / 1e6:.0f} MB in {time.time() - t0:.1f} s")
     return {"root": root, "reused": False}
 
@@ -69,12 +74,12 @@ def run(args) -> int:
         index = make_shards(ds["root"], split, shards / split, workers=args.workers, samples_per_shard=2,
                             audio_features="logmel", resume=True, progress=not args.quiet)
         run_ = index["run"]
-        print(f"[demo] 2/4 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
+        print(f"[demo] 2/5 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
               + f" (wrote {run_['shards_written']}, kept {run_['shards_kept']})")
     cfg = config.load(args.config, [f"data.shards={shards / 'train'}", *args.overrides])
     config.save(cfg, work / "config.yaml")
     lines, facts = read_batches(cfg.data, args.batches, train=True)
-    print("[demo] 3/4 " + "\n           ".join(lines))
+    print("[demo] 3/5 " + "\n           ".join(lines))
     # exact resume: stop half way, restore the position into a new stream, compare keys
     straight = [b["key"] + [str(s) for s in b["start"].tolist()] for _, b in zip(range(6), BatchStream(cfg.data))]
     first = BatchStream(cfg.data)
@@ -87,11 +92,26 @@ def run(args) -> int:
                                          f"data.eval_frames={min(750, args.frames)}", *args.overrides])
     lines, facts = read_batches(eval_cfg.data, 0, train=False)
     total = mf.load_index(shards / "test")["totals"]["role_samples"]
-    print("[demo] 4/4 " + "\n           ".join(lines))
+    print("[demo] 4/5 " + "\n           ".join(lines))
     ok = head + tail == straight and sorted(facts["rows"]) == list(range(total))
+    ok = _sample(work, shards / "test", args) and ok
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
-          f"({len(facts['rows'])}/{total}); resolved config in {work / 'config.yaml'}")
+          f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")
     return 0 if ok else 1
+
+
+def _sample(work: Path, test_shards: Path, args) -> bool:
+    out = work / "samples"
+    overrides = [f"data.eval_frames={min(750, args.frames)}", *args.overrides]
+    t0 = time.time()
+    code = sample_main(["--random-init", "--shards", str(test_shards), "--out", str(out), "--quiet",
+                        "--config", args.config, *overrides])
+    manifest = load_manifest(out)
+    first = np.load(reaction_path(out, manifest["entries"][0]["row"]))
+    print(f"[demo] 5/5 sampling: {len(manifest['entries'])} speaker clips x {first.shape[0]} reactions of "
+          f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) in {time.time() - t0:.1f} s -> {out}/reactions; "
+          f"random-init weights (training lands next)")
+    return code == 0 and manifest["complete"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ def test_every_command_has_help(command, capsys):
     assert done.value.code == 0 and "usage" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("tool", ["make_shards.py", "make_synthetic_react.py", "bench_loader.py"])
+@pytest.mark.parametrize("tool", ["make_shards.py", "make_synthetic_react.py", "bench_loader.py", "bench_model.py"])
 def test_tools_run_without_install(tool):
     res = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--help"], capture_output=True, text=True,
                          cwd="/", check=False)
@@ -40,10 +40,11 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "resume check: 3 batches + restore + 3 batches == 6 straight: True" in out
     assert "[demo] OK: every test role sample read exactly once (4/4)" in out
+    assert "5/5 sampling: 4 speaker clips x 4 reactions of 160 frames" in out
     assert (tmp_path / "work" / "config.yaml").is_file() and not (tmp_path / "shards" / "val").exists()
     assert cli_main(args) == 0  # a rerun reuses the dataset and the verified shards
     out = capsys.readouterr().out
-    assert "reusing" in out and "(wrote 0, kept 2)" in out
+    assert "reusing" in out and "(wrote 0, kept 2)" in out and "(4 already there)" in out
 
 
 def test_bench_loader_prints_ratios(capsys):
@@ -51,4 +52,11 @@ def test_bench_loader_prints_ratios(capsys):
                      "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "vs raw" in out and out.count("x\n") >= 4 and "the raw loader" in out
-    assert set(BENCHES) == {"loader"}
+    assert set(BENCHES) == {"loader", "model"}
+
+
+def test_bench_model_prints_its_tables(capsys):
+    assert cli_main(["bench", "model", "--sizes", "tiny", "--steps", "2", "--train-batch", "2", "--window", "32",
+                     "--history", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "vs released" in out and "training step" in out and "tiny" in out

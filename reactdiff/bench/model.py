@@ -1,0 +1,116 @@
+"""`reactdiff bench model` (tools/bench_model.py): generation speed of 10 x 750-frame reactions and the training
+step, per model size, against the released ReactDiff schedule measured on the same machine in the same run.
+
+The released code generates one reaction at a time in 16-frame windows (~1,200 network evaluations per
+reaction); ours batches the K reactions of a clip and uses larger windows with one evaluation per step
+(DPM-Solver++(2M)), and computes the speaker context once per window.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from .. import config
+from ..model.export import build_model
+from ..sampling.online import generate, window_starts
+from ..sampling.samplers import network_evaluations
+
+FRAMES, K = 750, 10
+
+
+def fake_clip(frames: int, audio_dim: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    return {"speaker_fv": torch.randn(1, frames, 58, generator=g), "speaker_feat": torch.randn(1, frames, audio_dim,
+            generator=g), "valid": torch.ones(1, frames, dtype=torch.bool), "key": ["bench"], "role": ["a->b"]}
+
+
+def timed(fn, repeats: int = 1) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reactdiff bench model", description=__doc__)
+    p.add_argument("--sizes", default="small,paper", help="model sizes (default small,paper)")
+    p.add_argument("--steps", default="10,25,50", help="sampling steps to time (default 10,25,50)")
+    p.add_argument("--window", type=int, default=64, help="generation window (default 64)")
+    p.add_argument("--history", type=int, default=64, help="context frames (default 64)")
+    p.add_argument("--overlap", type=int, default=8, help="cross-faded frames between windows (default 8)")
+    p.add_argument("--sampler", default="dpmpp_2m")
+    p.add_argument("--train-batch", type=int, default=32, help="windows per training step (default 32)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps_list = [int(s) for s in args.steps.split(",")]
+    print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads, {K} reactions x {FRAMES} frames, "
+          f"window {args.window}, history {args.history}, overlap {args.overlap}, {args.sampler}")
+    gen_rows, train_rows, released = [], [], {}
+    for size in args.sizes.split(","):
+        cfg = config.load(None, [f"model.size={size}", f"data.history={args.history}"])
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        n_params = model.num_parameters()
+        clip = fake_clip(FRAMES, cfg.model.audio_dim)
+        windows = len(window_starts(FRAMES, args.window, args.overlap))
+        for steps in steps_list:
+            secs = timed(lambda: generate(model, clip, k=K, history=args.history, window=args.window,
+                                          overlap=args.overlap, sampler=args.sampler, steps=steps))
+            nfe = network_evaluations(args.sampler, steps) * windows
+            gen_rows.append((size, n_params, steps, nfe, secs))
+        # the released schedule: one reaction at a time, 16-frame windows, 25 steps -> ~1,200 evaluations
+        small_clip = fake_clip(32, cfg.model.audio_dim)
+        cache = model.unet.prepare(speaker_fv=small_clip["speaker_fv"], audio=small_clip["speaker_feat"],
+                                   past_listener=torch.zeros(1, 16, 58), valid=small_clip["valid"])
+        x, sigma = torch.randn(1, 16, 58), torch.ones(1)
+        with torch.inference_mode():
+            nfe_secs = timed(lambda: model.denoise(x, sigma, cache=cache), repeats=10)
+        released[size] = (nfe_secs, math.ceil(FRAMES / 16))  # evaluations per sampling step and reaction
+        # training step: forward + backward + AdamW on a batch of windows
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        b, w, h = args.train_batch, args.window, args.history
+        g = torch.Generator().manual_seed(1)
+        batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
+                 "speaker_feat": torch.randn(b, h + w, cfg.model.audio_dim, generator=g),
+                 "listener_fv": torch.randn(b, h + w, 58, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+
+        def step():
+            loss = model.training_loss(batch, history=h)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        train_rows.append((size, n_params, timed(step, repeats=3)))
+
+    print(f"\ngeneration of {K} reactions x {FRAMES} frames (30 s each)")
+    print(f"{'size':<6} {'params':>11} {'steps':>5} {'evals':>6} {'wall s':>8} {'s/reaction':>10} {'frames/s':>9} "
+          f"{'real-time x':>11} {'vs released':>11}")
+    for size, n, steps, nfe, secs in gen_rows:
+        per_reaction = secs / K
+        nfe_secs, per_step = released[size]
+        rel = nfe_secs * per_step * steps  # the released schedule at the same number of steps
+        print(f"{size:<6} {n:>11,} {steps:>5} {nfe:>6} {secs:>8.1f} {per_reaction:>10.2f} {K * FRAMES / secs:>9.0f} "
+              f"{K * FRAMES / 25 / secs:>11.2f} {rel / per_reaction:>10.1f}x")
+    print("\nreleased ReactDiff schedule on this machine (16-frame windows, one reaction at a time), from a measured "
+          "network evaluation of the same model:")
+    for size, (nfe_secs, per_step) in released.items():
+        print(f"  {size}: {nfe_secs * 1000:.1f} ms per evaluation x {per_step * 25} evaluations = "
+              f"{nfe_secs * per_step * 25:.1f} s per reaction at 25 steps")
+    print(f"\ntraining step (forward + backward + AdamW), batch {args.train_batch} windows of {args.window} frames "
+          f"+ {args.history} context")
+    print(f"{'size':<6} {'params':>11} {'s/step':>8} {'windows/s':>10} {'frames/s':>9}")
+    for size, n, secs in train_rows:
+        print(f"{size:<6} {n:>11,} {secs:>8.3f} {args.train_batch / secs:>10.1f} "
+              f"{args.train_batch * args.window / secs:>9.0f}")
+    return 0
