@@ -93,6 +93,48 @@ class SampleConfig:
     batch_size: int = 4  # speaker clips generated together (x k reactions)
 
 
+class Precision(str, enum.Enum):
+    auto = "auto"  # bf16 on GPUs that support it, else fp16 on GPU; fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class WandbMode(str, enum.Enum):
+    offline = "offline"    # default: logs under the run folder, `wandb sync` later
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """DeepSpeed training: optimiser, schedule, ZeRO, EMA, checkpoints and logging."""
+
+    out: str = "runs"  # the run folder is <out>/<name>
+    steps: int = 10000  # optimiser steps
+    lr: float = 1e-4  # AdamW learning rate (the paper's)
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.95, 0.999])  # AdamW betas
+    eps: float = 1e-6  # AdamW epsilon
+    weight_decay: float = 1e-3  # AdamW weight decay
+    warmup_steps: int = 0  # linear warm-up steps
+    schedule: str = "constant"  # constant | cosine (after warm-up, down to min_lr_ratio x lr)
+    min_lr_ratio: float = 0.1  # cosine floor
+    grad_accum: int = 1  # micro-batches per optimiser step
+    grad_clip: float = 1.0  # global gradient-norm clipping (0: off)
+    zero_stage: int = 0  # DeepSpeed ZeRO stage 0-3
+    precision: Precision = Precision.auto  # compute precision; CPU always runs fp32
+    deepspeed_json: str = ""  # optional DeepSpeed JSON merged over the generated config (expert knobs)
+    ema_max: float = 0.9999  # EMA decay ceiling
+    ema_power: float = 0.6667  # EMA warm-up power: decay = 1 - (1 + step)^-power
+    ema_every: int = 1  # update the EMA every N optimiser steps
+    checkpoint_every: int = 1000  # optimiser steps between checkpoints (0: only at the end and on preemption)
+    keep_checkpoints: int = 2  # complete checkpoints kept (older ones are deleted)
+    log_every: int = 10  # optimiser steps between log lines
+    wandb: WandbMode = WandbMode.offline  # wandb mode
+    wandb_project: str = "reactdiff"  # wandb project
+    resume: bool = True  # continue from the latest complete checkpoint of the run folder
+
+
 @dataclasses.dataclass
 class RunConfig:
     """The whole run. Later sections (train, eval) join as their issues land."""
@@ -102,6 +144,7 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
 class ConfigError(ValueError):
@@ -143,8 +186,10 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
 
 _POSITIVE = ("data.window", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
-             "sample.sigma_min", "sample.sigma_max")
-_NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout")
+             "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
+             "train.log_every", "train.keep_checkpoints")
+_NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "train.warmup_steps",
+                 "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage")
 _DATA_AUDIO_FOR_MODEL = {"feat": "feat", "logmel": "raw", "wav2vec2": "raw", "none": "none"}
 
 
@@ -160,6 +205,14 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"sample.overlap ({cfg.sample.overlap}) must be smaller than sample.window ({cfg.sample.window})")
     if cfg.sample.sampler not in ("euler", "heun", "dpmpp_2m", "dpmpp_2m_sde"):
         raise ConfigError(f"sample.sampler: {cfg.sample.sampler!r}; expected euler, heun, dpmpp_2m or dpmpp_2m_sde")
+    if cfg.train.zero_stage > 3:
+        raise ConfigError(f"train.zero_stage: 0, 1, 2 or 3, got {cfg.train.zero_stage}")
+    if cfg.train.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"train.schedule: {cfg.train.schedule!r}; expected constant or cosine")
+    if len(cfg.train.betas) != 2 or not all(0 <= b < 1 for b in cfg.train.betas):
+        raise ConfigError(f"train.betas: two values in [0, 1), got {list(cfg.train.betas)}")
+    if not 0 <= cfg.train.ema_max < 1:
+        raise ConfigError(f"train.ema_max: in [0, 1), got {cfg.train.ema_max}")
     if any(lag < 1 for lag in cfg.model.kinematics_lags):
         raise ConfigError(f"model.kinematics_lags: every lag must be >= 1, got {list(cfg.model.kinematics_lags)}")
 

@@ -57,7 +57,7 @@ class Denoiser(nn.Module):
 
     def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, **cond):
         """EDM-weighted denoising loss per sample (B,), and the x0 estimate (for the priors)."""
-        x0_hat = self(x0 + noise * sigma.view(-1, *([1] * (x0.ndim - 1))), sigma, **cond)
-        weight = 1 / preconditioning(sigma, self.sigma_data)[1] ** 2
-        per_sample = ((x0_hat - x0) ** 2).flatten(1).mean(1) * weight
+        x0_hat = self(x0 + noise * sigma.view(-1, *([1] * (x0.ndim - 1))).to(x0.dtype), sigma, **cond)
+        weight = 1 / preconditioning(sigma.float(), self.sigma_data)[1] ** 2
+        per_sample = ((x0_hat.float() - x0.float()) ** 2).flatten(1).mean(1) * weight  # fp32 whatever the precision
         return per_sample, x0_hat

@@ -40,7 +40,7 @@ class AudioFrontend(nn.Module):
                 raise ValueError("model.audio=feat needs speaker_feat in the batch (data.audio=feat)")
             if feat.shape[-1] != self.dim:
                 raise ValueError(f"the shards' audio features have {feat.shape[-1]} dims; model.audio_dim is {self.dim}")
-            return feat.float()
+            return feat
         audio = batch.get("speaker_audio")
         if audio is None:
             raise ValueError(f"model.audio={self.kind} needs speaker_audio in the batch (data.audio=raw)")
@@ -85,6 +85,11 @@ class ReactDiff(nn.Module):
                    density=SigmaDensity(kind, cfg.p_mean, cfg.p_std, cfg.sigma_data),
                    velocity_weight=cfg.velocity_weight, au_weight=cfg.au_weight, lags=tuple(cfg.kinematics_lags))
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (fp32 on CPU; bf16/fp16 when DeepSpeed runs the model in half precision)."""
+        return self.unet.inp.weight.dtype
+
     def listener_stream(self, batch: dict) -> torch.Tensor:
         """(B, H+W, dim): the listener's 3DMM (+ emotion when predicted), normalised."""
         x = batch["listener_fv"]
@@ -92,24 +97,27 @@ class ReactDiff(nn.Module):
 
     def condition(self, batch: dict, past_listener: torch.Tensor) -> dict:
         """The network's conditioning for windows of a batch: speaker streams over [history, window]."""
-        frames = batch["speaker_fv"].shape[1]
-        return {"speaker_fv": batch["speaker_fv"].float(), "audio": self.audio(batch, frames),
-                "past_listener": past_listener.float(), "valid": batch["valid"]}
+        frames, dtype = batch["speaker_fv"].shape[1], self.dtype
+        audio = self.audio(batch, frames)
+        return {"speaker_fv": batch["speaker_fv"].to(dtype), "audio": None if audio is None else audio.to(dtype),
+                "past_listener": past_listener.to(dtype), "valid": batch["valid"]}
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         return self.denoiser(x, sigma, **cond)
 
     def training_loss(self, batch: dict, history: int, generator: torch.Generator | None = None) -> dict:
-        stream = self.listener_stream(batch).float()
+        stream = self.listener_stream(batch).to(self.dtype)
         x0, past = stream[:, history:], stream[:, :history]
         cond = self.condition(batch, past)
         b = x0.shape[0]
+        # drawn on the CPU in fp32 from the trainer's generator: the same values on every device and precision
         sigma = self.density.sample(b, generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype)
         per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, **cond)
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
         denoise = per_sample.mean()
         return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.unet.parameters())
+        """U-Net parameters (ZeRO-3 partitions them: ds_numel is the full size)."""
+        return sum(getattr(p, "ds_numel", p.numel()) for p in self.unet.parameters())

@@ -1,0 +1,1 @@
+"""DeepSpeed training: the loop, its DeepSpeed config, EMA, checkpoints, logging and exports."""

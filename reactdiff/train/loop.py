@@ -1,0 +1,181 @@
+"""The training loop (readable in one sitting): shards -> DeepSpeed engine -> EMA -> checkpoints -> export.
+
+    python -m reactdiff.train --config configs/demo.yaml train.steps=100        # one process
+    torchrun --nproc_per_node 2 -m reactdiff.train --config ...                  # or the deepspeed launcher
+Preemption: SIGUSR2 or SIGTERM makes every rank save a checkpoint at the next step boundary (they agree on the
+step through an all-reduce) and exit with EXIT_REQUEUE, which launchers treat as "requeue me".
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import atomic, config, dist
+from ..data.reader import BatchStream
+from ..model.export import build_model, save_export
+from ..model.priors import FaceStats
+from . import checkpoint
+from .ds_config import deepspeed_config, resolve_precision
+from .ema import EMA
+from .metrics import RunLog, count_flops
+
+EXIT_REQUEUE = 75  # EX_TEMPFAIL: preempted, checkpoint saved, run again to continue
+
+
+class TrainStep(nn.Module):
+    """What DeepSpeed wraps: one micro-batch -> loss terms (so ZeRO hooks see every parameter use)."""
+
+    def __init__(self, model: nn.Module, history: int) -> None:
+        super().__init__()
+        self.model, self.history = model, history
+
+    def forward(self, batch: dict, generator: torch.Generator) -> dict:
+        return self.model.training_loss(batch, self.history, generator)
+
+
+def lr_lambda(cfg):
+    t = cfg.train
+
+    def factor(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        if t.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Preemption:
+    """Remembers SIGUSR2/SIGTERM; the loop checks it at step boundaries."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGUSR2, signal.SIGTERM):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+        dist.print0(f"[train] got {signal.Signals(signum).name}: checkpoint at the next step boundary, then exit",
+                    flush=True)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def train(cfg) -> int:
+    import deepspeed
+
+    env = dist.init()
+    device = dist.device()
+    config.check_model_data(cfg)
+    run_dir = Path(cfg.train.out) / cfg.name
+    ckpt_dir = run_dir / "checkpoints"
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(cfg, run_dir / "config.yaml")
+    dist.barrier()
+    t, hist = cfg.train, cfg.data.history
+    stream = BatchStream(cfg.data, env.rank, env.world_size, train=True)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser))
+    precision = resolve_precision(t.precision.value, device.type)
+    ds_cfg = deepspeed_config(cfg, env.world_size, precision)
+    if dist.is_main():
+        atomic.write_json(run_dir / "deepspeed.json", ds_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas), eps=t.eps,
+                                  weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    engine, _, _, scheduler = deepspeed.initialize(model=TrainStep(model, hist), optimizer=optimizer,
+                                                   lr_scheduler=scheduler, config=ds_cfg)
+    ema = EMA(model, max_decay=t.ema_max, power=t.ema_power, keep=dist.is_main(), zero3=t.zero_stage == 3)
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + env.rank)  # sigma and noise draws
+    step, wandb_id = 0, uuid.uuid4().hex[:12]
+    resumed = checkpoint.load(engine, ckpt_dir) if t.resume else None
+    if resumed:
+        client, rank_state, ema_state = resumed
+        step, wandb_id = client["step"], client["wandb_id"]
+        generator.set_state(rank_state["generator"])
+        stream.load_state_dict(rank_state["data"])
+        if ema_state is not None:
+            ema.load_state_dict({k: v for k, v in ema_state.items() if k in ema.shadow})
+        dist.print0(f"[train] resumed {run_dir} at step {step} (epoch {stream.epoch}, batch {stream.batch})")
+    log = RunLog(run_dir, cfg, wandb_id, resumed=bool(resumed))
+    dist.print0(f"[train] {run_dir}: {model.num_parameters():,} parameters, {env.world_size} rank(s) ({env.source}), "
+                f"ZeRO {t.zero_stage}, {precision}, micro-batch {cfg.data.batch_size} x accum {t.grad_accum} "
+                f"x {env.world_size} = {ds_cfg['train_batch_size']} windows/step, {stream.batches_per_epoch} "
+                f"batches/epoch/rank, steps {step} -> {t.steps}")
+    preempt = Preemption()
+    flops = None
+    sums, n_in_window = {}, 0
+    it = iter(stream)
+    exit_code = 0
+
+    def save(at: int) -> None:
+        ema_state = None
+        if dist.is_main():  # EMA parameters + the model's buffers (normalisation stats, Fourier frequencies)
+            ema_state = {**ema.state_dict(), **saved_buffers(model)}
+        checkpoint.save(engine, ckpt_dir, at, {"step": at, "samples": at * ds_cfg["train_batch_size"],
+                                               "wandb_id": wandb_id},
+                        {"generator": generator.get_state(), "data": stream.state_dict()}, ema_state,
+                        keep=t.keep_checkpoints)
+
+    while step < t.steps:
+        for _ in range(t.grad_accum):
+            t0 = time.perf_counter()
+            batch = to_device(next(it), device)
+            log.waited(time.perf_counter() - t0, len(batch["key"]))
+            if flops is None and device.type == "cuda":
+                flops = 3 * count_flops(lambda: model.training_loss(batch, hist, torch.Generator()))
+                flops *= t.grad_accum
+            out = engine(batch, generator)
+            engine.backward(out["loss"])
+            engine.step()
+        step += 1
+        if step % t.ema_every == 0:
+            ema.update(step)
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v.detach().float()
+        n_in_window += 1
+        if step % t.log_every == 0 or step == t.steps:
+            means = {k: dist.all_reduce_mean(v / n_in_window).item() for k, v in sorted(sums.items())}
+            means["lr"] = scheduler.get_last_lr()[0]
+            log.log(step, means, flops, n_in_window)
+            sums, n_in_window = {}, 0
+        stop = dist.all_reduce_max_int(int(preempt.requested))
+        if stop or step == t.steps or (t.checkpoint_every and step % t.checkpoint_every == 0):
+            save(step)
+        if stop:
+            dist.print0(f"[train] preempted: checkpoint at step {step} saved, exiting with {EXIT_REQUEUE}")
+            exit_code = EXIT_REQUEUE
+            break
+    if exit_code == 0 and dist.is_main():
+        export_ema(cfg, model, ema, run_dir / "export")
+        dist.print0(f"[train] done: {step} steps; EMA weights exported to {run_dir / 'export'}")
+    log.finish()
+    dist.barrier()
+    return exit_code
+
+
+def saved_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers a state dict holds (persistent ones), without the frozen audio frontend's."""
+    names = {n for n in model.state_dict(keep_vars=True) if not n.startswith("audio.frontend.")}
+    return {n: b.detach().cpu() for n, b in model.named_buffers() if n in names}
+
+
+def export_ema(cfg, model: nn.Module, ema: EMA, out: Path) -> Path:
+    """A CPU copy of the model holding the EMA weights, written as an inference export."""
+    export_model = build_model(cfg, FaceStats(model.stats.mean.cpu(), model.stats.std.cpu(), model.stats.convention))
+    state = export_model.state_dict()
+    state.update(ema.state_dict())
+    state.update(saved_buffers(model))
+    export_model.load_state_dict(state, strict=True)
+    return save_export(out, export_model, cfg, kind="ema")
