@@ -10,6 +10,7 @@ COMMANDS = {
     "shards": ("reactdiff.data.shards_cli", "pack a REACT split into WebDataset shards + index.json"),
     "inspect": ("reactdiff.data.inspect_cli", "read windows back from shards and print a summary"),
     "train": ("reactdiff.train.cli", "DeepSpeed training (run under torchrun / deepspeed / SLURM for several ranks)"),
+    "export": ("reactdiff.train.export_cli", "write a checkpoint's EMA weights as an inference export"),
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
     "bench": (None, "benchmarks: `reactdiff bench loader|model`"),

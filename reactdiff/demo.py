@@ -2,7 +2,8 @@
 
     synthetic REACT dataset (real layout) -> WebDataset shards (train/val/test, logmel features)
     -> training windows read back (2 DataLoader workers, exact-resume check) -> eval pass over the test clips
-    -> K reactions per test speaker clip by online generation (a tiny model, random init until training lands)
+    -> DeepSpeed training of a tiny model (2 processes over gloo, ZeRO-2, EMA, checkpoints, export)
+    -> K reactions per test speaker clip by online generation from the trained EMA weights
 
 Re-running reuses what is already there (the dataset if its arguments match, verified shards via --resume).
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-size", type=int, default=32, help="synthetic video frame size (default 32)")
     p.add_argument("--workers", type=int, default=2, help="processes for generation and sharding (default 2)")
     p.add_argument("--batches", type=int, default=20, help="training batches to read back (default 20)")
+    p.add_argument("--train-procs", type=int, default=2, help="training processes (default 2, gloo on CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.window=32")
     return p
@@ -54,13 +58,13 @@ def _dataset(work: Path, args) -> dict:
     if info.is_file():
         have = json.loads(info.read_text())["args"]
         if all(have.get(k) == v for k, v in wanted.items()):
-            print(f"[demo] 1/5 synthetic REACT dataset: reusing {root}")
+            print(f"[demo] 1/6 synthetic REACT dataset: reusing {root}")
             return {"root": root, "reused": True}
     t0 = time.time()
     summary = generate_dataset(root, seed=0, clips_per_session=2, video="png", workers=args.workers,
                                progress=not args.quiet, force=True, **wanted)
     clips = {s: v["clips"] for s, v in summary["splits"].items()}
-    print(f"[demo] 1/5 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
+    print(f"[demo] 1/6 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
           f"{summary['bytes'] / 1e6:.0f} MB in {time.time() - t0:.1f} s")
     return {"root": root, "reused": False}
 
@@ -74,12 +78,12 @@ def run(args) -> int:
         index = make_shards(ds["root"], split, shards / split, workers=args.workers, samples_per_shard=2,
                             audio_features="logmel", resume=True, progress=not args.quiet)
         run_ = index["run"]
-        print(f"[demo] 2/5 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
+        print(f"[demo] 2/6 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
               + f" (wrote {run_['shards_written']}, kept {run_['shards_kept']})")
     cfg = config.load(args.config, [f"data.shards={shards / 'train'}", *args.overrides])
     config.save(cfg, work / "config.yaml")
     lines, facts = read_batches(cfg.data, args.batches, train=True)
-    print("[demo] 3/5 " + "\n           ".join(lines))
+    print("[demo] 3/6 " + "\n           ".join(lines))
     # exact resume: stop half way, restore the position into a new stream, compare keys
     straight = [b["key"] + [str(s) for s in b["start"].tolist()] for _, b in zip(range(6), BatchStream(cfg.data))]
     first = BatchStream(cfg.data)
@@ -92,25 +96,48 @@ def run(args) -> int:
                                          f"data.eval_frames={min(750, args.frames)}", *args.overrides])
     lines, facts = read_batches(eval_cfg.data, 0, train=False)
     total = mf.load_index(shards / "test")["totals"]["role_samples"]
-    print("[demo] 4/5 " + "\n           ".join(lines))
+    print("[demo] 4/6 " + "\n           ".join(lines))
     ok = head + tail == straight and sorted(facts["rows"]) == list(range(total))
-    ok = _sample(work, shards / "test", args) and ok
+    export = _train(work, shards / "train", args)
+    ok = export is not None and _sample(work, shards / "test", export, args) and ok
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")
     return 0 if ok else 1
 
 
-def _sample(work: Path, test_shards: Path, args) -> bool:
+def _train(work: Path, train_shards: Path, args) -> Path | None:
+    """Two training processes under torchrun (gloo on CPU); a rerun resumes from the last complete checkpoint."""
+    run_dir = work / "runs" / "demo"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(args.train_procs),
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", "127.0.0.1:0", "-m", "reactdiff.train", "--config", args.config,
+           f"data.shards={train_shards}", f"train.out={work / 'runs'}", "name=demo", *args.overrides]
+    t0 = time.time()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [l for l in res.stdout.splitlines() if l.startswith(("step ", "[train]"))]
+    if res.returncode != 0:
+        print("[demo] 5/6 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
+        return None
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    print(f"[demo] 5/6 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
+          f"loss {rows[0]['loss']:.3f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.3f} (step {rows[-1]['step']}); "
+          f"{run_dir}/loss.png, EMA export {run_dir / 'export'}")
+    for line in lines[-2:]:
+        print(f"           {line}")
+    return run_dir / "export"
+
+
+def _sample(work: Path, test_shards: Path, export: Path, args) -> bool:
     out = work / "samples"
     overrides = [f"data.eval_frames={min(750, args.frames)}", *args.overrides]
     t0 = time.time()
-    code = sample_main(["--random-init", "--shards", str(test_shards), "--out", str(out), "--quiet",
-                        "--config", args.config, *overrides])
+    code = sample_main(["--export", str(export), "--shards", str(test_shards), "--out", str(out), "--quiet", "--overwrite",
+                        *overrides])
     manifest = load_manifest(out)
     first = np.load(reaction_path(out, manifest["entries"][0]["row"]))
-    print(f"[demo] 5/5 sampling: {len(manifest['entries'])} speaker clips x {first.shape[0]} reactions of "
+    print(f"[demo] 6/6 sampling: {len(manifest['entries'])} speaker clips x {first.shape[0]} reactions of "
           f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) in {time.time() - t0:.1f} s -> {out}/reactions; "
-          f"random-init weights (training lands next)")
+          f"trained EMA weights")
     return code == 0 and manifest["complete"]
 
 

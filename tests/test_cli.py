@@ -35,12 +35,14 @@ def test_unknown_command_is_an_error(capsys):
 
 def test_demo_end_to_end(tmp_path, capsys):
     args = ["demo", "--work", str(tmp_path / "work"), "--shards", str(tmp_path / "shards"), "--sessions", "2,0,1",
-            "--frames", "160", "--video-size", "16", "--batches", "4", "--quiet", "data.window=32", "data.history=16"]
+            "--frames", "160", "--video-size", "16", "--batches", "4", "--quiet", "data.window=32", "data.history=16",
+            "train.steps=6", "train.checkpoint_every=3", "train.log_every=2", "train.warmup_steps=2"]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "resume check: 3 batches + restore + 3 batches == 6 straight: True" in out
     assert "[demo] OK: every test role sample read exactly once (4/4)" in out
-    assert "5/5 sampling: 4 speaker clips x 4 reactions of 160 frames" in out
+    assert "5/6 training: 2 processes, 6 steps" in out
+    assert "6/6 sampling: 4 speaker clips x 4 reactions of 160 frames" in out and "trained EMA weights" in out
     assert (tmp_path / "work" / "config.yaml").is_file() and not (tmp_path / "shards" / "val").exists()
     assert cli_main(args) == 0  # a rerun reuses the dataset and the verified shards
     out = capsys.readouterr().out

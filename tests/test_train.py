@@ -111,6 +111,22 @@ def test_export_holds_ema_weights_and_samples(runs, tiny_shards, tmp_path):
                         "--quiet", "--limit", "2", "data.eval_frames=120", "sample.k=2", "sample.steps=2"]) == 0
 
 
+def test_export_command_from_any_checkpoint(runs, tmp_path):
+    from reactdiff.cli import main as cli_main
+    from reactdiff.model.export import load_export
+
+    assert cli_main(["export", "--run", str(runs[3]), "--step", "4", "--out", str(tmp_path / "e4")]) == 0
+    model4, _, meta = load_export(tmp_path / "e4")
+    assert meta["weights"] == "ema@step00000004"
+    final, _, _ = load_export(runs[3] / "export")
+    assert not torch.equal(model4.state_dict()["denoiser.net.inp.weight"], final.state_dict()["denoiser.net.inp.weight"])
+    assert cli_main(["export", "--run", str(runs[3]), "--out", str(tmp_path / "e8")]) == 0
+    last, _, _ = load_export(tmp_path / "e8")
+    for k, v in final.state_dict().items():  # the latest checkpoint's EMA == what training exported at the end
+        assert torch.equal(v, last.state_dict()[k]), k
+    assert cli_main(["export", "--run", str(runs[3]), "--step", "5"]) == 2
+
+
 @pytest.mark.parametrize("stage", [2, 3])
 def test_zero_to_fp32_converts_our_checkpoints(runs, stage, tmp_path):
     from reactdiff.model.export import build_model

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (reactions/*.npy + manifest.json)")
     p.add_argument("--limit", type=int, help="only the first N speaker role samples")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--overwrite", action="store_true", help="replace reactions made with other settings in --out")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. sample.steps=10 sample.k=10")
     return p
@@ -41,7 +43,7 @@ def run(args) -> int:
         model, cfg, meta = load_export(args.export, overrides)
         if args.config:
             cfg = config.load(args.config, overrides)
-        weights = meta["weights"]
+        weights = f"{meta['weights']} sha256:{meta['sha256'][:16]}"
     else:
         cfg = config.load(args.config, overrides)
         torch.manual_seed(cfg.seed)
@@ -56,7 +58,17 @@ def run(args) -> int:
     settings = {"weights": weights, "sampler": s.sampler, "steps": s.steps, "k": s.k, "window": s.window,
                 "overlap": s.overlap, "history": d.history, "seed": s.seed, "frames": d.eval_frames,
                 "normalisation": d.normalisation.value, "outputs": "raw (de-normalised) FaceVerse 3DMM"}
-    entries = {e["row"]: e for e in (load_manifest(out)["entries"] if (out / "manifest.json").is_file() else [])}
+    entries = {}
+    if (out / "manifest.json").is_file():
+        old = load_manifest(out)
+        diff = {k: (old["settings"].get(k), v) for k, v in settings.items() if old["settings"].get(k) != v}
+        if diff and not args.overwrite:
+            details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"{out} holds reactions made with other settings ({details}); use another --out "
+                             f"or --overwrite")
+        entries = {} if diff else {e["row"]: e for e in old["entries"]}
+        if diff:
+            shutil.rmtree(out / "reactions", ignore_errors=True)
     all_rows = 2 * stream.dataset.index.num_samples  # role samples: both directions of every dyadic clip
     total = min(all_rows, args.limit) if args.limit else all_rows
     bar = tqdm(total=total, desc="sample", unit="clip", disable=args.quiet, dynamic_ncols=True)
