@@ -13,10 +13,11 @@ COMMANDS = {
     "export": ("reactdiff.train.export_cli", "write a checkpoint's EMA weights as an inference export"),
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
-    "bench": (None, "benchmarks: `reactdiff bench loader|model`"),
+    "bench": (None, "benchmarks: `reactdiff bench loader|model|train`"),
 }
 BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
+    "train": ("reactdiff.bench.train", "end-to-end training throughput per size and process count, vs the released step"),
     "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
 }
 

@@ -19,7 +19,8 @@ def test_every_command_has_help(command, capsys):
     assert done.value.code == 0 and "usage" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("tool", ["make_shards.py", "make_synthetic_react.py", "bench_loader.py", "bench_model.py"])
+@pytest.mark.parametrize("tool", ["make_shards.py", "make_synthetic_react.py", "bench_loader.py", "bench_model.py",
+                                  "bench_train.py"])
 def test_tools_run_without_install(tool):
     res = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--help"], capture_output=True, text=True,
                          cwd="/", check=False)
@@ -54,7 +55,14 @@ def test_bench_loader_prints_ratios(capsys):
                      "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "vs raw" in out and out.count("x\n") >= 4 and "the raw loader" in out
-    assert set(BENCHES) == {"loader", "model"}
+    assert set(BENCHES) == {"loader", "model", "train"}
+
+
+def test_bench_train_prints_its_table(capsys):
+    assert cli_main(["bench", "train", "--sizes", "tiny", "--procs", "1", "--steps", "2", "--batch", "4",
+                     "--sessions", "2", "--skip-paper"]) == 0
+    out = capsys.readouterr().out
+    assert "end-to-end training throughput" in out and "vs 1 proc" in out
 
 
 def test_bench_model_prints_its_tables(capsys):

@@ -22,7 +22,7 @@ def base_args(shards: Path, out: Path, name: str, *extra: str) -> list[str]:
     return ["--config", str(REPO / "configs/demo.yaml"), f"data.shards={shards}", f"train.out={out}", f"name={name}",
             "data.window=16", "data.history=8", "data.batch_size=4", "data.windows_per_clip=2", "data.num_workers=0",
             "model.size=tiny", f"train.steps={STEPS}", "train.log_every=1", "train.checkpoint_every=4",
-            "train.lr=3e-3", "train.wandb=offline", *extra]
+            "train.lr=3e-3", "train.warmup_steps=0", "train.schedule=constant", "train.wandb=offline", *extra]
 
 
 def launch(args: list[str], nproc: int, env_extra: dict | None = None, wait: bool = True):
