@@ -12,6 +12,7 @@ COMMANDS = {
     "train": ("reactdiff.train.cli", "DeepSpeed training (run under torchrun / deepspeed / SLURM for several ranks)"),
     "export": ("reactdiff.train.export_cli", "write a checkpoint's EMA weights as an inference export"),
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
+    "evaluate": ("reactdiff.eval.evaluate", "REACT metrics of generated reactions -> metrics.json + report.md"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
     "bench": (None, "benchmarks: `reactdiff bench loader|model|train`"),
 }

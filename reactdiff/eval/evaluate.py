@@ -1,0 +1,109 @@
+"""`reactdiff evaluate`: generated reactions + ground truth from the shards -> metrics.json and report.md.
+
+Baselines scored on the same ground truth make numbers readable: `mime` (the listener copies the speaker) and
+`random` (K true listener reactions of other, randomly chosen clips).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic
+from ..sampling.writer import load_manifest, reaction_path
+from .ground_truth import GroundTruth, load_ground_truth
+from .metrics import compute_all
+
+METRICS = ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn")
+
+
+def load_reactions(samples: Path, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, K, T, 58) and, when the model predicts it, (N, K, T, 25), in neighbour-matrix row order."""
+    manifest = load_manifest(samples)
+    have = {e["row"] for e in manifest["entries"] if reaction_path(samples, e["row"]).is_file()}
+    missing = sorted(set(range(rows)) - have)
+    if missing:
+        raise ValueError(f"{samples} lacks reactions for {len(missing)} of {rows} rows (e.g. {missing[:8]}); "
+                         f"finish sampling first (rerun `reactdiff sample` with the same --out)")
+    face = np.stack([np.load(reaction_path(samples, r)) for r in range(rows)])
+    emotion = None
+    if all(reaction_path(samples, r, emotion=True).is_file() for r in range(rows)):
+        emotion = np.stack([np.load(reaction_path(samples, r, emotion=True)) for r in range(rows)])
+    return face, emotion
+
+
+def baselines(gt: GroundTruth, k: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = gt.rows
+    others = np.stack([rng.choice(np.delete(np.arange(n), i), size=k, replace=k > n - 1) for i in range(n)])
+    return {"mime": np.repeat(gt.speaker_fv[:, None], k, axis=1), "random": gt.listener_fv[others]}
+
+
+def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: str = "react2024",
+             reference_quirks: bool = False, with_baselines: bool = True, device: str | None = None) -> dict:
+    t0 = time.time()
+    settings = load_manifest(samples)["settings"]
+    gt = load_ground_truth(shards, frames=settings["frames"])
+    face, emotion = load_reactions(samples, gt.rows)
+    kw = dict(convention=convention, reference_quirks=reference_quirks, device=device)
+    results = {"model": compute_all(face, gt.listener_fv, gt.speaker_fv, gt.neighbours, kind="3dmm", **kw)}
+    if emotion is not None:
+        results["model (emotion)"] = compute_all(emotion, gt.listener_emotion, gt.speaker_emotion, gt.neighbours,
+                                                 kind="emotion", **kw)
+    if with_baselines:
+        for name, pred in baselines(gt, face.shape[1]).items():
+            results[f"baseline: {name}"] = compute_all(pred, gt.listener_fv, gt.speaker_fv, gt.neighbours,
+                                                       kind="3dmm", **kw)
+    report = {"samples": str(samples), "shards": str(shards), "sampling": settings, "rows": gt.rows,
+              "k": int(face.shape[1]), "frames": int(face.shape[2]), "convention": convention,
+              "reference_quirks": reference_quirks, "results": results, "seconds": round(time.time() - t0, 2)}
+    if out is not None:
+        atomic.write_json(out / "metrics.json", report)
+        atomic.write_text(out / "report.md", markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# REACT metrics", "",
+             f"{report['rows']} speaker clips x {report['k']} reactions x {report['frames']} frames; convention "
+             f"`{report['convention']}` (FRCorr/FRDist {'summed' if report['convention'] == 'react2024' else 'averaged'}"
+             f" over the K samples); FRSyn over {'the first sample only (reference quirk)' if report['reference_quirks'] else 'all K samples'}.",
+             f"Samples: `{report['samples']}` ({report['sampling'].get('weights')}, {report['sampling'].get('sampler')} "
+             f"{report['sampling'].get('steps')} steps). Ground truth: `{report['shards']}`.", "",
+             "| | " + " | ".join(METRICS) + " |", "| --- | " + " | ".join("---:" for _ in METRICS) + " |"]
+    for name, res in report["results"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{res[m]:.4f}" for m in METRICS) + " |")
+    lines += ["", "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
+              "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker)."]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reactdiff evaluate", description=__doc__)
+    p.add_argument("--samples", required=True, help="output folder of `reactdiff sample`")
+    p.add_argument("--shards", required=True, help="the shard folder the reactions were generated for")
+    p.add_argument("--out", help="where metrics.json and report.md go (default: --samples)")
+    p.add_argument("--convention", default="react2024", choices=("react2024", "reactface"),
+                   help="FRCorr/FRDist summed (react2024) or averaged (reactface) over the K samples")
+    p.add_argument("--reference-quirks", action="store_true",
+                   help="score FRSyn on the first sample only, as the reference code does")
+    p.add_argument("--no-baselines", action="store_true", help="skip the mime and random baselines")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    samples = Path(args.samples)
+    try:
+        report = evaluate(samples, Path(args.shards), Path(args.out) if args.out else samples, args.convention,
+                          args.reference_quirks, not args.no_baselines, args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"reactdiff evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(report))
+    print(f"reactdiff evaluate: {report['seconds']:.1f} s -> {Path(args.out or samples) / 'metrics.json'}")
+    return 0
