@@ -121,3 +121,19 @@ def test_export_round_trip(setup, tmp_path):
         load_export(tmp_path / "exp", ["model.size=small"])
     with pytest.raises(FileNotFoundError, match="export folder"):
         load_export(tmp_path)
+
+
+def test_fan_out_tasks_together_equal_one_run(tiny_shards, tmp_path):
+    common = ["--random-init", "--shards", str(tiny_shards), "--quiet", "model.size=tiny", "data.history=8",
+              f"data.eval_frames={FRAMES}", "sample.window=32", "sample.steps=2", "sample.k=2"]
+    assert sample_main(common + ["--out", str(tmp_path / "one")]) == 0
+    for rank in (2, 0):  # task 1 of 3 not run yet: the merged manifest is incomplete
+        assert sample_main(common + ["--out", str(tmp_path / "fan"), "--rank", str(rank), "--world-size", "3"]) == 0
+    partial = load_manifest(tmp_path / "fan")
+    assert not partial["complete"] and len(partial["entries"]) == 8
+    assert sample_main(common + ["--out", str(tmp_path / "fan"), "--rank", "1", "--world-size", "3"]) == 0
+    merged = load_manifest(tmp_path / "fan")
+    assert merged["complete"] and [e["row"] for e in merged["entries"]] == list(range(12))
+    for r in range(12):
+        assert np.array_equal(np.load(reaction_path(tmp_path / "fan", r)), np.load(reaction_path(tmp_path / "one", r)))
+    assert sample_main(common + ["--out", str(tmp_path / "x"), "--rank", "3"]) == 2

@@ -11,12 +11,13 @@ import torch
 from tqdm import tqdm
 
 from .. import config
+from ..data.partition import slot_bounds
 from ..data.reader import BatchStream
 from ..model.export import build_model, load_export, save_export
 from ..model.priors import FaceStats
 from .online import generate
 from .samplers import network_evaluations
-from .writer import load_manifest, reaction_path, write_manifest, write_reaction
+from .writer import load_manifest, part_name, reaction_path, write_manifest, write_reaction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", required=True, help="shard folder of the clips to react to (e.g. shards/react/test)")
     p.add_argument("--out", required=True, help="output folder (reactions/*.npy + manifest.json)")
     p.add_argument("--limit", type=int, help="only the first N speaker role samples")
+    p.add_argument("--rank", type=int, default=0, help="this task's part of a fan-out (contiguous rows)")
+    p.add_argument("--world-size", type=int, default=1, help="tasks in the fan-out")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--overwrite", action="store_true", help="replace reactions made with other settings in --out")
     p.add_argument("--quiet", action="store_true")
@@ -49,28 +52,34 @@ def run(args) -> int:
         torch.manual_seed(cfg.seed)
         model, weights = None, "random-init"
     s, d = cfg.sample, cfg.data
-    stream = BatchStream(d, train=False)
+    if not 0 <= args.rank < args.world_size:
+        raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
+    stream = BatchStream(d, rank=args.rank, world_size=args.world_size, train=False)
     if model is None:
         model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser)).eval()
         save_export(out / "export", model, cfg, kind="random-init")  # what was sampled from, for the record
     model = model.to(args.device)
     config.save(cfg, out / "config.yaml")
-    settings = {"weights": weights, "sampler": s.sampler, "steps": s.steps, "k": s.k, "window": s.window,
+    all_rows = 2 * stream.dataset.index.num_samples  # role samples: both directions of every dyadic clip
+    settings = {"rows": all_rows, "weights": weights, "sampler": s.sampler, "steps": s.steps, "k": s.k,
+                "window": s.window,
                 "overlap": s.overlap, "history": d.history, "seed": s.seed, "frames": d.eval_frames,
                 "normalisation": d.normalisation.value, "outputs": "raw (de-normalised) FaceVerse 3DMM"}
     entries = {}
-    if (out / "manifest.json").is_file():
+    part = part_name(args.rank, args.world_size) if args.world_size > 1 else None
+    if (out / "manifest.json").is_file() or list(out.glob("manifests/part-*.json")):
         old = load_manifest(out)
         diff = {k: (old["settings"].get(k), v) for k, v in settings.items() if old["settings"].get(k) != v}
         if diff and not args.overwrite:
             details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"{out} holds reactions made with other settings ({details}); use another --out "
                              f"or --overwrite")
-        entries = {} if diff else {e["row"]: e for e in old["entries"]}
+        entries = {} if diff or part else {e["row"]: e for e in old["entries"]}
         if diff:
             shutil.rmtree(out / "reactions", ignore_errors=True)
-    all_rows = 2 * stream.dataset.index.num_samples  # role samples: both directions of every dyadic clip
-    total = min(all_rows, args.limit) if args.limit else all_rows
+    lo, hi = slot_bounds(stream.dataset.index.num_samples, args.world_size, args.rank, equal=False)
+    mine = 2 * (hi - lo)  # this task's rows
+    total = min(mine, args.limit) if args.limit else mine
     bar = tqdm(total=total, desc="sample", unit="clip", disable=args.quiet, dynamic_ncols=True)
     t0, generated, seen = time.time(), 0, 0
     for batch in stream:
@@ -97,7 +106,8 @@ def run(args) -> int:
         if seen >= total:
             break
     bar.close()
-    write_manifest(out, list(entries.values()), settings, complete=len(entries) == all_rows)
+    write_manifest(out, list(entries.values()), settings, complete=len(entries) == (mine if part else all_rows),
+                   part=part)
     secs = time.time() - t0
     nfe = network_evaluations(s.sampler, s.steps)
     print(f"reactdiff sample: {generated} speaker clips x {s.k} reactions generated ({len(entries) - generated} "

@@ -54,17 +54,27 @@ def lr_lambda(cfg):
 
 
 class Preemption:
-    """Remembers SIGUSR2/SIGTERM; the loop checks it at step boundaries."""
+    """Remembers SIGUSR2/SIGTERM; the loop checks it at step boundaries. Handlers installed before ours (submitit's,
+    which requeues the job) are called after the checkpoint is saved, so a requeued job always finds it."""
 
     def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGUSR2, signal.SIGTERM):
+        self.requested, self.received = False, []
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR2, signal.SIGTERM)}
+        for sig in self.previous:
             signal.signal(sig, self._handler)
 
     def _handler(self, signum, frame) -> None:
         self.requested = True
+        self.received.append(signum)
         dist.print0(f"[train] got {signal.Signals(signum).name}: checkpoint at the next step boundary, then exit",
                     flush=True)
+
+    def hand_over(self) -> None:
+        """After the save: let the launcher's own handlers act (e.g. submitit: checkpoint() + requeue)."""
+        for signum in dict.fromkeys(self.received):
+            previous = self.previous.get(signum)
+            if callable(previous):
+                previous(signum, None)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -156,6 +166,7 @@ def train(cfg) -> int:
         if stop:
             dist.print0(f"[train] preempted: checkpoint at step {step} saved, exiting with {EXIT_REQUEUE}")
             exit_code = EXIT_REQUEUE
+            preempt.hand_over()
             break
     if exit_code == 0 and dist.is_main():
         export_ema(cfg, model, ema, run_dir / "export")

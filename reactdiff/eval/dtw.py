@@ -1,0 +1,137 @@
+"""Batched dynamic time warping in torch: many pairs at once, one tensor op per anti-diagonal.
+
+Definition (tslearn.metrics.dtw, no global constraint): with the squared Euclidean frame cost
+c(i, j) = ||x_i - y_j||^2 and the accumulated cost
+
+    R(i, j) = c(i, j) + min(R(i-1, j), R(i, j-1), R(i-1, j-1)),   R(-1, -1) = 0, R(-1, j) = R(i, -1) = inf,
+
+DTW(x, y) = sqrt(R(T1-1, T2-1)): the square root of the smallest summed *squared* cost over warping paths (not the
+sum of Euclidean distances). tslearn casts its inputs to float64; so do we.
+
+Layout: the pairs of a chunk are the innermost (contiguous) dimension of the cost tensor, (T1, T2, B), so that
+anti-diagonal d, the cells (i, d - i), is a strided view of contiguous B-vectors: every step of the recursion is a
+few elementwise ops on an (n_d, B) slab, and cells of one diagonal depend only on the two previous diagonals.
+The cost matrices come from a matrix product (|x|^2 + |y|^2 - 2 x.y, inputs centred on the mean of y first, which
+keeps the cancellation error small), computed in row blocks that are transposed into the pair-innermost layout while
+they are still in cache. Entries below the product's rounding level (32 eps x the pair's largest squared norms)
+are set to 0, so identical frames cost exactly 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_ROW_BLOCK = 32  # cost-matrix rows computed (and transposed) per matrix product
+_TOL = 32 * torch.finfo(torch.float64).eps  # per pair, costs below _TOL*(max|x|^2 + max|y|^2) are rounding noise
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pairs_per_chunk(t1: int, t2: int, d: int, device: torch.device, memory_budget: int | None = None) -> int:
+    """How many pairs fit the memory budget (default: 512 MiB on CPU, a quarter of free GPU memory up to 8 GiB)."""
+    if memory_budget is None:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            memory_budget = min(free // 4, 8 << 30)
+        else:
+            memory_budget = 512 << 20
+    per_pair = 8 * (t1 * t2 + min(_ROW_BLOCK, t1) * t2 * 2 + 3 * (t1 + t2) * (d + 2) + 4 * t1)
+    return max(1, int(memory_budget // per_pair))
+
+
+def _as_tensor(a) -> torch.Tensor:
+    return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
+
+
+def squared_cost(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T1, D), (B, T2, D) float64 -> squared frame distances in the (T1, T2, B) layout (contiguous)."""
+    b, t1, _ = x.shape
+    t2 = y.shape[1]
+    off = y.mean(dim=1, keepdim=True)
+    x, y = x - off, y - off
+    xn, yn = (x * x).sum(-1), (y * y).sum(-1)  # (B, T1), (B, T2)
+    ones_x, ones_y = x.new_ones(b, t1, 1), y.new_ones(b, t2, 1)
+    xa = torch.cat([x, ones_x, xn[..., None]], dim=-1)  # x.(-2y) + 1*|y|^2 + |x|^2*1
+    ya = torch.cat([-2 * y, yn[..., None], ones_y], dim=-1).transpose(1, 2)
+    noise = ((xn.amax(1) + yn.amax(1)) * _TOL)[:, None, None]  # also clamps the negative rounding results
+    if out is None:
+        out = x.new_empty(t1, t2, b)
+    for i in range(0, t1, _ROW_BLOCK):
+        j = min(i + _ROW_BLOCK, t1)
+        g = torch.bmm(xa[:, i:j], ya)  # (B, rows, T2)
+        g.masked_fill_(g <= noise, 0.0)
+        out[i:j].copy_(g.permute(1, 2, 0))  # transposed while the block is in cache
+    return out
+
+
+def accumulated_cost(cost: torch.Tensor) -> torch.Tensor:
+    """R(T1-1, T2-1) for every pair of a (T1, T2, B) cost tensor, by anti-diagonals: (B,) tensor."""
+    t1, t2, b = cost.shape
+    if not cost.is_contiguous():
+        cost = cost.contiguous()
+    inf = float("inf")
+    # prev1[i + 1] = R on diagonal d-1 at row i, prev2 the same for d-2; index 0 is an inf guard (row -1)
+    prev1 = cost.new_full((t1 + 1, b), inf)
+    prev2 = cost.new_full((t1 + 1, b), inf)
+    best = cost.new_empty(t1, b)
+    prev1[1] = cost[0, 0]
+    for d in range(1, t1 + t2 - 1):
+        i0, i1 = max(0, d - t2 + 1), min(d, t1 - 1)
+        n = i1 - i0 + 1
+        c = cost.as_strided((n, b), ((t2 - 1) * b, 1), cost.storage_offset() + (i0 * (t2 - 1) + d) * b)
+        m = best[:n]
+        torch.minimum(prev1[i0:i1 + 1], prev1[i0 + 1:i1 + 2], out=m)  # (i-1, j) and (i, j-1)
+        torch.minimum(m, prev2[i0:i1 + 1], out=m)  # (i-1, j-1)
+        torch.add(m, c, out=prev2[i0 + 1:i1 + 2])  # prev2 becomes diagonal d
+        if i0 > 0:
+            prev2[i0] = inf  # row i0-1 is off diagonal d: guard it (older values linger further below, never read)
+        prev1, prev2 = prev2, prev1
+    return prev1[t1].clone()
+
+
+def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = None,
+                memory_budget: int | None = None) -> torch.Tensor:
+    """DTW(a[ia[p]], b[ib[p]]) for every p, as tslearn.metrics.dtw defines it, in float64.
+
+    a (Na, T1, D), b (Nb, T2, D); ia, ib (P,) integer indices. Pairs are processed in chunks of at most
+    `max_pairs_per_chunk` (default: what `memory_budget` bytes hold). Returns a (P,) float64 tensor on the CPU.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    a, b = _as_tensor(a), _as_tensor(b)  # kept where and as they are; chunks go to `device` as float64
+    if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"dtw: expected (N, T, D) sequences with the same D; got {tuple(a.shape)} and {tuple(b.shape)}")
+    ia = _as_tensor(ia).to(dtype=torch.long, device=a.device).reshape(-1)
+    ib = _as_tensor(ib).to(dtype=torch.long, device=b.device).reshape(-1)
+    if ia.shape != ib.shape:
+        raise ValueError(f"dtw: ia and ib must have the same length; got {ia.numel()} and {ib.numel()}")
+    t1, t2, d = a.shape[1], b.shape[1], a.shape[2]
+    if t1 == 0 or t2 == 0:
+        raise ValueError("dtw: sequences must have at least one frame")
+    chunk = max_pairs_per_chunk or pairs_per_chunk(t1, t2, d, device, memory_budget)
+    out = torch.empty(ia.numel(), dtype=torch.float64)
+    buf = None
+    with torch.no_grad():
+        for s in range(0, ia.numel(), chunk):
+            e = min(s + chunk, ia.numel())
+            if buf is None or buf.shape[2] != e - s:
+                buf = torch.empty(t1, t2, e - s, dtype=torch.float64, device=device)
+            x = a[ia[s:e]].to(device=device, dtype=torch.float64)
+            y = b[ib[s:e]].to(device=device, dtype=torch.float64)
+            cost = squared_cost(x, y, out=buf)
+            out[s:e] = accumulated_cost(cost).sqrt().cpu()
+    return out
+
+
+def dtw_pairs(x, y, **kw) -> torch.Tensor:
+    """DTW of pairs: x (P, T1, D) with y (P, T2, D) -> (P,); or one pair x (T1, D), y (T2, D) -> 0-d tensor."""
+    x, y = _as_tensor(x), _as_tensor(y)
+    single = x.ndim == 2
+    if single:
+        x, y = x[None], y[None]
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"dtw: x and y must hold the same number of pairs; got {x.shape[0]} and {y.shape[0]}")
+    idx = torch.arange(x.shape[0])
+    r = dtw_indexed(x, y, idx, idx, **kw)
+    return r[0] if single else r
