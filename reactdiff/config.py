@@ -147,6 +147,28 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
+@dataclasses.dataclass
+class ClusterConfig:
+    """A cluster profile for launch/slurm.py (configs/cluster/*.yaml)."""
+
+    executor: str = "slurm"  # slurm | local (submitit's local executor: no SLURM needed)
+    partition: str = ""  # SLURM partition ("" = the cluster's default)
+    account: str = ""  # --account
+    qos: str = ""  # --qos
+    constraint: str = ""  # --constraint (e.g. a GPU type)
+    time_min: int = 60  # time limit per job (minutes)
+    mem_gb: int = 0  # memory per node (0 = the partition's default)
+    cpus_per_task: int = 2  # CPUs per task (data-loader workers + the main process)
+    nodes: int = 1  # training nodes
+    tasks_per_node: int = 1  # training processes per node (= GPUs per node on GPU clusters)
+    gpus_per_node: int = 0  # GPUs per node (0 = CPU only)
+    signal_delay_s: int = 120  # USR2 this long before the time limit: save, requeue, resume
+    max_num_timeout: int = 3  # how often a job may requeue itself after hitting the time limit
+    eval_tasks: int = 0  # eval array size (0 = one task per shard)
+    eval_parallelism: int = 64  # eval array tasks running at once
+    setup: list[str] = dataclasses.field(default_factory=list)  # shell lines run before each job (module load ...)
+
+
 class ConfigError(ValueError):
     """A config that does not match the schema; the message names the key and where it came from."""
 
@@ -179,7 +201,10 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise _explain(exc, str(path or "config")) from None
-    check(cfg)
+    if schema is RunConfig:
+        check(cfg)
+    elif schema is ClusterConfig and cfg.executor not in ("slurm", "local"):
+        raise ConfigError(f"{path}: executor: {cfg.executor!r}; expected slurm or local")
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

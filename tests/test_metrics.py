@@ -206,7 +206,7 @@ def test_frsyn_shifted_copies_and_reference_quirk():
     pred_t = torch.from_numpy(pred)
     assert metrics.fr_syn(pred_t, torch.from_numpy(spk), device="cpu") == pytest.approx(np.mean([5, 12, 30]))
     assert metrics.fr_syn(pred_t, torch.from_numpy(spk), reference_quirks=True, device="cpu") == 5.0
-    gt = rng.standard_normal((n, t, d * 0 + 58))
+    gt = rng.standard_normal((n, t, 58))
     full = np.zeros((n, k, t, 58))
     full[..., :d] = pred
     spk58 = np.zeros((n, t, 58))
@@ -280,6 +280,40 @@ def test_frrea_needs_an_extractor_or_weights(tmp_path):
             fid.inception_extractor(tmp_path / fid.FID_WEIGHTS_NAME)
 
 
+def test_inception_extractor_loads_the_local_file(tmp_path, monkeypatch):
+    """A stand-in pytorch_fid.inception: the weights must come from the given file, never from the URL."""
+    import sys
+    import types
+
+    def no_download(*a, **k):
+        raise AssertionError("tried to download")
+
+    class FakeInception(torch.nn.Module):
+        BLOCK_INDEX_BY_DIM = {2048: 3}
+
+        def __init__(self, blocks):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 4)
+            self.lin.load_state_dict(fake.load_state_dict_from_url("https://example/weights.pth"))
+
+        def forward(self, x):
+            return [self.lin(x.mean((2, 3)))[..., None, None]]
+
+    fake = types.SimpleNamespace(load_state_dict_from_url=no_download, InceptionV3=FakeInception)
+    package = types.ModuleType("pytorch_fid")
+    package.inception = fake
+    monkeypatch.setitem(sys.modules, "pytorch_fid", package)
+    monkeypatch.setitem(sys.modules, "pytorch_fid.inception", fake)
+    weights = tmp_path / fid.FID_WEIGHTS_NAME
+    state = torch.nn.Linear(3, 4).state_dict()
+    torch.save(state, weights)
+    ext = fid.inception_extractor(weights)
+    x = torch.rand(5, 3, 6, 6)
+    expected = torch.nn.functional.linear(x.mean((2, 3)), state["weight"], state["bias"])
+    torch.testing.assert_close(fid.extract_features(x, ext), expected.double().numpy())
+    assert fake.load_state_dict_from_url is no_download  # restored
+
+
 # ---------------------------------------------------------------- validation
 
 @pytest.mark.parametrize("change,match", [
@@ -307,3 +341,12 @@ def test_validation_kind_and_convention():
     with pytest.raises(ValueError, match=r"pred \(N, K, T, 25\)"):
         metrics.compute_all(*args, kind="emotion", device="cpu")
     assert math.isnan(metrics.fr_div(torch.zeros(2, 1, 5, 3), "cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_matches_cpu():
+    pred, gt, spk, nb = make_inputs(n=3, k=3, m=4, t=120, seed=10)
+    on_cpu = metrics.compute_all(pred, gt, spk, nb, device="cpu")
+    on_gpu = metrics.compute_all(pred, gt, spk, nb, device="cuda")
+    for name in ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn"):
+        assert on_gpu[name] == pytest.approx(on_cpu[name], rel=1e-9), name

@@ -45,24 +45,36 @@ def _as_tensor(a) -> torch.Tensor:
     return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
 
 
-def squared_cost(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, T1, D), (B, T2, D) float64 -> squared frame distances in the (T1, T2, B) layout (contiguous)."""
+def squared_cost(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None, *, device=None,
+                 pairs_per_block: int | None = None) -> torch.Tensor:
+    """(B, T1, D), (B, T2, D) -> squared frame distances, float64, in the (T1, T2, B) layout (contiguous).
+
+    Works through `pairs_per_block` pairs at a time (default 16 on CPU, where small temporaries stay in the heap and
+    in cache, all of them on GPU) and _ROW_BLOCK rows of the cost matrix per matrix product.
+    """
     b, t1, _ = x.shape
     t2 = y.shape[1]
-    off = y.mean(dim=1, keepdim=True)
-    x, y = x - off, y - off
-    xn, yn = (x * x).sum(-1), (y * y).sum(-1)  # (B, T1), (B, T2)
-    ones_x, ones_y = x.new_ones(b, t1, 1), y.new_ones(b, t2, 1)
-    xa = torch.cat([x, ones_x, xn[..., None]], dim=-1)  # x.(-2y) + 1*|y|^2 + |x|^2*1
-    ya = torch.cat([-2 * y, yn[..., None], ones_y], dim=-1).transpose(1, 2)
-    noise = ((xn.amax(1) + yn.amax(1)) * _TOL)[:, None, None]  # also clamps the negative rounding results
+    device = out.device if out is not None else (torch.device(device) if device is not None else x.device)
     if out is None:
-        out = x.new_empty(t1, t2, b)
-    for i in range(0, t1, _ROW_BLOCK):
-        j = min(i + _ROW_BLOCK, t1)
-        g = torch.bmm(xa[:, i:j], ya)  # (B, rows, T2)
-        g.masked_fill_(g <= noise, 0.0)
-        out[i:j].copy_(g.permute(1, 2, 0))  # transposed while the block is in cache
+        out = torch.empty(t1, t2, b, dtype=torch.float64, device=device)
+    sub = pairs_per_block or (b if device.type == "cuda" else 16)
+    rows = min(_ROW_BLOCK, t1)
+    block = torch.empty(min(sub, b), rows, t2, dtype=torch.float64, device=device)
+    for s in range(0, b, sub):
+        e = min(s + sub, b)
+        xs = x[s:e].to(device=device, dtype=torch.float64)
+        ys = y[s:e].to(device=device, dtype=torch.float64)
+        off = ys.mean(dim=1, keepdim=True)
+        xs, ys = xs - off, ys - off
+        xn, yn = (xs * xs).sum(-1), (ys * ys).sum(-1)  # (P, T1), (P, T2)
+        xa = torch.cat([xs, torch.ones_like(xn)[..., None], xn[..., None]], dim=-1)  # x.(-2y) + |y|^2 + |x|^2
+        ya = torch.cat([-2 * ys, yn[..., None], torch.ones_like(yn)[..., None]], dim=-1).transpose(1, 2)
+        noise = ((xn.amax(1) + yn.amax(1)) * _TOL)[:, None, None]  # also clamps negative rounding results
+        for i in range(0, t1, rows):
+            j = min(i + rows, t1)
+            g = torch.bmm(xa[:, i:j], ya, out=block[:e - s, :j - i])  # (P, rows, T2)
+            g.masked_fill_(g <= noise, 0.0)
+            out[i:j, :, s:e].copy_(g.permute(1, 2, 0))  # transposed while the block is in cache
     return out
 
 
@@ -101,7 +113,8 @@ def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = 
     device = torch.device(device) if device is not None else default_device()
     a, b = _as_tensor(a), _as_tensor(b)  # kept where and as they are; chunks go to `device` as float64
     if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != b.shape[-1]:
-        raise ValueError(f"dtw: expected (N, T, D) sequences with the same D; got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"dtw: expected (N, T, D) sequences with the same D; got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
     ia = _as_tensor(ia).to(dtype=torch.long, device=a.device).reshape(-1)
     ib = _as_tensor(ib).to(dtype=torch.long, device=b.device).reshape(-1)
     if ia.shape != ib.shape:
@@ -109,17 +122,20 @@ def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = 
     t1, t2, d = a.shape[1], b.shape[1], a.shape[2]
     if t1 == 0 or t2 == 0:
         raise ValueError("dtw: sequences must have at least one frame")
-    chunk = max_pairs_per_chunk or pairs_per_chunk(t1, t2, d, device, memory_budget)
-    out = torch.empty(ia.numel(), dtype=torch.float64)
-    buf = None
+    for arr, name in ((a, "a"), (b, "b")):
+        if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+            raise ValueError(f"dtw: {name} contains NaN/inf values (variable-length sequences are not supported)")
+    if max_pairs_per_chunk is not None and max_pairs_per_chunk < 1:
+        raise ValueError(f"dtw: max_pairs_per_chunk must be >= 1; got {max_pairs_per_chunk}")
+    p = ia.numel()
+    chunk = min(max(p, 1), max_pairs_per_chunk or pairs_per_chunk(t1, t2, d, device, memory_budget))
+    out = torch.empty(p, dtype=torch.float64)
+    storage = torch.empty(t1 * t2 * chunk, dtype=torch.float64, device=device)  # one workspace for all chunks
     with torch.no_grad():
-        for s in range(0, ia.numel(), chunk):
-            e = min(s + chunk, ia.numel())
-            if buf is None or buf.shape[2] != e - s:
-                buf = torch.empty(t1, t2, e - s, dtype=torch.float64, device=device)
-            x = a[ia[s:e]].to(device=device, dtype=torch.float64)
-            y = b[ib[s:e]].to(device=device, dtype=torch.float64)
-            cost = squared_cost(x, y, out=buf)
+        for s in range(0, p, chunk):
+            e = min(s + chunk, p)
+            buf = storage[:t1 * t2 * (e - s)].view(t1, t2, e - s)
+            cost = squared_cost(a[ia[s:e]], b[ib[s:e]], out=buf)  # gathered as stored, float64 block by block
             out[s:e] = accumulated_cost(cost).sqrt().cpu()
     return out
 

@@ -130,6 +130,8 @@ def inception_extractor(weights: str | Path, device=None) -> Extractor:
     def local_weights(*args, **kwargs):
         return torch.load(path, map_location="cpu", weights_only=True)
 
+    if not hasattr(pf_inception, "load_state_dict_from_url"):
+        raise ImportError("this pytorch-fid version loads its weights differently; pass your own extractor")
     with _patched(pf_inception, "load_state_dict_from_url", local_weights):
         model = pf_inception.InceptionV3([pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
     device = torch.device(device) if device is not None else torch.device("cpu")

@@ -119,25 +119,26 @@ def ccc(x, y, eps: float = CCC_EPS) -> torch.Tensor:
 
 
 def fr_corr(pred, gt_listener, neighbours, *, convention: str = "react2024", device=None) -> float:
+    pred = _tensor(pred, "pred")
     n, k, t, d = pred.shape
     scale, device = _k_scale(convention, k), device or default_device()
     nb = torch.as_tensor(neighbours).bool()
     gt = _f64(_tensor(gt_listener, "gt_listener"), device)
     gm = gt.mean(1, keepdim=True)
     gc, gv = gt - gm, gt.var(1, unbiased=False)
-    per_clip = torch.empty(n, dtype=torch.float64)
+    per_clip = torch.empty(n, dtype=torch.float64, device=device)
     for c in range(n):
         js = torch.nonzero(nb[c]).flatten().to(device)
         x = _f64(pred[c], device)  # (K, T, D)
         xm = x.mean(1, keepdim=True)
         cov = torch.einsum("ktd,jtd->kjd", x - xm, gc[js]) / t  # (K, J, D)
         den = x.var(1, unbiased=False)[:, None] + gv[js][None] + (xm - gm[js].transpose(0, 1)) ** 2 + CCC_EPS
-        per_clip[c] = (2 * cov / den).mean(-1).amax(1).sum().cpu()
+        per_clip[c] = (2 * cov / den).mean(-1).amax(1).sum()  # best appropriate reaction per sample
     return float(per_clip.mean()) * scale
 
 
 def pair_index(neighbours, k: int):
-    """(ia, ib, group): sample index c*K + i, gt column j, for every appropriate (c, j) and sample i."""
+    """(ia, ib): sample index c*K + i and gt column j of every DTW/CCC pair, ordered (c, j, i), i fastest."""
     nb = torch.as_tensor(neighbours).bool()
     rows, cols = torch.nonzero(nb, as_tuple=True)
     ia = (rows[:, None] * k + torch.arange(k)[None]).flatten()
@@ -147,9 +148,12 @@ def pair_index(neighbours, k: int):
 
 def fr_dist(pred, gt_listener, neighbours, *, kind: str = "3dmm", convention: str = "react2024", device=None,
             max_pairs_per_chunk: int | None = None, memory_budget: int | None = None) -> float:
+    pred = _tensor(pred, "pred")
     n, k, t, d = pred.shape
     scale = _k_scale(convention, k)
-    a, b = _tensor(pred, "pred").reshape(n * k, t, d), _tensor(gt_listener, "gt_listener")
+    if kind not in DIMS or (kind == "emotion" and d != DIMS["emotion"]):
+        raise ValueError(f"fr_dist: kind must be '3dmm' or 'emotion' (25 dims); got {kind!r} with {d} dims")
+    a, b = pred.reshape(n * k, t, d), _tensor(gt_listener, "gt_listener")
     ia, ib = pair_index(neighbours, k)
     kw = dict(device=device, max_pairs_per_chunk=max_pairs_per_chunk, memory_budget=memory_budget)
     if kind == "emotion":  # one DTW batch: the three slices zero-padded to 15 dims (padding adds no cost)
@@ -174,6 +178,7 @@ def _pair_sq_sum(x: torch.Tensor) -> torch.Tensor:
 
 
 def fr_div(pred, device=None) -> float:
+    pred = _tensor(pred, "pred")
     n, k, t, d = pred.shape
     if k < 2:
         return math.nan
@@ -185,6 +190,7 @@ def fr_div(pred, device=None) -> float:
 
 
 def fr_dvs(pred, device=None) -> float:
+    pred = _tensor(pred, "pred")
     n, k, t, d = pred.shape
     if n < 2:
         return math.nan
@@ -202,6 +208,7 @@ def fr_dvs(pred, device=None) -> float:
 
 
 def fr_var(pred, device=None) -> float:
+    pred = _tensor(pred, "pred")
     n, k, t, d = pred.shape
     device, total = device or default_device(), 0.0
     for sl in _chunks(n, k * t * d * 8 * 2):
@@ -215,6 +222,7 @@ def tlcc_offsets(pred, speaker, *, max_lag: int = MAX_LAG, device=None) -> torch
     Lag L pairs pred[t + L] with speaker[t] over the overlapping frames (the REACT code's `shift`). Sums over each
     overlap come from prefix sums, cross sums from one FFT cross-correlation per sequence. (N, K) float64, CPU.
     """
+    pred, speaker = _tensor(pred, "pred"), _tensor(speaker, "speaker")
     n, k, t, d = pred.shape
     device = device or default_device()
     lags = torch.arange(-max_lag, max_lag + 1, device=device)
@@ -250,6 +258,7 @@ def tlcc_offsets(pred, speaker, *, max_lag: int = MAX_LAG, device=None) -> torch
 
 
 def fr_syn(pred, gt_speaker, *, max_lag: int = MAX_LAG, reference_quirks: bool = False, device=None) -> float:
+    pred = _tensor(pred, "pred")
     offsets = tlcc_offsets(pred[:, :1] if reference_quirks else pred, gt_speaker, max_lag=max_lag, device=device)
     return float(offsets.mean())
 

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Submit training or evaluation to SLURM with submitit (or run the same code with submitit's local executor).
+
+    python launch/slurm.py train --cluster configs/cluster/local.yaml --config configs/demo.yaml train.steps=200
+    python launch/slurm.py eval  --cluster configs/cluster/local.yaml --export runs/demo/export \\
+        --shards shards/demo/test --out runs/demo/eval sample.k=10
+    ... --dry-run        print the jobs, resources and resolved config; submit nothing
+train: nodes x tasks_per_node processes (one per GPU), a Checkpointable job that saves and requeues itself on
+preemption or before the time limit. eval: an array of tasks over the test rows (each writes its reactions
+atomically; rows already there are skipped, tasks with nothing left are not submitted), then one aggregation job
+(afterok) that merges them in neighbour-matrix order and writes metrics.json and report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from reactdiff import config  # noqa: E402
+
+
+def executor(cluster, folder: Path, name: str, nodes: int, tasks_per_node: int, gpus: int):
+    import submitit
+
+    kind = None if cluster.executor == "slurm" else cluster.executor
+    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=kind, slurm_max_num_timeout=cluster.max_num_timeout)
+    params = {"name": name, "nodes": nodes, "tasks_per_node": tasks_per_node, "cpus_per_task": cluster.cpus_per_task,
+              "timeout_min": cluster.time_min}
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if cluster.mem_gb:
+        params["mem_gb"] = cluster.mem_gb
+    slurm = {"slurm_partition": cluster.partition, "slurm_account": cluster.account, "slurm_qos": cluster.qos,
+             "slurm_constraint": cluster.constraint}
+    params.update({k: v for k, v in slurm.items() if v})
+    params["slurm_signal_delay_s"] = cluster.signal_delay_s
+    if cluster.setup:
+        params["slurm_setup"] = list(cluster.setup)
+    ex.update_parameters(**params)
+    return ex, params
+
+
+def submit_train(args, cluster) -> list:
+    from reactdiff.cluster.jobs import TrainJob
+
+    cfg = config.load(args.config, args.overrides)
+    # jobs may start in another folder: pin every path the run writes or reads
+    cfg = config.load(args.config, [*args.overrides, f"train.out={Path(cfg.train.out).resolve()}",
+                                    f"data.shards={Path(cfg.data.shards).resolve()}"])
+    config.check_model_data(cfg)
+    run_dir = Path(cfg.train.out).resolve() / cfg.name
+    nodes, tpn = args.nodes or cluster.nodes, args.tasks_per_node or cluster.tasks_per_node
+    ex, params = executor(cluster, run_dir / "submitit", f"train-{cfg.name}", nodes, tpn, cluster.gpus_per_node)
+    print(f"[launch] train {cfg.name}: {nodes} node(s) x {tpn} task(s) = {nodes * tpn} ranks on "
+          f"{cluster.executor}; {params}")
+    if args.dry_run:
+        print(config.to_yaml(cfg))
+        return []
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(cfg, run_dir / "launch_config.yaml")
+    job = ex.submit(TrainJob(str(run_dir / "launch_config.yaml")))
+    print(f"[launch] submitted job {job.job_id}; logs in {run_dir / 'submitit' / job.job_id}")
+    return [job]
+
+
+def missing_tasks(out: Path, samples: int, tasks: int) -> list[int]:
+    """Tasks with at least one row whose reactions are not written yet."""
+    from reactdiff.data.partition import slot_bounds
+    from reactdiff.sampling.writer import reaction_path
+
+    todo = []
+    for rank in range(tasks):
+        lo, hi = slot_bounds(samples, tasks, rank, equal=False)
+        rows = [r for s in range(lo, hi) for r in (s, samples + s)]  # both directions of dyadic sample s
+        if any(not reaction_path(out, r).is_file() for r in rows):
+            todo.append(rank)
+    return todo
+
+
+def submit_eval(args, cluster) -> list:
+    from reactdiff.cluster.jobs import aggregate, eval_task
+    from reactdiff.data.shard_index import ShardIndex
+
+    index = ShardIndex.open(args.shards)
+    tasks = args.tasks or cluster.eval_tasks or len(index.files)
+    out = Path(args.out).resolve()
+    spec = {"export": str(Path(args.export).resolve()), "shards": str(Path(args.shards).resolve()), "out": str(out),
+            "overrides": args.overrides, "convention": args.convention}
+    todo = missing_tasks(out, index.num_samples, tasks)
+    ex, params = executor(cluster, out / "submitit", "eval", 1, 1, min(1, cluster.gpus_per_node))
+    ex.update_parameters(slurm_array_parallelism=cluster.eval_parallelism)
+    print(f"[launch] eval: {index.num_samples} dyadic clips ({2 * index.num_samples} speaker rows) in {tasks} tasks, "
+          f"{len(todo)} still to run {todo if len(todo) < 20 else ''}; then 1 aggregation job; {params}")
+    if args.dry_run:
+        return []
+    jobs = ex.map_array(eval_task, [spec] * len(todo), todo, [tasks] * len(todo)) if todo else []
+    agg_ex, _ = executor(cluster, out / "submitit", "eval-aggregate", 1, 1, 0)
+    if jobs and cluster.executor == "slurm":
+        agg_ex.update_parameters(slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in jobs)})
+    elif jobs:  # the local executor has no dependencies: wait here
+        for job in jobs:
+            job.result()
+    agg = agg_ex.submit(aggregate, spec)
+    print(f"[launch] submitted {len(jobs)} eval task(s) {[j.job_id for j in jobs]} and aggregation {agg.job_id}")
+    return jobs + [agg]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="launch/slurm.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    for name in ("train", "eval"):
+        s = sub.add_parser(name)
+        s.add_argument("--cluster", required=True, help="cluster profile (configs/cluster/*.yaml)")
+        s.add_argument("--dry-run", action="store_true", help="print jobs, resources and config; submit nothing")
+        s.add_argument("--wait", action="store_true", help="wait for the jobs and print their results")
+        s.add_argument("overrides", nargs="*", help="config overrides (key=value)")
+    train = sub.choices["train"]
+    train.add_argument("--config", help="run config (configs/*.yaml)")
+    train.add_argument("--nodes", type=int, help="override the profile's nodes")
+    train.add_argument("--tasks-per-node", type=int, help="override the profile's tasks per node")
+    ev = sub.choices["eval"]
+    ev.add_argument("--export", required=True, help="export folder (model.safetensors + config.yaml)")
+    ev.add_argument("--shards", required=True, help="test shards")
+    ev.add_argument("--out", required=True, help="results folder (reactions/, metrics.json, report.md)")
+    ev.add_argument("--tasks", type=int, help="array size (default: the profile's eval_tasks, else one per shard)")
+    ev.add_argument("--convention", default="react2024", choices=("react2024", "reactface"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cluster = config.load(args.cluster, schema=config.ClusterConfig)
+        jobs = submit_train(args, cluster) if args.what == "train" else submit_eval(args, cluster)
+    except (config.ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"launch/slurm.py: error: {exc}", file=sys.stderr)
+        return 2
+    if args.wait:
+        for job in jobs:
+            print(f"[launch] job {job.job_id}: {job.results()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

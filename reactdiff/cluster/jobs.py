@@ -1,0 +1,69 @@
+"""The callables submitit runs on the nodes.
+
+TrainJob is Checkpointable: on SLURM's USR2 (time limit or preemption) the trainer saves at the next step boundary
+and then hands the signal to submitit, which calls checkpoint() and requeues the same job; the requeued job
+resumes from that checkpoint. Eval tasks are independent (rows already written are skipped), so a rerun only
+redoes what is missing; aggregation refuses to score an incomplete set.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import submitit
+
+
+def _launcher_env() -> dict:
+    """Expose submitit's view of the job (SLURM or local executor) as torchrun-style variables for reactdiff.dist."""
+    env = submitit.JobEnvironment()
+    port = 20000 + zlib.crc32(str(env.job_id).encode()) % 20000
+    return {"RANK": str(env.global_rank), "WORLD_SIZE": str(env.num_tasks), "LOCAL_RANK": str(env.local_rank),
+            "LOCAL_WORLD_SIZE": str(env.num_tasks // max(1, env.num_nodes)),
+            # a profile's setup lines may export MASTER_ADDR (e.g. simulated nodes whose names do not resolve)
+            "MASTER_ADDR": os.environ.get("MASTER_ADDR") or (env.hostnames[0] if env.num_nodes > 1 else "127.0.0.1"),
+            "MASTER_PORT": str(port)}
+
+
+class TrainJob(submitit.helpers.Checkpointable):
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+
+    def __call__(self) -> dict:
+        from .. import config, dist
+        from ..train.loop import train
+
+        os.environ.update(_launcher_env())
+        cfg = config.load(self.config_path)
+        code = train(cfg)
+        result = {"rank": dist.rank(), "world_size": dist.world_size(), "exit": code,
+                  "run": str(Path(cfg.train.out) / cfg.name)}
+        dist.shutdown()
+        return result
+
+    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        # the trainer has saved already (it hands the signal over only after the checkpoint is complete)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.config_path))
+
+
+def eval_task(spec: dict, rank: int, world_size: int) -> dict:
+    """Generate the reactions of task `rank` of `world_size` (contiguous rows); rows already there are skipped."""
+    from ..sampling.cli import main as sample_main
+
+    args = ["--export", spec["export"], "--shards", spec["shards"], "--out", spec["out"], "--quiet",
+            "--rank", str(rank), "--world-size", str(world_size), *spec.get("overrides", [])]
+    code = sample_main(args)
+    if code != 0:
+        raise RuntimeError(f"eval task {rank}/{world_size}: `reactdiff sample {' '.join(args)}` exited with {code} "
+                           f"(its error is above in this task's log)")
+    return {"rank": rank, "world_size": world_size}
+
+
+def aggregate(spec: dict) -> dict:
+    """Merge every task's reactions in neighbour-matrix order and score them -> metrics.json + report.md."""
+    from ..eval.evaluate import evaluate
+
+    out = Path(spec["out"])
+    report = evaluate(out, Path(spec["shards"]), out, spec.get("convention", "react2024"),
+                      spec.get("reference_quirks", False), spec.get("baselines", True))
+    return {"metrics": report["results"]["model"], "out": str(out / "metrics.json")}
