@@ -98,7 +98,9 @@ def submit_eval(args, cluster) -> list:
     jobs = ex.map_array(eval_task, [spec] * len(todo), todo, [tasks] * len(todo)) if todo else []
     agg_ex, _ = executor(cluster, out / "submitit", "eval-aggregate", 1, 1, 0)
     if jobs and cluster.executor == "slurm":
-        agg_ex.update_parameters(slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in jobs)})
+        # a failed task makes the dependency impossible: SLURM then cancels the aggregation instead of keeping it
+        agg_ex.update_parameters(slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in jobs),
+                                                              "kill-on-invalid-dep": "yes"})
     elif jobs:  # the local executor has no dependencies: wait here
         for job in jobs:
             job.result()
@@ -130,8 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options and key=value overrides may come in any order."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    bad = [a for a in extra if a.startswith("-") or "=" not in a]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         cluster = config.load(args.cluster, schema=config.ClusterConfig)
         jobs = submit_train(args, cluster) if args.what == "train" else submit_eval(args, cluster)

@@ -4,6 +4,7 @@
     -> training windows read back (2 DataLoader workers, exact-resume check) -> eval pass over the test clips
     -> DeepSpeed training of a tiny model (2 processes over gloo, ZeRO-2, EMA, checkpoints, export)
     -> K reactions per test speaker clip by online generation from the trained EMA weights
+    -> REACT metrics against the ground truth (and the mime / random baselines): metrics.json + report.md
 
 Re-running reuses what is already there (the dataset if its arguments match, verified shards via --resume).
 """
@@ -26,6 +27,7 @@ from .data.layout import pair_list_path, read_pair_list
 from .data.make_shards import make_shards
 from .data.reader import BatchStream
 from .data.synthetic import generate_dataset
+from .eval.evaluate import evaluate
 from .sampling.cli import main as sample_main
 from .sampling.writer import load_manifest, reaction_path
 
@@ -58,13 +60,13 @@ def _dataset(work: Path, args) -> dict:
     if info.is_file():
         have = json.loads(info.read_text())["args"]
         if all(have.get(k) == v for k, v in wanted.items()):
-            print(f"[demo] 1/6 synthetic REACT dataset: reusing {root}")
+            print(f"[demo] 1/7 synthetic REACT dataset: reusing {root}")
             return {"root": root, "reused": True}
     t0 = time.time()
     summary = generate_dataset(root, seed=0, clips_per_session=2, video="png", workers=args.workers,
                                progress=not args.quiet, force=True, **wanted)
     clips = {s: v["clips"] for s, v in summary["splits"].items()}
-    print(f"[demo] 1/6 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
+    print(f"[demo] 1/7 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
           f"{summary['bytes'] / 1e6:.0f} MB in {time.time() - t0:.1f} s")
     return {"root": root, "reused": False}
 
@@ -78,12 +80,12 @@ def run(args) -> int:
         index = make_shards(ds["root"], split, shards / split, workers=args.workers, samples_per_shard=2,
                             audio_features="logmel", resume=True, progress=not args.quiet)
         run_ = index["run"]
-        print(f"[demo] 2/6 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
+        print(f"[demo] 2/7 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
               + f" (wrote {run_['shards_written']}, kept {run_['shards_kept']})")
     cfg = config.load(args.config, [f"data.shards={shards / 'train'}", *args.overrides])
     config.save(cfg, work / "config.yaml")
     lines, facts = read_batches(cfg.data, args.batches, train=True)
-    print("[demo] 3/6 " + "\n           ".join(lines))
+    print("[demo] 3/7 " + "\n           ".join(lines))
     # exact resume: stop half way, restore the position into a new stream, compare keys
     straight = [b["key"] + [str(s) for s in b["start"].tolist()] for _, b in zip(range(6), BatchStream(cfg.data))]
     first = BatchStream(cfg.data)
@@ -96,10 +98,16 @@ def run(args) -> int:
                                          f"data.eval_frames={min(750, args.frames)}", *args.overrides])
     lines, facts = read_batches(eval_cfg.data, 0, train=False)
     total = mf.load_index(shards / "test")["totals"]["role_samples"]
-    print("[demo] 4/6 " + "\n           ".join(lines))
+    print("[demo] 4/7 " + "\n           ".join(lines))
     ok = head + tail == straight and sorted(facts["rows"]) == list(range(total))
     export = _train(work, shards / "train", args)
     ok = export is not None and _sample(work, shards / "test", export, args) and ok
+    if ok:
+        report = evaluate(work / "samples", shards / "test", work / "samples")
+        model = report["results"]["model"]
+        print(f"[demo] 7/7 metrics ({report['seconds']:.1f} s): " + ", ".join(
+            f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn"))
+            + f"; with baselines in {work / 'samples' / 'report.md'}")
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")
     return 0 if ok else 1
@@ -116,10 +124,10 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [l for l in res.stdout.splitlines() if l.startswith(("step ", "[train]"))]
     if res.returncode != 0:
-        print("[demo] 5/6 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
+        print("[demo] 5/7 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
         return None
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    print(f"[demo] 5/6 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
+    print(f"[demo] 5/7 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
           f"loss {rows[0]['loss']:.3f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.3f} (step {rows[-1]['step']}); "
           f"{run_dir}/loss.png, EMA export {run_dir / 'export'}")
     for line in lines[-2:]:
@@ -135,7 +143,7 @@ def _sample(work: Path, test_shards: Path, export: Path, args) -> bool:
                         *overrides])
     manifest = load_manifest(out)
     first = np.load(reaction_path(out, manifest["entries"][0]["row"]))
-    print(f"[demo] 6/6 sampling: {len(manifest['entries'])} speaker clips x {first.shape[0]} reactions of "
+    print(f"[demo] 6/7 sampling: {len(manifest['entries'])} speaker clips x {first.shape[0]} reactions of "
           f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) in {time.time() - t0:.1f} s -> {out}/reactions; "
           f"trained EMA weights")
     return code == 0 and manifest["complete"]

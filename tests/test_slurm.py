@@ -1,0 +1,142 @@
+"""launch/slurm.py against a real SLURM cluster (tools/slurm_local.sh: 2 simulated nodes; .ci/run starts it)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "launch"))
+import slurm as launcher  # noqa: E402
+
+CLUSTER = REPO / "configs/cluster/local.yaml"
+FRAMES = 120
+
+
+def cluster_up() -> bool:
+    if not os.environ.get("SLURM_CONF") or not shutil.which("sinfo"):
+        return False
+    return subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+
+
+needs_slurm = pytest.mark.skipif(not cluster_up(), reason="no SLURM cluster (bash tools/slurm_local.sh up; "
+                                                        "eval \"$(bash tools/slurm_local.sh env)\")")
+
+
+def train_args(shards, out, name, *extra):
+    return ["train", "--cluster", str(CLUSTER), "--config", str(REPO / "configs/demo.yaml"), f"data.shards={shards}",
+            f"train.out={out}", f"name={name}", "data.window=16", "data.history=8", "data.batch_size=4",
+            "data.windows_per_clip=2", "data.num_workers=0", "model.size=tiny", "train.warmup_steps=0",
+            "train.schedule=constant", "train.wandb=disabled", "train.zero_stage=0", *extra]
+
+
+def submit(argv):
+    args = launcher.parse(argv)
+    from reactdiff import config
+
+    return launcher.submit_train(args, config.load(CLUSTER, schema=config.ClusterConfig)) if args.what == "train" \
+        else launcher.submit_eval(args, config.load(CLUSTER, schema=config.ClusterConfig))
+
+
+def test_dry_run_submits_nothing(tiny_shards, tmp_path, capsys):
+    assert launcher.main(train_args(tiny_shards, tmp_path, "dry", "--dry-run", "train.steps=3")) == 0
+    out = capsys.readouterr().out
+    assert "2 node(s) x 1 task(s) = 2 ranks on slurm" in out and "slurm_partition': 'debug'" in out
+    assert "steps: 3" in out and not (tmp_path / "dry").exists()
+    assert launcher.main(["train", "--cluster", str(tmp_path / "none.yaml"), "--dry-run"]) == 2
+
+
+@needs_slurm
+def test_two_node_training_ranks_agree(tiny_shards, tmp_path):
+    (job,) = submit(train_args(tiny_shards, tmp_path, "two", "train.steps=4", "train.log_every=1"))
+    results = job.results()
+    assert sorted(r["rank"] for r in results) == [0, 1] and {r["world_size"] for r in results} == {2}
+    assert all(r["exit"] == 0 for r in results)
+    rows = [json.loads(l) for l in (tmp_path / "two/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert (tmp_path / "two/export/model.safetensors").is_file()
+
+
+@needs_slurm
+def test_preemption_requeues_and_resumes(tiny_shards, tmp_path):
+    (job,) = submit(train_args(tiny_shards, tmp_path, "pre", "train.steps=60", "train.log_every=1",
+                               "train.checkpoint_every=0"))
+    deadline = time.time() + 180
+    metrics = tmp_path / "pre/metrics.jsonl"
+    while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.5)
+    job._interrupt()  # SIGTERM + SIGUSR2 to the job, as a preemption does
+    results = job.results()
+    assert all(r["exit"] == 0 for r in results)
+    log = "".join(p.read_text() for p in (tmp_path / "pre/submitit").glob("*/*_0_log.out"))
+    assert "preempted: checkpoint at step" in log and "resumed" in log
+    at = int(log.split("preempted: checkpoint at step ")[1].split()[0])
+    assert f"at step {at} " in log
+    steps = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+    assert steps[-1] == 60 and max(steps) == 60 and at < 60
+
+
+def _export(tmp_path, shards):
+    from reactdiff import config
+    from reactdiff.model.export import build_model, save_export
+
+    cfg = config.load(REPO / "configs/demo.yaml", ["model.size=tiny", "data.history=8", f"data.shards={shards}"])
+    import torch
+
+    torch.manual_seed(0)
+    return save_export(tmp_path / "export", build_model(cfg).eval(), cfg, kind="test")
+
+
+EVAL_OVERRIDES = [f"data.eval_frames={FRAMES}", "sample.window=32", "sample.steps=2", "sample.k=2"]
+
+
+@needs_slurm
+def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tmp_path):
+    from reactdiff.data.make_shards import make_shards
+    from reactdiff.eval.evaluate import evaluate
+    from reactdiff.sampling.cli import main as sample_main
+    from reactdiff.sampling.writer import reaction_path
+
+    shards = tmp_path / "shards"
+    make_shards(tiny_react, "train", shards, samples_per_shard=1, audio_features="logmel", progress=False)
+    export = _export(tmp_path, shards)
+    out = tmp_path / "fan"
+    jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
+                   str(out), "--tasks", "4", *EVAL_OVERRIDES])
+    assert len(jobs) == 5
+    fan = jobs[-1].result()["metrics"]
+    assert sample_main(["--export", str(export), "--shards", str(shards), "--out", str(tmp_path / "one"), "--quiet",
+                        *EVAL_OVERRIDES]) == 0
+    single = evaluate(tmp_path / "one", shards)["results"]["model"]
+    for m in ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn"):
+        assert fan[m] == pytest.approx(single[m], rel=1e-9)
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["rows"] == 12 and (out / "report.md").is_file()
+    # lose task 2's rows: a rerun submits that task only, then aggregates again
+    for r in (3, 9):  # task 2 of 4 holds dyadic sample 3 (row 3 and its mirror 9)
+        reaction_path(out, r).unlink()
+    assert launcher.missing_tasks(out, 6, 4) == [2]
+    jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
+                   str(out), "--tasks", "4", *EVAL_OVERRIDES])
+    assert len(jobs) == 2
+    assert jobs[-1].result()["metrics"]["FRDist"] == pytest.approx(fan["FRDist"], rel=1e-9)
+
+
+@needs_slurm
+def test_a_failing_task_surfaces_a_clear_error(tiny_react, tiny_shards, tmp_path):
+    import submitit
+
+    export = _export(tmp_path, tiny_shards)
+    jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(tiny_shards),
+                   "--out", str(tmp_path / "bad"), "--tasks", "2", "model.size=small", *EVAL_OVERRIDES])
+    with pytest.raises(submitit.core.utils.FailedJobError, match="exited with 2"):
+        jobs[0].result()
+    with pytest.raises(submitit.core.utils.UncompletedJobError):
+        jobs[-1].result()  # the aggregation never runs on a failed array
