@@ -87,7 +87,7 @@ def submit_eval(args, cluster) -> list:
     tasks = args.tasks or cluster.eval_tasks or len(index.files)
     out = Path(args.out).resolve()
     spec = {"export": str(Path(args.export).resolve()), "shards": str(Path(args.shards).resolve()), "out": str(out),
-            "overrides": args.overrides, "convention": args.convention}
+            "overrides": args.overrides, "convention": args.convention, "threads": cluster.cpus_per_task}
     todo = missing_tasks(out, index.num_samples, tasks)
     ex, params = executor(cluster, out / "submitit", "eval", 1, 1, min(1, cluster.gpus_per_node))
     ex.update_parameters(slurm_array_parallelism=cluster.eval_parallelism)

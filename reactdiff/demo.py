@@ -3,8 +3,9 @@
     synthetic REACT dataset (real layout) -> WebDataset shards (train/val/test, logmel features)
     -> training windows read back (2 DataLoader workers, exact-resume check) -> eval pass over the test clips
     -> DeepSpeed training of a tiny model (2 processes over gloo, ZeRO-2, EMA, checkpoints, export)
-    -> K reactions per test speaker clip by online generation from the trained EMA weights
-    -> REACT metrics against the ground truth (and the mime / random baselines): metrics.json + report.md
+    -> evaluation as on a cluster (launch/slurm.py eval, submitit's local executor): K reactions per test speaker
+       clip by online generation from the EMA weights in 2 array tasks, then the aggregation job: REACT metrics
+       against the ground truth and the mime / random baselines -> metrics.json + report.md
 
 Re-running reuses what is already there (the dataset if its arguments match, verified shards via --resume).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,8 +29,6 @@ from .data.layout import pair_list_path, read_pair_list
 from .data.make_shards import make_shards
 from .data.reader import BatchStream
 from .data.synthetic import generate_dataset
-from .eval.evaluate import evaluate
-from .sampling.cli import main as sample_main
 from .sampling.writer import load_manifest, reaction_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,13 +101,12 @@ def run(args) -> int:
     print("[demo] 4/7 " + "\n           ".join(lines))
     ok = head + tail == straight and sorted(facts["rows"]) == list(range(total))
     export = _train(work, shards / "train", args)
-    ok = export is not None and _sample(work, shards / "test", export, args) and ok
-    if ok:
-        report = evaluate(work / "samples", shards / "test", work / "samples")
+    report = _fan_out_eval(work, shards / "test", export, args) if export is not None else None
+    ok = ok and report is not None
+    if report is not None:
         model = report["results"]["model"]
-        print(f"[demo] 7/7 metrics ({report['seconds']:.1f} s): " + ", ".join(
-            f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn"))
-            + f"; with baselines in {work / 'samples' / 'report.md'}")
+        print(f"[demo] 7/7 metrics: " + ", ".join(f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv",
+              "FRVar", "FRSyn")) + f"; the table with the mime and random baselines: {work / 'eval' / 'report.md'}")
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")
     return 0 if ok else 1
@@ -135,18 +134,30 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     return run_dir / "export"
 
 
-def _sample(work: Path, test_shards: Path, export: Path, args) -> bool:
-    out = work / "samples"
-    overrides = [f"data.eval_frames={min(750, args.frames)}", *args.overrides]
+def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | None:
+    """Sampling and metrics as on a cluster: launch/slurm.py eval with submitit's local executor (an array of 2
+    sampling tasks, then the aggregation job)."""
+    out = work / "eval"
+    sha = json.loads((export / "export.json").read_text())["sha256"][:16]
+    try:
+        if sha not in load_manifest(out)["settings"]["weights"]:
+            shutil.rmtree(out)  # reactions of an earlier model: start over
+    except FileNotFoundError:
+        pass
+    cmd = [sys.executable, str(REPO / "launch/slurm.py"), "eval", "--cluster", str(REPO / "configs/cluster/local_executor.yaml"),
+           "--export", str(export), "--shards", str(test_shards), "--out", str(out), "--wait",
+           f"data.eval_frames={min(750, args.frames)}", *args.overrides]
     t0 = time.time()
-    code = sample_main(["--export", str(export), "--shards", str(test_shards), "--out", str(out), "--quiet", "--overwrite",
-                        *overrides])
-    manifest = load_manifest(out)
-    first = np.load(reaction_path(out, manifest["entries"][0]["row"]))
-    print(f"[demo] 6/7 sampling: {len(manifest['entries'])} speaker clips x {first.shape[0]} reactions of "
-          f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) in {time.time() - t0:.1f} s -> {out}/reactions; "
-          f"trained EMA weights")
-    return code == 0 and manifest["complete"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0 or not (out / "metrics.json").is_file():
+        print("[demo] 6/7 evaluation fan-out FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
+        return None
+    report = json.loads((out / "metrics.json").read_text())
+    first = np.load(reaction_path(out, 0))
+    print(f"[demo] 6/7 evaluation fan-out (launch/slurm.py eval, submitit local executor): 2 sampling tasks + "
+          f"aggregation in {time.time() - t0:.1f} s; {report['rows']} speaker clips x {first.shape[0]} reactions of "
+          f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) from the trained EMA weights -> {out}/reactions")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,11 +43,11 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert "resume check: 3 batches + restore + 3 batches == 6 straight: True" in out
     assert "[demo] OK: every test role sample read exactly once (4/4)" in out
     assert "5/7 training: 2 processes, 6 steps" in out and "[demo] 7/7 metrics" in out
-    assert "6/7 sampling: 4 speaker clips x 4 reactions of 160 frames" in out and "trained EMA weights" in out
+    assert "6/7 evaluation fan-out" in out and "4 speaker clips x 4 reactions of 160 frames" in out
     assert (tmp_path / "work" / "config.yaml").is_file() and not (tmp_path / "shards" / "val").exists()
     assert cli_main(args) == 0  # a rerun reuses the dataset and the verified shards
     out = capsys.readouterr().out
-    assert "reusing" in out and "(wrote 0, kept 2)" in out and "(4 already there)" in out
+    assert "reusing" in out and "(wrote 0, kept 2)" in out and "steps 6 -> 6" in out
 
 
 def test_bench_loader_prints_ratios(capsys):

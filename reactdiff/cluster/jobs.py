@@ -25,6 +25,16 @@ def _launcher_env() -> dict:
             "MASTER_PORT": str(port)}
 
 
+def _limit_threads(threads: int | None) -> None:
+    """One intra-op thread pool per task sized to its CPUs: oversubscribed OpenMP pools spin and crawl."""
+    import torch
+
+    threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 class TrainJob(submitit.helpers.Checkpointable):
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
@@ -34,6 +44,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         from ..train.loop import train
 
         os.environ.update(_launcher_env())
+        _limit_threads(None)
         cfg = config.load(self.config_path)
         code = train(cfg)
         result = {"rank": dist.rank(), "world_size": dist.world_size(), "exit": code,
@@ -50,6 +61,7 @@ def eval_task(spec: dict, rank: int, world_size: int) -> dict:
     """Generate the reactions of task `rank` of `world_size` (contiguous rows); rows already there are skipped."""
     from ..sampling.cli import main as sample_main
 
+    _limit_threads(spec.get("threads"))
     args = ["--export", spec["export"], "--shards", spec["shards"], "--out", spec["out"], "--quiet",
             "--rank", str(rank), "--world-size", str(world_size), *spec.get("overrides", [])]
     code = sample_main(args)
