@@ -14,12 +14,13 @@ COMMANDS = {
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
     "evaluate": ("reactdiff.eval.evaluate", "REACT metrics of generated reactions -> metrics.json + report.md"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
-    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics`"),
+    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster`"),
 }
 BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
     "train": ("reactdiff.bench.train", "end-to-end training throughput per size and process count, vs the released step"),
     "metrics": ("reactdiff.bench.metrics", "batched torch DTW / FRDist vs the reference tslearn + multiprocessing loop"),
+    "cluster": ("reactdiff.bench.cluster", "evaluation fan-out wall time on 1 vs 2 SLURM nodes"),
     "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
 }
 

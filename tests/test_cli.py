@@ -20,7 +20,7 @@ def test_every_command_has_help(command, capsys):
 
 
 @pytest.mark.parametrize("tool", ["make_shards.py", "make_synthetic_react.py", "bench_loader.py", "bench_model.py",
-                                  "bench_train.py"])
+                                  "bench_train.py", "bench_metrics.py", "bench_cluster.py"])
 def test_tools_run_without_install(tool):
     res = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--help"], capture_output=True, text=True,
                          cwd="/", check=False)
@@ -55,7 +55,7 @@ def test_bench_loader_prints_ratios(capsys):
                      "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "vs raw" in out and out.count("x\n") >= 4 and "the raw loader" in out
-    assert set(BENCHES) == {"loader", "model", "train", "metrics"}
+    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster"}
 
 
 def test_bench_train_prints_its_table(capsys):
