@@ -105,7 +105,7 @@ def run(args) -> int:
     ok = ok and report is not None
     if report is not None:
         model = report["results"]["model"]
-        print(f"[demo] 7/7 metrics: " + ", ".join(f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv",
+        print("[demo] 7/7 metrics: " + ", ".join(f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv",
               "FRVar", "FRSyn")) + f"; the table with the mime and random baselines: {work / 'eval' / 'report.md'}")
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")

@@ -8,7 +8,7 @@ import torch
 
 from reactdiff import config
 from reactdiff.data.reader import BatchStream
-from reactdiff.model.denoiser import Denoiser, SigmaDensity, preconditioning
+from reactdiff.model.denoiser import SigmaDensity, preconditioning
 from reactdiff.model.layers import Attention, FourierEmbedding
 from reactdiff.model.priors import FaceStats
 from reactdiff.model.reactdiff import ReactDiff

@@ -17,6 +17,7 @@ from .. import config
 from ..model.export import build_model
 from ..sampling.online import generate, window_starts
 from ..sampling.samplers import network_evaluations
+from .train import step_time
 
 FRAMES, K = 750, 10
 
@@ -76,22 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             nfe_secs = timed(lambda: model.denoise(x, sigma, cache=cache), repeats=10)
         released[size] = (nfe_secs, math.ceil(FRAMES / 16))  # evaluations per sampling step and reaction
-        # training step: forward + backward + AdamW on a batch of windows
-        model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        b, w, h = args.train_batch, args.window, args.history
-        g = torch.Generator().manual_seed(1)
-        batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
-                 "speaker_feat": torch.randn(b, h + w, cfg.model.audio_dim, generator=g),
-                 "listener_fv": torch.randn(b, h + w, 58, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
-
-        def step():
-            loss = model.training_loss(batch, history=h)["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        train_rows.append((size, n_params, timed(step, repeats=3)))
+        # training step: forward + backward + AdamW on a batch of windows (the same measurement as bench train)
+        secs = step_time(size, args.train_batch, args.window, args.history, cfg.model.audio_dim, repeats=3)
+        train_rows.append((size, n_params, secs))
 
     print(f"\ngeneration of {K} reactions x {FRAMES} frames (30 s each)")
     print(f"{'size':<6} {'params':>11} {'steps':>5} {'evals':>6} {'wall s':>8} {'s/reaction':>10} {'frames/s':>9} "

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_paper:
             return 0
         b = args.paper_batch
-        print(f"\n[bench] paper config: real trainer (1 process), then the released step shape with our model")
+        print("\n[bench] paper config: real trainer (1 process), then the released step shape with our model")
         paper_rate = run_trainer(tmp / "shards", tmp / "runs", "paper-1", 1, "paper", 6, window, history, b, 3)
         ours_step = step_time("paper", b, window, history)
         released_step = step_time("paper", b, 16, 16)

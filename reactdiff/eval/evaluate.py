@@ -67,7 +67,7 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# REACT metrics", "",
+    lines = ["# REACT metrics", "",
              f"{report['rows']} speaker clips x {report['k']} reactions x {report['frames']} frames; convention "
              f"`{report['convention']}` (FRCorr/FRDist {'summed' if report['convention'] == 'react2024' else 'averaged'}"
              f" over the K samples); FRSyn over {'the first sample only (reference quirk)' if report['reference_quirks'] else 'all K samples'}.",
