@@ -49,6 +49,7 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, capsys):
         assert report["results"]["model"][m] == pytest.approx(direct[m], rel=1e-9)
     assert report["results"]["baseline: mime"]["FRSyn"] == 0 and report["results"]["baseline: mime"]["FRDiv"] == 0
     assert "| model |" in (samples / "report.md").read_text() and "| model |" in capsys.readouterr().out
+    assert (samples / "metrics.png").stat().st_size > 1000
 
 
 def test_missing_rows_are_listed(samples, tiny_shards, tmp_path, capsys):

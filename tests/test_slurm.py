@@ -139,3 +139,12 @@ def test_a_failing_task_surfaces_a_clear_error(tiny_react, tiny_shards, tmp_path
         jobs[0].result()
     with pytest.raises(submitit.core.utils.UncompletedJobError):
         jobs[-1].result()  # the aggregation never runs on a failed array
+
+
+@needs_slurm
+def test_bench_cluster_prints_efficiency(capsys):
+    from reactdiff.cli import main as cli_main
+
+    assert cli_main(["bench", "cluster", "--sessions", "1", "--size", "tiny", "--k", "2", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "efficiency" in out and "1.00x" in out

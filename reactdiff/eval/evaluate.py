@@ -62,8 +62,33 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
               "reference_quirks": reference_quirks, "results": results, "seconds": round(time.time() - t0, 2)}
     if out is not None:
         atomic.write_json(out / "metrics.json", report)
+        plot(report, out / "metrics.png")
         atomic.write_text(out / "report.md", markdown(report))
     return report
+
+
+def plot(report: dict, path: Path) -> None:
+    """One small bar chart per metric: the model next to the baselines."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["results"])
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.5))
+    for ax, metric in zip(axes.flat, METRICS):
+        values = [report["results"][n][metric] for n in names]
+        ax.bar(range(len(names)), values, color=["C0"] + ["C7"] * (len(names) - 1))
+        ax.set_xticks(range(len(names)), [n.replace("baseline: ", "") for n in names], rotation=20, fontsize=8)
+        ax.set_title(metric)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def markdown(report: dict) -> str:
@@ -76,7 +101,7 @@ def markdown(report: dict) -> str:
              "| | " + " | ".join(METRICS) + " |", "| --- | " + " | ".join("---:" for _ in METRICS) + " |"]
     for name, res in report["results"].items():
         lines.append(f"| {name} | " + " | ".join(f"{res[m]:.4f}" for m in METRICS) + " |")
-    lines += ["", "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
+    lines += ["", "![metrics of the model and the baselines](metrics.png)", "", "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
               "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker)."]
     return "\n".join(lines) + "\n"
 
