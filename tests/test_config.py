@@ -53,3 +53,19 @@ def test_saved_config_round_trips(tmp_path):
     assert again == cfg
     with pytest.raises(Exception):
         cfg.data.window = 3  # read-only after load
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (CONFIGS / "cluster").glob("*.yaml")))
+def test_cluster_profiles_load(name):
+    profile = config.load(CONFIGS / "cluster" / name, schema=config.ClusterConfig)
+    assert profile.executor in ("slurm", "local") and profile.time_min > 0
+
+
+def test_bad_cluster_profile(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("executor: kubernetes\n")
+    with pytest.raises(ConfigError, match="executor"):
+        config.load(p, schema=config.ClusterConfig)
+    p.write_text("partitoin: gpu\n")
+    with pytest.raises(ConfigError, match="partitoin"):
+        config.load(p, schema=config.ClusterConfig)
