@@ -20,9 +20,8 @@ from .metrics import compute_all
 METRICS = ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn")
 
 
-def load_reactions(samples: Path, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+def load_reactions(samples: Path, manifest: dict, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, K, T, 58) and, when the model predicts it, (N, K, T, 25), in neighbour-matrix row order."""
-    manifest = load_manifest(samples)
     have = {e["row"] for e in manifest["entries"] if reaction_path(samples, e["row"]).is_file()}
     missing = sorted(set(range(rows)) - have)
     if missing:
@@ -45,9 +44,10 @@ def baselines(gt: GroundTruth, k: int, seed: int = 0) -> dict[str, np.ndarray]:
 def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: str = "react2024",
              reference_quirks: bool = False, with_baselines: bool = True, device: str | None = None) -> dict:
     t0 = time.time()
-    settings = load_manifest(samples)["settings"]
+    manifest = load_manifest(samples)  # merged once (fan-out tasks write parts)
+    settings = manifest["settings"]
     gt = load_ground_truth(shards, frames=settings["frames"])
-    face, emotion = load_reactions(samples, gt.rows)
+    face, emotion = load_reactions(samples, manifest, gt.rows)
     kw = dict(convention=convention, reference_quirks=reference_quirks, device=device)
     results = {"model": compute_all(face, gt.listener_fv, gt.speaker_fv, gt.neighbours, kind="3dmm", **kw)}
     if emotion is not None:
