@@ -3,6 +3,9 @@ closed-form Gaussian case; properties and input validation."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -121,6 +124,52 @@ def test_dtw_accumulated_cost_recursion():
             r[i + 1, j + 1] = c[i, j] + min(r[i, j + 1], r[i + 1, j], r[i, j])
     got = dtw_mod.accumulated_cost(torch.from_numpy(c)[..., None].repeat(1, 1, 2))
     np.testing.assert_allclose(got.numpy(), [r[-1, -1]] * 2, rtol=1e-14)
+
+
+_TRITON_CHECK = """
+import numpy as np, torch
+from tslearn import metrics as tsm
+from reactdiff.eval import dtw, dtw_triton
+rng = np.random.default_rng(0)
+for t1, t2, b, per_program in [(1, 1, 1, 2), (1, 6, 3, 2), (6, 1, 2, 2), (17, 11, 5, 2), (33, 40, 3, 4), (9, 9, 7, 1)]:
+    cost = dtw.squared_cost(torch.from_numpy(rng.standard_normal((b, t1, 3))),
+                            torch.from_numpy(rng.standard_normal((b, t2, 3)) + 0.5))
+    want = dtw._accumulated_cost_torch(cost)
+    got = dtw_triton.accumulated_cost(cost, pairs_per_program=per_program)
+    assert torch.equal(got, want), (t1, t2, b, per_program, got, want)
+a, b = rng.standard_normal((4, 21, 5)), rng.standard_normal((3, 18, 5))
+ia, ib = np.array([0, 3, 2, 1, 3]), np.array([2, 0, 1, 1, 2])
+ours = dtw.dtw_indexed(a, b, ia, ib, device="cpu", backend="triton").numpy()
+np.testing.assert_allclose(ours, [tsm.dtw(a[i], b[j]) for i, j in zip(ia, ib)], rtol=1e-12)
+print("triton kernel ok")
+"""
+
+
+def test_dtw_triton_kernel_interpreted():
+    """The GPU kernel, run by Triton's interpreter on CPU tensors: bit-identical to the torch recursion."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    res = subprocess.run([sys.executable, "-c", _TRITON_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "triton kernel ok" in res.stdout, res.stderr[-3000:]
+
+
+def test_dtw_backend_choice():
+    assert dtw_mod.resolve_backend("auto", torch.device("cpu")) == "torch"
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, triton; got 'cuda'"):
+        dtw_mod.dtw_pairs(np.zeros((2, 3)), np.zeros((2, 3)), backend="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_dtw_gpu_backends_agree():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((6, 750, 58)).astype(np.float32)
+    b = rng.standard_normal((4, 750, 58)).astype(np.float32)
+    ia, ib = np.repeat(np.arange(6), 4), np.tile(np.arange(4), 6)
+    triton_vals = dtw_mod.dtw_indexed(a, b, ia, ib, device="cuda", backend="triton")
+    torch_vals = dtw_mod.dtw_indexed(a, b, ia, ib, device="cuda", backend="torch")
+    assert torch.equal(triton_vals, torch_vals)
+    cpu_vals = dtw_mod.dtw_indexed(a, b, ia, ib, device="cpu")
+    np.testing.assert_allclose(triton_vals.numpy(), cpu_vals.numpy(), rtol=1e-12)
 
 
 # ---------------------------------------------------------------- metrics against the transcriptions

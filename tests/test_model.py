@@ -152,6 +152,25 @@ def test_overfitting_one_batch_drives_the_loss_down(tiny_shards):
     assert losses[-1] < 0.25 * losses[0], (losses[0], losses[-1])
 
 
+def test_half_precision_model_runs_in_its_dtype(tiny_shards):
+    """DeepSpeed's bf16 engine casts the module, not its inputs: every fp32 tensor the model makes (positional and
+    noise encodings) must follow the weights' dtype, or the first layer norm/linear after it fails on the GPU."""
+    cfg = tiny_cfg(tiny_shards)
+    stream = BatchStream(cfg.data)
+    model = make_model(cfg, stream)
+    randomise_output(model)
+    batch = next(iter(stream))
+    ref = model.training_loss(batch, history=8, generator=torch.Generator().manual_seed(0))
+    model = model.to(torch.bfloat16)
+    out = model.training_loss(batch, history=8, generator=torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert all(p.grad is None or p.grad.dtype == torch.bfloat16 for p in model.parameters())
+    assert torch.isfinite(out["loss"]) and out["loss"].item() == pytest.approx(ref["loss"].item(), rel=0.1)
+    x = model.listener_stream(batch)[:, 8:].to(torch.bfloat16)
+    cond = model.condition(batch, model.listener_stream(batch)[:, :8])
+    assert model.denoise(x, torch.full((4,), 0.5), **cond).dtype == torch.bfloat16
+
+
 def test_wav2vec2_and_logmel_frontends(tiny_shards, tmp_path):
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 

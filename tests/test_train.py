@@ -210,6 +210,7 @@ def test_wrong_config_fails_fast(tiny_shards, tmp_path):
 def test_gpu_bf16_zero2(tiny_shards, tmp_path):
     res = launch(base_args(tiny_shards, tmp_path, "gpu", "train.zero_stage=2", "train.precision=bf16"), nproc=1)
     assert res.returncode == 0, res.stdout[-3000:]
+    print(res.stdout[-2000:])  # the step log with MFU, shown by pytest -rP
     assert "bf16" in res.stdout and "MFU" in res.stdout
     loss = losses(tmp_path / "gpu")
     assert np.mean([loss[s] for s in (6, 7, 8)]) < np.mean([loss[s] for s in (1, 2, 3)])

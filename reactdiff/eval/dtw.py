@@ -15,11 +15,17 @@ The cost matrices come from a matrix product (|x|^2 + |y|^2 - 2 x.y, inputs cent
 keeps the cancellation error small), computed in row blocks that are transposed into the pair-innermost layout while
 they are still in cache. Entries below the product's rounding level (32 eps x the pair's largest squared norms)
 are set to 0, so identical frames cost exactly 0.
+
+Backends for the recursion: "torch" (the loop below, one Python step per diagonal: right on CPU, launch-bound on a
+GPU) and "triton" (dtw_triton.py: the whole recursion in one kernel; what "auto" picks for CUDA tensors). Both do the
+same float64 operations and give identical values.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from . import dtw_triton
 
 _ROW_BLOCK = 32  # cost-matrix rows computed (and transposed) per matrix product
 _TOL = 32 * torch.finfo(torch.float64).eps  # per pair, costs below _TOL*(max|x|^2 + max|y|^2) are rounding noise
@@ -78,8 +84,26 @@ def squared_cost(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = No
     return out
 
 
-def accumulated_cost(cost: torch.Tensor) -> torch.Tensor:
-    """R(T1-1, T2-1) for every pair of a (T1, T2, B) cost tensor, by anti-diagonals: (B,) tensor."""
+BACKENDS = ("auto", "torch", "triton")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"dtw: backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and dtw_triton.available() else "torch"
+    return backend
+
+
+def accumulated_cost(cost: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """R(T1-1, T2-1) for every pair of a (T1, T2, B) cost tensor: (B,) tensor."""
+    if resolve_backend(backend, cost.device) == "triton":
+        return dtw_triton.accumulated_cost(cost)
+    return _accumulated_cost_torch(cost)
+
+
+def _accumulated_cost_torch(cost: torch.Tensor) -> torch.Tensor:
+    """The recursion by anti-diagonals, a few tensor ops on an (n_d, B) slab per diagonal."""
     t1, t2, b = cost.shape
     if not cost.is_contiguous():
         cost = cost.contiguous()
@@ -104,13 +128,15 @@ def accumulated_cost(cost: torch.Tensor) -> torch.Tensor:
 
 
 def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = None,
-                memory_budget: int | None = None) -> torch.Tensor:
+                memory_budget: int | None = None, backend: str = "auto") -> torch.Tensor:
     """DTW(a[ia[p]], b[ib[p]]) for every p, as tslearn.metrics.dtw defines it, in float64.
 
     a (Na, T1, D), b (Nb, T2, D); ia, ib (P,) integer indices. Pairs are processed in chunks of at most
-    `max_pairs_per_chunk` (default: what `memory_budget` bytes hold). Returns a (P,) float64 tensor on the CPU.
+    `max_pairs_per_chunk` (default: what `memory_budget` bytes hold). `backend`: see the module docstring.
+    Returns a (P,) float64 tensor on the CPU.
     """
     device = torch.device(device) if device is not None else default_device()
+    backend = resolve_backend(backend, device)
     a, b = _as_tensor(a), _as_tensor(b)  # kept where and as they are; chunks go to `device` as float64
     if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != b.shape[-1]:
         raise ValueError(f"dtw: expected (N, T, D) sequences with the same D; got {tuple(a.shape)} and "
@@ -127,6 +153,9 @@ def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = 
             raise ValueError(f"dtw: {name} contains NaN/inf values (variable-length sequences are not supported)")
     if max_pairs_per_chunk is not None and max_pairs_per_chunk < 1:
         raise ValueError(f"dtw: max_pairs_per_chunk must be >= 1; got {max_pairs_per_chunk}")
+    if device.type == "cuda":  # the sequences are small next to the cost tensors: gather pairs on the GPU
+        a, b = a.to(device), b.to(device)
+        ia, ib = ia.to(device), ib.to(device)
     p = ia.numel()
     chunk = min(max(p, 1), max_pairs_per_chunk or pairs_per_chunk(t1, t2, d, device, memory_budget))
     out = torch.empty(p, dtype=torch.float64)
@@ -136,7 +165,7 @@ def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = 
             e = min(s + chunk, p)
             buf = storage[:t1 * t2 * (e - s)].view(t1, t2, e - s)
             cost = squared_cost(a[ia[s:e]], b[ib[s:e]], out=buf)  # gathered as stored, float64 block by block
-            out[s:e] = accumulated_cost(cost).sqrt().cpu()
+            out[s:e] = accumulated_cost(cost, backend).sqrt().cpu()
     return out
 
 

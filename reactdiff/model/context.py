@@ -36,7 +36,7 @@ class ContextEncoder(nn.Module):
             token_times.append(times[:history].expand(b, history))
             mask.append(valid[:, :history])
         tokens, token_times, mask = torch.cat(tokens, 1), torch.cat(token_times, 1), torch.cat(mask, 1)
-        tokens = tokens + sinusoidal_positions(token_times, self.dim)
+        tokens = tokens + sinusoidal_positions(token_times, self.dim, tokens.dtype)
         if isinstance(self.mixer, nn.TransformerEncoder):
             tokens = self.mixer(tokens, src_key_padding_mask=~mask)
         return tokens, token_times, mask

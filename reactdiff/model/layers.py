@@ -19,16 +19,18 @@ class FourierEmbedding(nn.Module):
         self.register_buffer("freqs", torch.randn(dim // 2) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angles = 2 * math.pi * x.float()[:, None] * self.freqs[None]
-        return torch.cat([angles.cos(), angles.sin()], dim=1)
+        # angles in fp32 whatever the model's dtype; the features in the model's dtype (that of the buffer)
+        angles = 2 * math.pi * x.float()[:, None] * self.freqs.float()[None]
+        return torch.cat([angles.cos(), angles.sin()], dim=1).to(self.freqs.dtype)
 
 
-def sinusoidal_positions(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal encoding of (possibly negative, fractional) frame times t (..., ) -> (..., dim)."""
+def sinusoidal_positions(t: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Sinusoidal encoding of (possibly negative, fractional) frame times t (..., ) -> (..., dim), computed in fp32
+    and returned as `dtype` (the activations' dtype: adding fp32 encodings would promote bf16 activations)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     angles = t.float()[..., None] * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -84,14 +86,14 @@ class Attention(nn.Module):
     def context_kv(self, context: torch.Tensor, context_times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys/values of the context tokens: fixed for a whole window, so samplers compute them once per window."""
         k, v = self.kv(self.kv_norm(context)).chunk(2, dim=-1)
-        return self._split(k + sinusoidal_positions(context_times, k.shape[-1])), self._split(v)
+        return self._split(k + sinusoidal_positions(context_times, k.shape[-1], k.dtype)), self._split(v)
 
     def forward(self, x: torch.Tensor, times: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, L) at frame `times` (L,). Self-attention, or cross-attention to `kv` (from context_kv) where
         `mask` (B, N) marks real context tokens."""
         b, c, n = x.shape
-        pos = sinusoidal_positions(times, c)[None]
+        pos = sinusoidal_positions(times, c, x.dtype)[None]
         h = self.norm(x).transpose(1, 2)  # (B, L, C)
         q = self._split(self.q(h + pos))
         if kv is None:
