@@ -22,17 +22,23 @@ from .train import step_time
 FRAMES, K = 750, 10
 
 
-def fake_clip(frames: int, audio_dim: int) -> dict:
+def fake_clip(frames: int, audio_dim: int, device: torch.device = torch.device("cpu")) -> dict:
     g = torch.Generator().manual_seed(0)
-    return {"speaker_fv": torch.randn(1, frames, 58, generator=g), "speaker_feat": torch.randn(1, frames, audio_dim,
-            generator=g), "valid": torch.ones(1, frames, dtype=torch.bool), "key": ["bench"], "role": ["a->b"]}
+    return {"speaker_fv": torch.randn(1, frames, 58, generator=g).to(device),
+            "speaker_feat": torch.randn(1, frames, audio_dim, generator=g).to(device),
+            "valid": torch.ones(1, frames, dtype=torch.bool, device=device), "key": ["bench"], "role": ["a->b"]}
 
 
-def timed(fn, repeats: int = 1) -> float:
-    fn()  # warm-up
+def timed(fn, repeats: int = 1, device: torch.device = torch.device("cpu")) -> float:
+    def run():
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    run()  # warm-up
     t0 = time.perf_counter()
     for _ in range(repeats):
-        fn()
+        run()
     return (time.perf_counter() - t0) / repeats
 
 
@@ -46,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--train-batch", type=int, default=32, help="windows per training step (default 32)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available); fp32 either way")
     return p
 
 
@@ -54,31 +61,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     steps_list = [int(s) for s in args.steps.split(",")]
-    print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads, {K} reactions x {FRAMES} frames, "
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"[bench] torch {torch.__version__}, {device} ({where}), {K} reactions x {FRAMES} frames, "
           f"window {args.window}, history {args.history}, overlap {args.overlap}, {args.sampler}")
     gen_rows, train_rows, released = [], [], {}
     for size in args.sizes.split(","):
         cfg = config.load(None, [f"model.size={size}", f"data.history={args.history}"])
         torch.manual_seed(0)
-        model = build_model(cfg).eval()
+        model = build_model(cfg).eval().to(device)
         n_params = model.num_parameters()
-        clip = fake_clip(FRAMES, cfg.model.audio_dim)
+        clip = fake_clip(FRAMES, cfg.model.audio_dim, device)
         windows = len(window_starts(FRAMES, args.window, args.overlap))
         for steps in steps_list:
             secs = timed(lambda: generate(model, clip, k=K, history=args.history, window=args.window,
-                                          overlap=args.overlap, sampler=args.sampler, steps=steps))
+                                          overlap=args.overlap, sampler=args.sampler, steps=steps), device=device)
             nfe = network_evaluations(args.sampler, steps) * windows
             gen_rows.append((size, n_params, steps, nfe, secs))
         # the released schedule: one reaction at a time, 16-frame windows, 25 steps -> ~1,200 evaluations
-        small_clip = fake_clip(32, cfg.model.audio_dim)
-        cache = model.unet.prepare(speaker_fv=small_clip["speaker_fv"], audio=small_clip["speaker_feat"],
-                                   past_listener=torch.zeros(1, 16, 58), valid=small_clip["valid"])
-        x, sigma = torch.randn(1, 16, 58), torch.ones(1)
+        small_clip = fake_clip(32, cfg.model.audio_dim, device)
         with torch.inference_mode():
-            nfe_secs = timed(lambda: model.denoise(x, sigma, cache=cache), repeats=10)
+            cache = model.unet.prepare(speaker_fv=small_clip["speaker_fv"], audio=small_clip["speaker_feat"],
+                                       past_listener=torch.zeros(1, 16, 58, device=device), valid=small_clip["valid"])
+            x, sigma = torch.randn(1, 16, 58, device=device), torch.ones(1, device=device)
+            nfe_secs = timed(lambda: model.denoise(x, sigma, cache=cache), repeats=10, device=device)
         released[size] = (nfe_secs, math.ceil(FRAMES / 16))  # evaluations per sampling step and reaction
         # training step: forward + backward + AdamW on a batch of windows (the same measurement as bench train)
-        secs = step_time(size, args.train_batch, args.window, args.history, cfg.model.audio_dim, repeats=3)
+        secs = step_time(size, args.train_batch, args.window, args.history, cfg.model.audio_dim, repeats=3,
+                         device=device)
         train_rows.append((size, n_params, secs))
 
     print(f"\ngeneration of {K} reactions x {FRAMES} frames (30 s each)")

@@ -43,22 +43,26 @@ def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps
     return rows[-1]["samples_per_s"]
 
 
-def step_time(size: str, batch: int, window: int, history: int, audio_dim: int = 80, repeats: int = 2) -> float:
-    """Seconds per fwd+bwd+AdamW step of the model alone (no data loading)."""
+def step_time(size: str, batch: int, window: int, history: int, audio_dim: int = 80, repeats: int = 2,
+              device: str | torch.device = "cpu") -> float:
+    """Seconds per fwd+bwd+AdamW step of the model alone (no data loading), fp32."""
     cfg = config.load(None, [f"model.size={size}", f"model.audio_dim={audio_dim}"])
     torch.manual_seed(0)
-    model = build_model(cfg).train()
+    model = build_model(cfg).train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     t = history + window
     data = {"speaker_fv": torch.randn(batch, t, 58, generator=g), "listener_fv": torch.randn(batch, t, 58, generator=g),
             "speaker_feat": torch.randn(batch, t, audio_dim, generator=g), "valid": torch.ones(batch, t, dtype=torch.bool)}
+    data = {k: v.to(device) for k, v in data.items()}
 
     def step():
         loss = model.training_loss(data, history)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
 
     step()
     t0 = time.perf_counter()
