@@ -153,15 +153,16 @@ def test_overfitting_one_batch_drives_the_loss_down(tiny_shards):
 
 
 def test_half_precision_model_runs_in_its_dtype(tiny_shards):
-    """DeepSpeed's bf16 engine casts the module, not its inputs: every fp32 tensor the model makes (positional and
-    noise encodings) must follow the weights' dtype, or the first layer norm/linear after it fails on the GPU."""
+    """DeepSpeed's bf16 engine casts the parameters (not the buffers, not the inputs): every fp32 tensor the model
+    makes (positional and noise encodings) must follow the compute dtype, or the next layer norm/linear fails."""
     cfg = tiny_cfg(tiny_shards)
     stream = BatchStream(cfg.data)
     model = make_model(cfg, stream)
     randomise_output(model)
     batch = next(iter(stream))
     ref = model.training_loss(batch, history=8, generator=torch.Generator().manual_seed(0))
-    model = model.to(torch.bfloat16)
+    for p in model.parameters():  # what DeepSpeed's _cast_module_mixed_precision does
+        p.data = p.data.to(torch.bfloat16)
     out = model.training_loss(batch, history=8, generator=torch.Generator().manual_seed(0))
     out["loss"].backward()
     assert all(p.grad is None or p.grad.dtype == torch.bfloat16 for p in model.parameters())

@@ -206,6 +206,28 @@ def test_wrong_config_fails_fast(tiny_shards, tmp_path):
     assert time.time() - t0 < 120
 
 
+_BF16_ON_CPU = """
+import sys
+import reactdiff.train.loop as loop
+loop.resolve_precision = lambda requested, device_type: "bf16"  # the trainer refuses half precision on CPU (slow)
+from reactdiff.train import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_bf16_engine_path_on_cpu(tiny_shards, tmp_path):
+    """DeepSpeed's bf16 engine (parameters cast, buffers and batches left in fp32) through the real trainer; on CPU,
+    which the trainer otherwise refuses, so that a dtype slip fails here and not first on a GPU."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    args = base_args(tiny_shards, tmp_path, "bf16", "train.zero_stage=2", "train.wandb=disabled")
+    res = subprocess.run([sys.executable, "-c", _BF16_ON_CPU, *args], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "ZeRO 2, bf16" in res.stdout
+    assert set(losses(tmp_path / "bf16")) == set(range(1, STEPS + 1))
+    assert (tmp_path / "bf16" / "export").is_dir()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_bf16_zero2(tiny_shards, tmp_path):
     res = launch(base_args(tiny_shards, tmp_path, "gpu", "train.zero_stage=2", "train.precision=bf16"), nproc=1)

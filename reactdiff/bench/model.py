@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                           overlap=args.overlap, sampler=args.sampler, steps=steps), device=device)
             nfe = network_evaluations(args.sampler, steps) * windows
             gen_rows.append((size, n_params, steps, nfe, secs))
+            print(f"[bench] {size}, {steps} steps: {secs:.2f} s for {K} reactions", flush=True)
         # the released schedule: one reaction at a time, 16-frame windows, 25 steps -> ~1,200 evaluations
         small_clip = fake_clip(32, cfg.model.audio_dim, device)
         with torch.inference_mode():
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             x, sigma = torch.randn(1, 16, 58, device=device), torch.ones(1, device=device)
             nfe_secs = timed(lambda: model.denoise(x, sigma, cache=cache), repeats=10, device=device)
         released[size] = (nfe_secs, math.ceil(FRAMES / 16))  # evaluations per sampling step and reaction
+        print(f"[bench] {size}: {nfe_secs * 1000:.1f} ms per network evaluation of one 16-frame window", flush=True)
         # training step: forward + backward + AdamW on a batch of windows (the same measurement as bench train)
         secs = step_time(size, args.train_batch, args.window, args.history, cfg.model.audio_dim, repeats=3,
                          device=device)

@@ -19,9 +19,10 @@ class FourierEmbedding(nn.Module):
         self.register_buffer("freqs", torch.randn(dim // 2) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # angles in fp32 whatever the model's dtype; the features in the model's dtype (that of the buffer)
+        # angles in fp32; the features in the input's dtype, the compute dtype (the Denoiser casts sigma to it).
+        # Not the buffer's: DeepSpeed's bf16/fp16 engines cast parameters only and leave buffers in fp32.
         angles = 2 * math.pi * x.float()[:, None] * self.freqs.float()[None]
-        return torch.cat([angles.cos(), angles.sin()], dim=1).to(self.freqs.dtype)
+        return torch.cat([angles.cos(), angles.sin()], dim=1).to(x.dtype)
 
 
 def sinusoidal_positions(t: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
