@@ -43,6 +43,14 @@ def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps
     return rows[-1]["samples_per_s"]
 
 
+def run_setting(run: Path) -> tuple[str, float | None]:
+    """(precision the trainer chose, MFU % of its last logged window, GPU only) of a finished run."""
+    ds = json.loads((run / "deepspeed.json").read_text())
+    precision = "bf16" if ds["bf16"]["enabled"] else "fp16" if ds["fp16"]["enabled"] else "fp32"
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    return precision, last.get("mfu_pct")
+
+
 def step_time(size: str, batch: int, window: int, history: int, audio_dim: int = 80, repeats: int = 2,
               device: str | torch.device = "cpu") -> float:
     """Seconds per fwd+bwd+AdamW step of the model alone (no data loading), fp32."""
@@ -111,15 +119,18 @@ def main(argv: list[str] | None = None) -> int:
             for procs in (int(p) for p in args.procs.split(",")):
                 rate = run_trainer(tmp / "shards", tmp / "runs", f"{size}-{procs}", procs, size, args.steps, window,
                                    history, args.batch, max(1, args.steps // 3))
-                rows.append((size, procs, rate))
+                precision, mfu = run_setting(tmp / "runs" / f"{size}-{procs}")
+                rows.append((size, procs, rate, mfu))
                 print(f"[bench] {size} x {procs} process(es): {rate:.1f} windows/s")
+        where = f"GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "CPU"
         print(f"\nend-to-end training throughput (real trainer, window {window} + {history} context, "
-              f"{args.batch} windows per rank per step, ZeRO 0, fp32, CPU)")
-        print(f"{'size':<6} {'procs':>5} {'windows/s':>10} {'frames/s':>9} {'vs 1 proc':>9}")
-        for size, procs, rate in rows:
-            one = next(r for s, p, r in rows if s == size and p == 1) if any(
-                s == size and p == 1 for s, p, _ in rows) else rate
-            print(f"{size:<6} {procs:>5} {rate:>10.1f} {rate * window:>9.0f} {rate / one:>8.2f}x")
+              f"{args.batch} windows per rank per step, ZeRO 0, {precision}, {where})")
+        print(f"{'size':<6} {'procs':>5} {'windows/s':>10} {'frames/s':>9} {'vs 1 proc':>9} {'MFU':>6}")
+        for size, procs, rate, mfu in rows:
+            one = next(r for s, p, r, _ in rows if s == size and p == 1) if any(
+                s == size and p == 1 for s, p, _, _ in rows) else rate
+            mfu_text = f"{mfu:5.1f}%" if mfu is not None else "     -"
+            print(f"{size:<6} {procs:>5} {rate:>10.1f} {rate * window:>9.0f} {rate / one:>8.2f}x {mfu_text}")
         if args.skip_paper:
             return 0
         b = args.paper_batch
