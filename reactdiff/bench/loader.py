@@ -82,5 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'loader':<{width}}  {'windows/s':>10}  {'ms/window':>9}  {'windows':>8}  {'vs raw':>7}")
         for label, rate, n in rows:
             print(f"{label:<{width}}  {rate:>10.1f}  {1000 / rate:>9.2f}  {n:>8d}  {rate / base_rate:>6.1f}x")
-        print(f"\ndefault training config (feat, 4 windows per clip read): {rows[-1][1] / base_rate:.1f}x the raw loader")
+        print(f"\ndefault training config (feat, 4 windows per clip read): {rows[-1][1] / base_rate:.1f}x the raw "
+              "loader")
     return 0

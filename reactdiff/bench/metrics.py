@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         ours_run(backend)
         t2 = time.perf_counter()
         timings[backend] = (t1 - t0, t2 - t1)
-        rows += [(f"ours ({backend}, {device.type}), cold", t1 - t0), (f"ours ({backend}, {device.type}), warm", t2 - t1)]
+        rows += [(f"ours ({backend}, {device.type}), cold", t1 - t0),
+                 (f"ours ({backend}, {device.type}), warm", t2 - t1)]
     ours_cold, ours_warm = timings[backends[-1]]
     print(f"{'method':<32} {'seconds':>9} {'pairs/s':>10}")
     for name, secs in rows:

@@ -39,7 +39,7 @@ def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"training run {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    rows = [json.loads(l) for l in (out / name / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     return rows[-1]["samples_per_s"]
 
 
