@@ -13,6 +13,7 @@ COMMANDS = {
     "export": ("reactdiff.train.export_cli", "write a checkpoint's EMA weights as an inference export"),
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
     "evaluate": ("reactdiff.eval.evaluate", "REACT metrics of generated reactions -> metrics.json + report.md"),
+    "render": ("reactdiff.render.cli", "mp4 videos of generated reactions (grey FaceVerse meshes, speaker beside)"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
     "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster`"),
 }

@@ -10,13 +10,12 @@ import io
 import os
 import shutil
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ...atomic import atomic_open
+from ...media import write_mp4  # noqa: F401  (re-exported: the dataset writer's mp4 option)
 from ..faceverse import EXP, FPS
 from .behaviour import ROT_MEAN, TRANS_MEAN, Style
 
@@ -106,43 +105,3 @@ def write_png_folder(folder: Path, frames: np.ndarray) -> None:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
         raise
-
-
-def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (3H/2, W) planar BT.601 limited-range yuv420p (numpy, so the bytes are exact)."""
-    rgb = frame.astype(np.float32)
-    h, w = rgb.shape[:2]
-    y = 16.0 + rgb @ np.array([65.481, 128.553, 24.966], np.float32) / 255.0
-    cbcr = 128.0 + rgb @ np.array([[-37.797, 112.0], [-74.203, -93.786], [112.0, -18.214]], np.float32) / 255.0
-    cbcr = cbcr.reshape(h // 2, 2, w // 2, 2, 2).mean((1, 3))
-    planes = [y.ravel(), cbcr[..., 0].ravel(), cbcr[..., 1].ravel()]
-    return np.clip(np.round(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
-    """H.264 (libx264, or mpeg4 where it is missing) yuv420p mp4 at `fps`; frame size must be even."""
-    import av  # imported here: only the mp4 option needs PyAV
-
-    h, w = frames.shape[1:3]
-    if h % 2 or w % 2:
-        raise ValueError(f"mp4 frames need an even size, got {w}x{h}")
-    with atomic_open(path, "wb") as f:
-        with av.open(f, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
-            try:
-                # with mbtree on, this x264 build gave different bytes for the same frames from one encode to
-                # the next in a process (seen at 64x64); without it the output is reproducible.
-                stream = container.add_stream("libx264", rate=fps, options={
-                    "preset": "veryfast", "crf": "20", "x264-params": "no-mbtree=1"})
-            except Exception:  # noqa: BLE001  (codec not built into this FFmpeg)
-                stream = container.add_stream("mpeg4", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.codec_context.thread_count = 1
-            stream.codec_context.flags |= getattr(av.codec.context.Flags, "bitexact", 0)
-            stream.codec_context.time_base = Fraction(1, fps)
-            for i, frame in enumerate(frames):
-                vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
-                vf.pts, vf.time_base = i, Fraction(1, fps)
-                for packet in stream.encode(vf):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)

@@ -1,0 +1,1 @@
+"""Rendering: FaceVerse meshes from 58-d coefficients, a torch rasteriser (grey frames), PIRender, mp4 output."""

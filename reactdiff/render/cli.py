@@ -1,0 +1,155 @@
+"""`reactdiff render`: mp4 videos of generated reactions (the output of `reactdiff sample`), as grey FaceVerse meshes.
+
+    out/<row>/k<k>.mp4     reaction k of neighbour-matrix row <row>; with --shards: [speaker | listener] side by
+                           side with the speaker's audio
+    out/<row>/gt.mp4       the true listener (--ground-truth), same layout
+    out/render.json        what was rendered with which settings (parts/part-R-of-W.json for a fan-out task)
+
+Each video is written atomically; a rerun renders only the videos that are missing (--overwrite: all of them).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import atomic
+from ..data.faceverse import AUDIO_RATE, FPS
+from ..data.sample_format import decode_audio, decode_json, decode_npy
+from ..data.shard_index import ShardIndex
+from ..media import write_mp4
+from ..sampling.writer import load_manifest, reaction_path
+from .faceverse import FaceVerseError, FaceVerseModel
+from .grey import GreyRenderer
+
+RENDER_JSON = "render.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reactdiff render", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--samples", required=True, help="output folder of `reactdiff sample` (reactions/ + manifest)")
+    p.add_argument("--faceverse", required=True, help="FaceVerse v2 model file (faceverse_simple_v2.npy)")
+    p.add_argument("--out", required=True, help="output folder for the videos")
+    p.add_argument("--shards", help="the shard folder the samples were made from: adds the speaker (mesh + audio) "
+                                    "beside each reaction, and enables --ground-truth")
+    p.add_argument("--ground-truth", action="store_true", help="also render each row's true listener (gt.mp4)")
+    p.add_argument("--identity", help="npy with the FaceVerse identity coefficients to render with (the first 150 "
+                                      "values are used; e.g. reference_full.npy); default: the mean face")
+    p.add_argument("--simplified", action="store_true", help="use the model's simplified mesh (select_id/tri_select)")
+    p.add_argument("--size", type=int, default=224, help="frame size in pixels (default 224, as the REACT renderer)")
+    p.add_argument("--rows", help="comma-separated neighbour-matrix rows (default: all in the manifest)")
+    p.add_argument("--k", type=int, help="render only the first K reactions of each row (default: all)")
+    p.add_argument("--frames", type=int, help="only the first N frames (default: all)")
+    p.add_argument("--rank", type=int, default=0, help="this task's part of a fan-out (every world-size-th video)")
+    p.add_argument("--world-size", type=int, default=1, help="tasks in the fan-out")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--overwrite", action="store_true", help="render again the videos that exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+class SpeakerSource:
+    """Speaker 3DMM, audio and true listener of a sample's role, read from the shards by key."""
+
+    def __init__(self, shards: Path) -> None:
+        self.index = ShardIndex.open(shards)
+        self.where = {key: (s, i) for s, keys in enumerate(self.index.keys) for i, key in enumerate(keys)}
+
+    def clip(self, key: str, role: str) -> dict:
+        if key not in self.where:
+            raise KeyError(f"sample {key} is not in {self.index.folder} (were the reactions made from other shards?)")
+        spk, lis = role.split("->")
+        want = {"meta.json", f"{spk}.fv.npy", f"{lis}.fv.npy"}
+        raw = self.index.read(*self.where[key], lambda name: name in want or name.startswith(f"{spk}.audio."))
+        meta = decode_json(raw["meta.json"])
+        audio_name = next((n for n in raw if n.startswith(f"{spk}.audio.")), None)
+        audio = decode_audio(raw[audio_name]) if audio_name else None
+        if audio is not None and meta.get("audio_rate", AUDIO_RATE) != AUDIO_RATE:
+            raise ValueError(f"{key}: audio at {meta['audio_rate']} Hz; shards store {AUDIO_RATE} Hz")
+        return {"speaker": decode_npy(raw[f"{spk}.fv.npy"]), "listener": decode_npy(raw[f"{lis}.fv.npy"]),
+                "audio": audio}
+
+
+def _jobs(entries: list[dict], k: int, ground_truth: bool) -> list[tuple[dict, str]]:
+    jobs = []
+    for e in entries:
+        jobs += [(e, f"k{i}") for i in range(k)]
+        if ground_truth:
+            jobs.append((e, "gt"))
+    return jobs
+
+
+def run(args) -> int:
+    samples, out = Path(args.samples), Path(args.out)
+    if not 0 <= args.rank < args.world_size:
+        raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
+    if args.ground_truth and not args.shards:
+        raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
+    manifest = load_manifest(samples)
+    entries = manifest["entries"]
+    if args.rows:
+        wanted = {int(r) for r in args.rows.split(",")}
+        missing = sorted(wanted - {e["row"] for e in entries})
+        if missing:
+            raise ValueError(f"rows {missing} are not in {samples} (it has {len(entries)} rows)")
+        entries = [e for e in entries if e["row"] in wanted]
+    k_all = int(manifest["settings"]["k"])
+    k = min(args.k or k_all, k_all)
+    identity = np.load(args.identity, allow_pickle=False) if args.identity else None
+    model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
+    renderer = GreyRenderer(model, args.size, identity, args.device)
+    source = SpeakerSource(Path(args.shards)) if args.shards else None
+    jobs = _jobs(entries, k, args.ground_truth)[args.rank::args.world_size]
+    todo = [(e, name) for e, name in jobs if args.overwrite or not (out / f"{e['row']:05d}" / f"{name}.mp4").is_file()]
+    settings = {"samples": str(samples), "faceverse": str(args.faceverse), "vertices": model.num_vertices,
+                "triangles": int(model.tri.shape[0]), "identity": args.identity, "size": args.size, "fps": FPS,
+                "frames": args.frames, "speaker_beside": source is not None, "renderer": "grey mesh (torch)"}
+    if not args.quiet:
+        print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), "
+              f"{model.num_vertices} vertices, {args.size}px, {args.device}", flush=True)
+    t0, frames_done, cache = time.perf_counter(), 0, {}
+    for e, name in tqdm(todo, desc="render", unit="video", disable=args.quiet):
+        path = out / f"{e['row']:05d}" / f"{name}.mp4"
+        if name == "gt":
+            listener = None
+        else:
+            reactions = cache.get(e["row"])
+            if reactions is None:
+                cache = {e["row"]: np.load(reaction_path(samples, e["row"]), allow_pickle=False)}  # one row at a time
+                reactions = cache[e["row"]]
+            listener = reactions[int(name[1:])]
+        clip = source.clip(e["key"], e["role"]) if source else None
+        if listener is None:
+            listener = clip["listener"]
+        n = len(listener) if args.frames is None else min(args.frames, len(listener))
+        frames = renderer.frames(listener[:n])
+        audio = None
+        if clip is not None:
+            frames = (np.concatenate([s, l], axis=2) for s, l in zip(renderer.frames(clip["speaker"][:n]), frames))
+            if clip["audio"] is not None:
+                audio = clip["audio"][:n * AUDIO_RATE // FPS]
+        frames_done += write_mp4(path, frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
+    secs = time.perf_counter() - t0
+    done = [{"row": e["row"], "key": e["key"], "role": e["role"], "video": f"{e['row']:05d}/{name}.mp4"}
+            for e, name in jobs]
+    target = out / (RENDER_JSON if args.world_size == 1 else f"parts/part-{args.rank:04d}-of-{args.world_size:04d}.json")
+    atomic.write_json(target, {"settings": settings, "videos": done})
+    if not args.quiet:
+        rate = f", {frames_done / secs:.0f} frames/s" if frames_done else ""
+        print(f"[render] wrote {len(todo)} videos to {out} in {secs:.1f} s{rate}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (FaceVerseError, ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"reactdiff render: error: {exc}", file=sys.stderr)
+        return 2

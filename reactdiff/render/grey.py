@@ -1,0 +1,38 @@
+"""Grey mesh frames of 58-d FaceVerse sequences: coefficients -> mesh -> projection -> rasterisation -> shading."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import rasterize as rz
+from .faceverse import FaceVerseModel, project
+
+
+class GreyRenderer:
+    """Renders (T, 58) raw coefficient sequences as (n, size, size, 3) uint8 chunks of `chunk` frames."""
+
+    def __init__(self, model: FaceVerseModel, size: int = 224, identity=None, device="cpu", chunk: int = 32) -> None:
+        if size < 2 or size % 2:
+            raise ValueError(f"render size must be an even number of pixels >= 2 (mp4 needs it); got {size}")
+        self.device = torch.device(device)
+        self.model, self.size, self.chunk = model.to(self.device), size, chunk
+        self.shape = self.model.identity_shape(identity)  # validated once
+        self.identity = identity
+
+    @torch.no_grad()
+    def render(self, coeffs) -> torch.Tensor:
+        """(n, 58) -> (n, size, size, 3) uint8 tensor on the renderer's device."""
+        world = self.model.vertices(torch.as_tensor(np.asarray(coeffs), device=self.device), self.identity)
+        index, _ = rz.rasterize(project(world, self.size), self.model.tri, self.size)
+        return rz.shade(index, rz.face_shading(world, self.model.tri))
+
+    def frames(self, coeffs) -> Iterator[np.ndarray]:
+        coeffs = np.asarray(coeffs, np.float32)
+        if coeffs.ndim != 2 or coeffs.shape[1] != 58:
+            raise ValueError(f"expected a (frames, 58) FaceVerse sequence; got {coeffs.shape}")
+        if not np.isfinite(coeffs).all():
+            raise ValueError("the FaceVerse sequence contains NaN/inf values")
+        for s in range(0, len(coeffs), self.chunk):
+            yield self.render(coeffs[s:s + self.chunk]).cpu().numpy()
