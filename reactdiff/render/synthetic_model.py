@@ -85,7 +85,7 @@ def make_model(rings: int = 32, segments: int = 40, seed: int = 0) -> dict:
     for k, faces in enumerate(incident):
         point_buf[k] = np.resize(np.asarray(faces or [0]), 8)
     return {
-        "meanshape": verts, "meantex": np.full((v, 3), 180.0, np.float32),
+        "meanshape": verts.astype(np.float32), "meantex": np.full((v, 3), 180.0, np.float32),
         "idBase": id_base.reshape(3 * v, 150), "exBase": exp.reshape(3 * v, fv.N_EXP),
         "texBase": np.zeros((3 * v, N_TEX), np.float32), "tri": tri, "point_buf": point_buf,
         "keypoints": np.linspace(0, v - 1, 66).astype(np.int64), "skinmask": front,
