@@ -6,6 +6,8 @@
     -> evaluation as on a cluster (launch/slurm.py eval, submitit's local executor): K reactions per test speaker
        clip by online generation from the EMA weights in 2 array tasks, then the aggregation job: REACT metrics
        against the ground truth and the mime / random baselines -> metrics.json + report.md
+    -> rendering (reactdiff render): grey FaceVerse-mesh mp4s of a clip's reactions and its true listener, the
+       speaker beside them with the speaker's audio (a synthetic head in the FaceVerse model-file format)
 
 Re-running reuses what is already there (the dataset if its arguments match, verified shards via --resume).
 """
@@ -60,13 +62,13 @@ def _dataset(work: Path, args) -> dict:
     if info.is_file():
         have = json.loads(info.read_text())["args"]
         if all(have.get(k) == v for k, v in wanted.items()):
-            print(f"[demo] 1/7 synthetic REACT dataset: reusing {root}")
+            print(f"[demo] 1/8 synthetic REACT dataset: reusing {root}")
             return {"root": root, "reused": True}
     t0 = time.time()
     summary = generate_dataset(root, seed=0, clips_per_session=2, video="png", workers=args.workers,
                                progress=not args.quiet, force=True, **wanted)
     clips = {s: v["clips"] for s, v in summary["splits"].items()}
-    print(f"[demo] 1/7 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
+    print(f"[demo] 1/8 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
           f"{summary['bytes'] / 1e6:.0f} MB in {time.time() - t0:.1f} s")
     return {"root": root, "reused": False}
 
@@ -80,12 +82,12 @@ def run(args) -> int:
         index = make_shards(ds["root"], split, shards / split, workers=args.workers, samples_per_shard=2,
                             audio_features="logmel", resume=True, progress=not args.quiet)
         run_ = index["run"]
-        print(f"[demo] 2/7 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
+        print(f"[demo] 2/8 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
               + f" (wrote {run_['shards_written']}, kept {run_['shards_kept']})")
     cfg = config.load(args.config, [f"data.shards={shards / 'train'}", *args.overrides])
     config.save(cfg, work / "config.yaml")
     lines, facts = read_batches(cfg.data, args.batches, train=True)
-    print("[demo] 3/7 " + "\n           ".join(lines))
+    print("[demo] 3/8 " + "\n           ".join(lines))
     # exact resume: stop half way, restore the position into a new stream, compare keys
     straight = [b["key"] + [str(s) for s in b["start"].tolist()] for _, b in zip(range(6), BatchStream(cfg.data))]
     first = BatchStream(cfg.data)
@@ -98,15 +100,16 @@ def run(args) -> int:
                                          f"data.eval_frames={min(750, args.frames)}", *args.overrides])
     lines, facts = read_batches(eval_cfg.data, 0, train=False)
     total = mf.load_index(shards / "test")["totals"]["role_samples"]
-    print("[demo] 4/7 " + "\n           ".join(lines))
+    print("[demo] 4/8 " + "\n           ".join(lines))
     ok = head + tail == straight and sorted(facts["rows"]) == list(range(total))
     export = _train(work, shards / "train", args)
     report = _fan_out_eval(work, shards / "test", export, args) if export is not None else None
     ok = ok and report is not None
     if report is not None:
         model = report["results"]["model"]
-        print("[demo] 7/7 metrics: " + ", ".join(f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv",
+        print("[demo] 7/8 metrics: " + ", ".join(f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv",
               "FRVar", "FRSyn")) + f"; the table with the mime and random baselines: {work / 'eval' / 'report.md'}")
+    ok = ok and report is not None and _render(work, shards / "test", args)
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")
     return 0 if ok else 1
@@ -123,10 +126,10 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [l for l in res.stdout.splitlines() if l.startswith(("step ", "[train]"))]
     if res.returncode != 0:
-        print("[demo] 5/7 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
+        print("[demo] 5/8 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
         return None
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    print(f"[demo] 5/7 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
+    print(f"[demo] 5/8 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
           f"loss {rows[0]['loss']:.3f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.3f} (step {rows[-1]['step']}); "
           f"{run_dir}/loss.png, EMA export {run_dir / 'export'}")
     for line in lines[-2:]:
@@ -150,14 +153,40 @@ def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | N
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0 or not (out / "metrics.json").is_file():
-        print("[demo] 6/7 evaluation fan-out FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
+        print("[demo] 6/8 evaluation fan-out FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
         return None
     report = json.loads((out / "metrics.json").read_text())
     first = np.load(reaction_path(out, 0))
-    print(f"[demo] 6/7 evaluation fan-out (launch/slurm.py eval, submitit local executor): 2 sampling tasks + "
+    print(f"[demo] 6/8 evaluation fan-out (launch/slurm.py eval, submitit local executor): 2 sampling tasks + "
           f"aggregation in {time.time() - t0:.1f} s; {report['rows']} speaker clips x {first.shape[0]} reactions of "
           f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) from the trained EMA weights -> {out}/reactions")
     return report
+
+
+def _render(work: Path, test_shards: Path, args) -> bool:
+    """Videos of the first speaker clip's first two reactions and of its true listener (a rerun keeps them)."""
+    from .render.cli import main as render_main
+    from .render.synthetic_model import write_model
+
+    model = work / "faceverse_synthetic.npy"
+    if not model.is_file():
+        write_model(model)
+    out = work / "render"
+    if (out / "render.json").is_file():
+        rendered = json.loads((out / "render.json").read_text())["settings"].get("weights")
+        if rendered != load_manifest(work / "eval")["settings"]["weights"]:
+            shutil.rmtree(out)  # videos of an earlier model's reactions: start over
+    t0 = time.time()
+    code = render_main(["--samples", str(work / "eval"), "--faceverse", str(model), "--out", str(out),
+                        "--shards", str(test_shards), "--ground-truth", "--rows", "0", "--k", "2", "--size", "128",
+                        *(["--quiet"] if args.quiet else [])])
+    if code != 0:
+        print("[demo] 8/8 rendering FAILED", file=sys.stderr)
+        return False
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.mp4"))
+    print(f"[demo] 8/8 rendering (reactdiff render) in {time.time() - t0:.1f} s: {', '.join(files)} in {out} "
+          f"([speaker | listener] grey meshes, 25 fps, speaker audio)")
+    return len(files) == 3
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -282,6 +282,12 @@ def test_render_command_resumes_and_fans_out(samples, tiny_shards, model_file, t
     parts = [json.loads((fan / f"parts/part-000{r}-of-0002.json").read_text())["videos"] for r in (0, 1)]
     names = [v["video"] for part in parts for v in part]
     assert sorted(names) == videos(fan) == videos(out) and len(set(names)) == 6
+    # other settings into the same folder: refused, unless --overwrite
+    assert render_main([*args, "--size", "16"]) == 2
+    assert "holds videos rendered with other settings (size: 32 -> 16)" in capsys.readouterr().err
+    assert render_main([*args, "--size", "16", "--overwrite"]) == 0
+    with av.open(str(out / "00000/gt.mp4")) as c:
+        assert c.streams.video[0].height == 16
 
 
 def test_render_without_shards_and_errors(samples, tiny_shards, model_file, tmp_path, capsys):

@@ -10,6 +10,7 @@ Each video is written atomically; a rerun renders only the videos that are missi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -106,10 +107,19 @@ def run(args) -> int:
     renderer = GreyRenderer(model, args.size, identity, args.device)
     source = SpeakerSource(Path(args.shards)) if args.shards else None
     jobs = _jobs(entries, k, args.ground_truth)[args.rank::args.world_size]
+    settings = {"samples": str(samples), "weights": manifest["settings"].get("weights"),
+                "faceverse": str(args.faceverse), "vertices": model.num_vertices, "triangles": int(model.tri.shape[0]),
+                "identity": args.identity, "size": args.size, "fps": FPS, "frames": args.frames,
+                "speaker_beside": source is not None, "renderer": "grey mesh (torch)"}
+    target = out / (RENDER_JSON if args.world_size == 1 else f"parts/part-{args.rank:04d}-of-{args.world_size:04d}.json")
+    if target.is_file() and not args.overwrite:
+        old = json.loads(target.read_text())["settings"]
+        diff = {key: (old.get(key), v) for key, v in settings.items() if old.get(key) != v}
+        if diff:  # videos made otherwise (other weights, size, model...) must not be mixed with new ones
+            details = ", ".join(f"{key}: {a!r} -> {b!r}" for key, (a, b) in diff.items())
+            raise ValueError(f"{out} holds videos rendered with other settings ({details}); use another --out or "
+                             f"--overwrite")
     todo = [(e, name) for e, name in jobs if args.overwrite or not (out / f"{e['row']:05d}" / f"{name}.mp4").is_file()]
-    settings = {"samples": str(samples), "faceverse": str(args.faceverse), "vertices": model.num_vertices,
-                "triangles": int(model.tri.shape[0]), "identity": args.identity, "size": args.size, "fps": FPS,
-                "frames": args.frames, "speaker_beside": source is not None, "renderer": "grey mesh (torch)"}
     if not args.quiet:
         print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), "
               f"{model.num_vertices} vertices, {args.size}px, {args.device}", flush=True)
@@ -138,7 +148,6 @@ def run(args) -> int:
     secs = time.perf_counter() - t0
     done = [{"row": e["row"], "key": e["key"], "role": e["role"], "video": f"{e['row']:05d}/{name}.mp4"}
             for e, name in jobs]
-    target = out / (RENDER_JSON if args.world_size == 1 else f"parts/part-{args.rank:04d}-of-{args.world_size:04d}.json")
     atomic.write_json(target, {"settings": settings, "videos": done})
     if not args.quiet:
         rate = f", {frames_done / secs:.0f} frames/s" if frames_done else ""
