@@ -1,14 +1,19 @@
 #!/usr/bin/env python
-"""Submit training or evaluation to SLURM with submitit (or run the same code with submitit's local executor).
+"""Submit training, evaluation or rendering to SLURM with submitit (or run the same code with submitit's local
+executor).
 
     python launch/slurm.py train --cluster configs/cluster/local.yaml --config configs/demo.yaml train.steps=200
     python launch/slurm.py eval  --cluster configs/cluster/local.yaml --export runs/demo/export \\
         --shards shards/demo/test --out runs/demo/eval sample.k=10
+    python launch/slurm.py render --cluster configs/cluster/local.yaml --samples runs/demo/eval \
+        --faceverse faceverse_simple_v2.npy --shards shards/demo/test --out runs/demo/render --ground-truth
     ... --dry-run        print the jobs, resources and resolved config; submit nothing
 train: nodes x tasks_per_node processes (one per GPU), a Checkpointable job that saves and requeues itself on
 preemption or before the time limit. eval: an array of tasks over the test rows (each writes its reactions
 atomically; rows already there are skipped, tasks with nothing left are not submitted), then one aggregation job
-(afterok) that merges them in neighbour-matrix order and writes metrics.json and report.md.
+(afterok) that merges them in neighbour-matrix order and writes metrics.json and report.md. render: an array of
+tasks over the videos (`reactdiff render --rank R --world-size W`; videos already there are skipped, tasks with
+nothing left are not submitted), then one job that merges the tasks' part files into render.json.
 """
 from __future__ import annotations
 
@@ -109,11 +114,51 @@ def submit_eval(args, cluster) -> list:
     return jobs + [agg]
 
 
+RENDER_OPTIONS = ("samples", "faceverse", "out", "shards", "identity", "rows", "k", "size", "frames")
+
+
+def submit_render(args, cluster) -> list:
+    from reactdiff.cluster.jobs import render_index, render_task
+    from reactdiff.render.cli import plan, video_path
+
+    if args.ground_truth and not args.shards:
+        raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
+    out = Path(args.out).resolve()
+    render_args = []
+    for name in RENDER_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:  # paths absolute: tasks may start in another folder
+            value = str(Path(value).resolve()) if name in ("samples", "faceverse", "out", "shards", "identity") else value
+            render_args += [f"--{name}", str(value)]
+    render_args += ["--ground-truth"] * args.ground_truth + ["--simplified"] * args.simplified
+    _, videos, _ = plan(Path(args.samples), args.rows, args.k, args.ground_truth)
+    tasks = min(args.tasks or cluster.eval_tasks or 1, len(videos))
+    todo = [r for r in range(tasks) if any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
+    spec = {"args": render_args, "out": str(out), "threads": cluster.cpus_per_task}
+    ex, params = executor(cluster, out / "submitit", "render", 1, 1, min(1, cluster.gpus_per_node))
+    ex.update_parameters(slurm_array_parallelism=cluster.eval_parallelism)
+    print(f"[launch] render: {len(videos)} videos in {tasks} tasks, {len(todo)} still to run "
+          f"{todo if len(todo) < 20 else ''}; then 1 index job; {params}")
+    if args.dry_run:
+        return []
+    jobs = ex.map_array(render_task, [spec] * len(todo), todo, [tasks] * len(todo)) if todo else []
+    index_ex, _ = executor(cluster, out / "submitit", "render-index", 1, 1, 0)
+    if jobs and cluster.executor == "slurm":
+        index_ex.update_parameters(slurm_additional_parameters={
+            "dependency": "afterok:" + ":".join(j.job_id for j in jobs), "kill-on-invalid-dep": "yes"})
+    elif jobs:
+        for job in jobs:
+            job.result()
+    index = index_ex.submit(render_index, spec)
+    print(f"[launch] submitted {len(jobs)} render task(s) {[j.job_id for j in jobs]} and index job {index.job_id}")
+    return jobs + [index]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="launch/slurm.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
-    for name in ("train", "eval"):
+    for name in ("train", "eval", "render"):
         s = sub.add_parser(name)
         s.add_argument("--cluster", required=True, help="cluster profile (configs/cluster/*.yaml)")
         s.add_argument("--dry-run", action="store_true", help="print jobs, resources and config; submit nothing")
@@ -129,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="results folder (reactions/, metrics.json, report.md)")
     ev.add_argument("--tasks", type=int, help="array size (default: the profile's eval_tasks, else one per shard)")
     ev.add_argument("--convention", default="react2024", choices=("react2024", "reactface"))
+    rd = sub.choices["render"]
+    rd.add_argument("--samples", required=True, help="output folder of sampling / eval (reactions/ + manifests)")
+    rd.add_argument("--faceverse", required=True, help="FaceVerse v2 model file")
+    rd.add_argument("--out", required=True, help="folder for the videos")
+    rd.add_argument("--shards", help="the shards the samples came from (speaker beside, audio, --ground-truth)")
+    rd.add_argument("--ground-truth", action="store_true", help="also render each row's true listener")
+    rd.add_argument("--identity", help="FaceVerse identity coefficients (npy)")
+    rd.add_argument("--simplified", action="store_true", help="the model's simplified mesh")
+    rd.add_argument("--rows", help="comma-separated rows (default: all)")
+    rd.add_argument("--k", type=int, help="first K reactions per row (default: all)")
+    rd.add_argument("--size", type=int, help="frame size (default 224)")
+    rd.add_argument("--frames", type=int, help="first N frames (default: all)")
+    rd.add_argument("--tasks", type=int, help="array size (default: the profile's eval_tasks, else 1)")
     return p
 
 
@@ -147,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
         cluster = config.load(args.cluster, schema=config.ClusterConfig)
-        jobs = submit_train(args, cluster) if args.what == "train" else submit_eval(args, cluster)
+        submit = {"train": submit_train, "eval": submit_eval, "render": submit_render}[args.what]
+        jobs = submit(args, cluster)
     except (config.ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"launch/slurm.py: error: {exc}", file=sys.stderr)
         return 2

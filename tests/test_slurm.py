@@ -148,3 +148,27 @@ def test_bench_cluster_prints_efficiency(capsys):
     assert cli_main(["bench", "cluster", "--sessions", "1", "--size", "tiny", "--k", "2", "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "efficiency" in out and "1.00x" in out
+
+
+@needs_slurm
+def test_render_fan_out_and_rerun_of_missing_videos(tiny_shards, tmp_path):
+    from reactdiff import config
+    from reactdiff.render.synthetic_model import write_model
+    from reactdiff.sampling.cli import main as sample_main
+
+    samples = tmp_path / "samples"
+    assert sample_main(["--random-init", "--shards", str(tiny_shards), "--out", str(samples), "--quiet",
+                        "model.size=tiny", "data.history=8", "data.eval_frames=30", "sample.window=16",
+                        "sample.steps=2", "sample.k=2"]) == 0
+    model = write_model(tmp_path / "fv.npy", rings=10, segments=12)
+    out = tmp_path / "render"
+    argv = ["render", "--cluster", str(CLUSTER), "--samples", str(samples), "--faceverse", str(model), "--out",
+            str(out), "--shards", str(tiny_shards), "--ground-truth", "--rows", "0,1", "--size", "16", "--tasks", "2"]
+    cluster = config.load(CLUSTER, schema=config.ClusterConfig)
+    jobs = launcher.submit_render(launcher.parse(argv), cluster)
+    assert len(jobs) == 3 and jobs[-1].result()["videos"] == 6
+    doc = json.loads((out / "render.json").read_text())
+    assert sorted(v["video"] for v in doc["videos"]) == sorted(str(p.relative_to(out)) for p in out.rglob("*.mp4"))
+    (out / "00001/k0.mp4").unlink()  # video 3 of the plan (0-based): task 1 of 2 only
+    jobs = launcher.submit_render(launcher.parse(argv), cluster)
+    assert len(jobs) == 2 and jobs[-1].result()["videos"] == 6 and (out / "00001/k0.mp4").is_file()

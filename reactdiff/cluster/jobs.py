@@ -2,8 +2,8 @@
 
 TrainJob is Checkpointable: on SLURM's USR2 (time limit or preemption) the trainer saves at the next step boundary
 and then hands the signal to submitit, which calls checkpoint() and requeues the same job; the requeued job
-resumes from that checkpoint. Eval tasks are independent (rows already written are skipped), so a rerun only
-redoes what is missing; aggregation refuses to score an incomplete set.
+resumes from that checkpoint. Eval and render tasks are independent (rows / videos already written are skipped), so
+a rerun only redoes what is missing; aggregation refuses to score an incomplete set.
 """
 from __future__ import annotations
 
@@ -79,3 +79,24 @@ def aggregate(spec: dict) -> dict:
     report = evaluate(out, Path(spec["shards"]), out, spec.get("convention", "react2024"),
                       spec.get("reference_quirks", False), spec.get("baselines", True))
     return {"metrics": report["results"]["model"], "out": str(out / "metrics.json")}
+
+
+def render_task(spec: dict, rank: int, world_size: int) -> dict:
+    """Render every world_size-th video of the plan, starting at `rank`; videos already there are skipped."""
+    from ..render.cli import main as render_main
+
+    _limit_threads(spec.get("threads"))
+    args = [*spec["args"], "--quiet", "--rank", str(rank), "--world-size", str(world_size)]
+    code = render_main(args)
+    if code != 0:
+        raise RuntimeError(f"render task {rank}/{world_size}: `reactdiff render {' '.join(args)}` exited with {code} "
+                           f"(its error is above in this task's log)")
+    return {"rank": rank, "world_size": world_size}
+
+
+def render_index(spec: dict) -> dict:
+    """After the array: merge the tasks' part files into render.json (every listed video must exist)."""
+    from ..render.cli import merge_parts
+
+    doc = merge_parts(Path(spec["out"]))
+    return {"videos": len(doc["videos"]), "out": str(Path(spec["out"]) / "render.json")}

@@ -77,13 +77,47 @@ class SpeakerSource:
                 "audio": audio}
 
 
-def _jobs(entries: list[dict], k: int, ground_truth: bool) -> list[tuple[dict, str]]:
+def plan(samples: Path, rows: str | None = None, k: int | None = None, ground_truth: bool = False):
+    """(manifest, every video of the render as (entry, name) in a fixed order, K used). Task R of W renders
+    videos R, R + W, R + 2W, ... of this list."""
+    manifest = load_manifest(samples)
+    entries = manifest["entries"]
+    if rows:
+        wanted = {int(r) for r in str(rows).split(",")}
+        missing = sorted(wanted - {e["row"] for e in entries})
+        if missing:
+            raise ValueError(f"rows {missing} are not in {samples} (it has {len(entries)} rows)")
+        entries = [e for e in entries if e["row"] in wanted]
+    k_all = int(manifest["settings"]["k"])
+    k = min(k or k_all, k_all)
     jobs = []
     for e in entries:
         jobs += [(e, f"k{i}") for i in range(k)]
         if ground_truth:
             jobs.append((e, "gt"))
-    return jobs
+    return manifest, jobs, k
+
+
+def video_path(out: Path, entry: dict, name: str) -> Path:
+    return Path(out) / f"{entry['row']:05d}" / f"{name}.mp4"
+
+
+def merge_parts(out: Path) -> dict:
+    """render.json from the parts of a fan-out; every video they list must exist."""
+    out = Path(out)
+    parts = sorted(out.glob("parts/part-*.json"))
+    if not parts:
+        raise FileNotFoundError(f"no {out}/parts/part-*.json: nothing was rendered there by a fan-out")
+    docs = [json.loads(p.read_text()) for p in parts]
+    if any(d["settings"] != docs[0]["settings"] for d in docs):
+        raise ValueError(f"the parts in {out / 'parts'} were rendered with different settings")
+    videos = sorted((v for d in docs for v in d["videos"]), key=lambda v: v["video"])
+    missing = [v["video"] for v in videos if not (out / v["video"]).is_file()]
+    if missing:
+        raise ValueError(f"{len(missing)} videos listed in {out / 'parts'} are missing (e.g. {missing[:3]})")
+    doc = {"settings": docs[0]["settings"], "videos": videos}
+    atomic.write_json(out / RENDER_JSON, doc)
+    return doc
 
 
 def run(args) -> int:
@@ -92,21 +126,12 @@ def run(args) -> int:
         raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
     if args.ground_truth and not args.shards:
         raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
-    manifest = load_manifest(samples)
-    entries = manifest["entries"]
-    if args.rows:
-        wanted = {int(r) for r in args.rows.split(",")}
-        missing = sorted(wanted - {e["row"] for e in entries})
-        if missing:
-            raise ValueError(f"rows {missing} are not in {samples} (it has {len(entries)} rows)")
-        entries = [e for e in entries if e["row"] in wanted]
-    k_all = int(manifest["settings"]["k"])
-    k = min(args.k or k_all, k_all)
+    manifest, jobs, k = plan(samples, args.rows, args.k, args.ground_truth)
     identity = np.load(args.identity, allow_pickle=False) if args.identity else None
     model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
     renderer = GreyRenderer(model, args.size, identity, args.device)
     source = SpeakerSource(Path(args.shards)) if args.shards else None
-    jobs = _jobs(entries, k, args.ground_truth)[args.rank::args.world_size]
+    jobs = jobs[args.rank::args.world_size]
     settings = {"samples": str(samples), "weights": manifest["settings"].get("weights"),
                 "faceverse": str(args.faceverse), "vertices": model.num_vertices, "triangles": int(model.tri.shape[0]),
                 "identity": args.identity, "size": args.size, "fps": FPS, "frames": args.frames,
@@ -119,13 +144,13 @@ def run(args) -> int:
             details = ", ".join(f"{key}: {a!r} -> {b!r}" for key, (a, b) in diff.items())
             raise ValueError(f"{out} holds videos rendered with other settings ({details}); use another --out or "
                              f"--overwrite")
-    todo = [(e, name) for e, name in jobs if args.overwrite or not (out / f"{e['row']:05d}" / f"{name}.mp4").is_file()]
+    todo = [(e, name) for e, name in jobs if args.overwrite or not video_path(out, e, name).is_file()]
     if not args.quiet:
         print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), "
               f"{model.num_vertices} vertices, {args.size}px, {args.device}", flush=True)
     t0, frames_done, cache = time.perf_counter(), 0, {}
     for e, name in tqdm(todo, desc="render", unit="video", disable=args.quiet):
-        path = out / f"{e['row']:05d}" / f"{name}.mp4"
+        path = video_path(out, e, name)
         if name == "gt":
             listener = None
         else:
