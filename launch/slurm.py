@@ -114,7 +114,7 @@ def submit_eval(args, cluster) -> list:
     return jobs + [agg]
 
 
-RENDER_OPTIONS = ("samples", "faceverse", "out", "shards", "identity", "rows", "k", "size", "frames")
+RENDER_OPTIONS = ("samples", "faceverse", "out", "shards", "identity", "pirender", "rows", "k", "size", "frames")
 
 
 def submit_render(args, cluster) -> list:
@@ -128,7 +128,8 @@ def submit_render(args, cluster) -> list:
     for name in RENDER_OPTIONS:
         value = getattr(args, name)
         if value is not None:  # paths absolute: tasks may start in another folder
-            value = str(Path(value).resolve()) if name in ("samples", "faceverse", "out", "shards", "identity") else value
+            value = str(Path(value).resolve()) if name in ("samples", "faceverse", "out", "shards", "identity",
+                                                           "pirender") else value
             render_args += [f"--{name}", str(value)]
     render_args += ["--ground-truth"] * args.ground_truth + ["--simplified"] * args.simplified
     _, videos, _ = plan(Path(args.samples), args.rows, args.k, args.ground_truth)
@@ -176,11 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--convention", default="react2024", choices=("react2024", "reactface"))
     rd = sub.choices["render"]
     rd.add_argument("--samples", required=True, help="output folder of sampling / eval (reactions/ + manifests)")
-    rd.add_argument("--faceverse", required=True, help="FaceVerse v2 model file")
+    rd.add_argument("--faceverse", help="FaceVerse v2 model file (grey meshes; needed unless --pirender)")
     rd.add_argument("--out", required=True, help="folder for the videos")
     rd.add_argument("--shards", help="the shards the samples came from (speaker beside, audio, --ground-truth)")
     rd.add_argument("--ground-truth", action="store_true", help="also render each row's true listener")
     rd.add_argument("--identity", help="FaceVerse identity coefficients (npy)")
+    rd.add_argument("--pirender", help="REACT-retrained PIRender checkpoint: photoreal frames")
     rd.add_argument("--simplified", action="store_true", help="the model's simplified mesh")
     rd.add_argument("--rows", help="comma-separated rows (default: all)")
     rd.add_argument("--k", type=int, help="first K reactions per row (default: all)")

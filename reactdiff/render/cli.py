@@ -1,4 +1,5 @@
-"""`reactdiff render`: mp4 videos of generated reactions (the output of `reactdiff sample`), as grey FaceVerse meshes.
+"""`reactdiff render`: mp4 videos of generated reactions (the output of `reactdiff sample`): grey FaceVerse meshes,
+or photoreal frames from a PIRender checkpoint (--pirender, with the person's reference frame from --shards).
 
     out/<row>/k<k>.mp4     reaction k of neighbour-matrix row <row>; with --shards: [speaker | listener] side by
                            side with the speaker's audio
@@ -10,6 +11,7 @@ Each video is written atomically; a rerun renders only the videos that are missi
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .. import atomic
@@ -27,6 +30,7 @@ from ..media import write_mp4
 from ..sampling.writer import load_manifest, reaction_path
 from .faceverse import FaceVerseError, FaceVerseModel
 from .grey import GreyRenderer
+from .pirender import PIRenderer, load_generator
 
 RENDER_JSON = "render.json"
 
@@ -35,10 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reactdiff render", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", required=True, help="output folder of `reactdiff sample` (reactions/ + manifest)")
-    p.add_argument("--faceverse", required=True, help="FaceVerse v2 model file (faceverse_simple_v2.npy)")
+    p.add_argument("--faceverse", help="FaceVerse v2 model file (faceverse_simple_v2.npy): grey meshes (needed unless "
+                                       "--pirender)")
     p.add_argument("--out", required=True, help="output folder for the videos")
     p.add_argument("--shards", help="the shard folder the samples were made from: adds the speaker (mesh + audio) "
                                     "beside each reaction, and enables --ground-truth")
+    p.add_argument("--pirender", help="REACT-retrained PIRender generator checkpoint: photoreal frames (needs --shards "
+                                      "for the reference images; --size a multiple of 32)")
     p.add_argument("--ground-truth", action="store_true", help="also render each row's true listener (gt.mp4)")
     p.add_argument("--identity", help="npy with the FaceVerse identity coefficients to render with (the first 150 "
                                       "values are used; e.g. reference_full.npy); default: the mean face")
@@ -66,15 +73,19 @@ class SpeakerSource:
         if key not in self.where:
             raise KeyError(f"sample {key} is not in {self.index.folder} (were the reactions made from other shards?)")
         spk, lis = role.split("->")
-        want = {"meta.json", f"{spk}.fv.npy", f"{lis}.fv.npy"}
+        want = {"meta.json", f"{spk}.fv.npy", f"{lis}.fv.npy", f"{spk}.ref.png", f"{lis}.ref.png"}
         raw = self.index.read(*self.where[key], lambda name: name in want or name.startswith(f"{spk}.audio."))
         meta = decode_json(raw["meta.json"])
         audio_name = next((n for n in raw if n.startswith(f"{spk}.audio.")), None)
         audio = decode_audio(raw[audio_name]) if audio_name else None
         if audio is not None and meta.get("audio_rate", AUDIO_RATE) != AUDIO_RATE:
             raise ValueError(f"{key}: audio at {meta['audio_rate']} Hz; shards store {AUDIO_RATE} Hz")
+        refs = {}
+        for who, person in (("speaker_ref", spk), ("listener_ref", lis)):
+            if f"{person}.ref.png" in raw:
+                refs[who] = np.asarray(Image.open(io.BytesIO(raw[f"{person}.ref.png"])).convert("RGB"))
         return {"speaker": decode_npy(raw[f"{spk}.fv.npy"]), "listener": decode_npy(raw[f"{lis}.fv.npy"]),
-                "audio": audio}
+                "audio": audio, **refs}
 
 
 def plan(samples: Path, rows: str | None = None, k: int | None = None, ground_truth: bool = False):
@@ -126,16 +137,28 @@ def run(args) -> int:
         raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
     if args.ground_truth and not args.shards:
         raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
+    if not args.pirender and not args.faceverse:
+        raise ValueError("grey mesh frames need --faceverse (the FaceVerse model file); or give --pirender")
+    if args.pirender and not args.shards:
+        raise ValueError("--pirender needs --shards (each person's reference frame is read from them)")
     manifest, jobs, k = plan(samples, args.rows, args.k, args.ground_truth)
     identity = np.load(args.identity, allow_pickle=False) if args.identity else None
-    model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
-    renderer = GreyRenderer(model, args.size, identity, args.device)
+    model = None
+    if args.pirender:
+        pir = PIRenderer(load_generator(args.pirender), args.size, args.device)
+        draw = lambda coeffs, ref: pir.frames(coeffs, ref)  # noqa: E731
+    else:
+        model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
+        grey = GreyRenderer(model, args.size, identity, args.device)
+        draw = lambda coeffs, ref: grey.frames(coeffs)  # noqa: E731
     source = SpeakerSource(Path(args.shards)) if args.shards else None
     jobs = jobs[args.rank::args.world_size]
     settings = {"samples": str(samples), "weights": manifest["settings"].get("weights"),
-                "faceverse": str(args.faceverse), "vertices": model.num_vertices, "triangles": int(model.tri.shape[0]),
+                "faceverse": args.faceverse and str(args.faceverse), "vertices": model and model.num_vertices,
+                "triangles": model and int(model.tri.shape[0]),
                 "identity": args.identity, "size": args.size, "fps": FPS, "frames": args.frames,
-                "speaker_beside": source is not None, "renderer": "grey mesh (torch)"}
+                "speaker_beside": source is not None,
+                "renderer": f"pirender {args.pirender}" if args.pirender else "grey mesh (torch)"}
     target = out / (RENDER_JSON if args.world_size == 1 else f"parts/part-{args.rank:04d}-of-{args.world_size:04d}.json")
     if target.is_file() and not args.overwrite:
         old = json.loads(target.read_text())["settings"]
@@ -146,8 +169,9 @@ def run(args) -> int:
                              f"--overwrite")
     todo = [(e, name) for e, name in jobs if args.overwrite or not video_path(out, e, name).is_file()]
     if not args.quiet:
-        print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), "
-              f"{model.num_vertices} vertices, {args.size}px, {args.device}", flush=True)
+        what = f"PIRender {args.pirender}" if args.pirender else f"grey mesh, {model.num_vertices} vertices"
+        print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), {what}, "
+              f"{args.size}px, {args.device}", flush=True)
     t0, frames_done, cache = time.perf_counter(), 0, {}
     for e, name in tqdm(todo, desc="render", unit="video", disable=args.quiet):
         path = video_path(out, e, name)
@@ -163,10 +187,13 @@ def run(args) -> int:
         if listener is None:
             listener = clip["listener"]
         n = len(listener) if args.frames is None else min(args.frames, len(listener))
-        frames = renderer.frames(listener[:n])
+        if args.pirender and ("listener_ref" not in clip or "speaker_ref" not in clip):
+            raise ValueError(f"{e['key']}: the shards hold no ref.png for this pair; PIRender needs them")
+        frames = draw(listener[:n], clip and clip.get("listener_ref"))
         audio = None
         if clip is not None:
-            frames = (np.concatenate([s, l], axis=2) for s, l in zip(renderer.frames(clip["speaker"][:n]), frames))
+            speaker = draw(clip["speaker"][:n], clip.get("speaker_ref"))
+            frames = (np.concatenate([s, l], axis=2) for s, l in zip(speaker, frames))
             if clip["audio"] is not None:
                 audio = clip["audio"][:n * AUDIO_RATE // FPS]
         frames_done += write_mp4(path, frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
