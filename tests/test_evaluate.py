@@ -5,8 +5,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from reactdiff.data.layout import ClipPath, read_pair_list
+from reactdiff.eval.evaluate import evaluate
 from reactdiff.eval.evaluate import main as evaluate_main
 from reactdiff.eval.ground_truth import load_ground_truth
 from reactdiff.eval.metrics import compute_all
@@ -60,3 +62,42 @@ def test_missing_rows_are_listed(samples, tiny_shards, tmp_path, capsys):
     reaction_path(partial, 7).unlink()
     assert evaluate_main(["--samples", str(partial), "--shards", str(tiny_shards)]) == 2
     assert "lacks reactions for 1 of 12 rows (e.g. [7])" in capsys.readouterr().err
+
+
+def small_extractor(batch):
+    """A deterministic stand-in for InceptionV3: 2 x 2 average grey levels (4 features; the mesh frames are grey, so
+    colour channels would only add exact copies and a singular covariance)."""
+    return torch.nn.functional.adaptive_avg_pool2d(batch[:, :1], 2).flatten(1)
+
+
+def test_frrea_from_rendered_videos(samples, tiny_shards, tmp_path, capsys):
+    import shutil
+
+    from reactdiff.eval.frrea_renders import frrea_from_renders
+    from reactdiff.render.cli import main as render_main
+    from reactdiff.render.synthetic_model import write_model
+
+    model = write_model(tmp_path / "fv.npy", rings=10, segments=12)
+    renders = tmp_path / "renders"
+    assert render_main(["--samples", str(samples), "--faceverse", str(model), "--out", str(renders), "--shards",
+                        str(tiny_shards), "--ground-truth", "--rows", "0,1", "--k", "2", "--size", "32",
+                        "--quiet"]) == 0
+    report = evaluate(samples, tiny_shards, tmp_path, renders=renders, extractor=small_extractor, frame_step=10)
+    rea = report["results"]["model"]
+    assert rea["FRRea"] > 0 and rea["frrea"]["real_videos"] == 2 and rea["frrea"]["generated_videos"] == 4
+    assert "FRRea (Frechet distance of rendered listener frames" in (tmp_path / "report.md").read_text()
+    # generated videos that are the true ones (each twice: the covariance differs by the factor 46/47): FRRea ~ 0
+    same = tmp_path / "same"
+    shutil.copytree(renders, same)
+    for row in ("00000", "00001"):
+        for k in ("k0", "k1"):
+            shutil.copy(same / row / "gt.mp4", same / row / f"{k}.mp4")
+    assert frrea_from_renders(same, small_extractor, step=10)["FRRea"] < 1e-3 * rea["FRRea"]
+    # no ground-truth videos, no FRRea; and the CLI needs the Inception weights
+    no_gt = tmp_path / "no_gt"
+    assert render_main(["--samples", str(samples), "--faceverse", str(model), "--out", str(no_gt), "--rows", "0",
+                        "--k", "1", "--size", "16", "--frames", "3", "--quiet"]) == 0
+    with pytest.raises(ValueError, match="render with --ground-truth"):
+        frrea_from_renders(no_gt, small_extractor)
+    assert evaluate_main(["--samples", str(samples), "--shards", str(tiny_shards), "--renders", str(renders)]) == 2
+    assert "--renders needs --fid-weights" in capsys.readouterr().err

@@ -42,7 +42,11 @@ def baselines(gt: GroundTruth, k: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: str = "react2024",
-             reference_quirks: bool = False, with_baselines: bool = True, device: str | None = None) -> dict:
+             reference_quirks: bool = False, with_baselines: bool = True, device: str | None = None,
+             renders: Path | None = None, fid_weights: Path | None = None, frame_step: int = 10,
+             extractor=None) -> dict:
+    """The metrics of every row; FRRea too when `renders` (a `reactdiff render --ground-truth` folder) is given,
+    with pytorch-fid's InceptionV3 from `fid_weights` (or an injected `extractor`)."""
     t0 = time.time()
     manifest = load_manifest(samples)  # merged once (fan-out tasks write parts)
     settings = manifest["settings"]
@@ -57,6 +61,16 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
         for name, pred in baselines(gt, face.shape[1]).items():
             results[f"baseline: {name}"] = compute_all(pred, gt.listener_fv, gt.speaker_fv, gt.neighbours,
                                                        kind="3dmm", **kw)
+    if renders is not None:
+        from .frrea_renders import frrea_from_renders, render_videos
+
+        rendered = render_videos(renders)[0].get("weights")
+        if rendered != settings.get("weights"):
+            raise ValueError(f"{renders} holds videos of other reactions ({rendered}) than {samples} "
+                             f"({settings.get('weights')}); render these samples first")
+        rea = frrea_from_renders(renders, extractor, weights=fid_weights, step=frame_step, device=device)
+        results["model"]["FRRea"] = rea.pop("FRRea")
+        results["model"]["frrea"] = {**rea, "renders": str(renders)}
     report = {"samples": str(samples), "shards": str(shards), "sampling": settings, "rows": gt.rows,
               "k": int(face.shape[1]), "frames": int(face.shape[2]), "convention": convention,
               "reference_quirks": reference_quirks, "results": results, "seconds": round(time.time() - t0, 2)}
@@ -101,6 +115,12 @@ def markdown(report: dict) -> str:
              "| | " + " | ".join(METRICS) + " |", "| --- | " + " | ".join("---:" for _ in METRICS) + " |"]
     for name, res in report["results"].items():
         lines.append(f"| {name} | " + " | ".join(f"{res[m]:.4f}" for m in METRICS) + " |")
+    rea = report["results"]["model"].get("frrea")
+    if rea is not None:
+        lines += ["", f"FRRea (Frechet distance of rendered listener frames, lower is better): "
+                      f"**{report['results']['model']['FRRea']:.4f}**, {rea['generated_videos']} generated vs "
+                      f"{rea['real_videos']} true listener videos, every {rea['frame_step']}th frame, "
+                      f"{rea['renderer']} (`{rea['renders']}`)."]
     lines += ["", "![metrics of the model and the baselines](metrics.png)", "", "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
               "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker)."]
     return "\n".join(lines) + "\n"
@@ -117,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score FRSyn on the first sample only, as the reference code does")
     p.add_argument("--no-baselines", action="store_true", help="skip the mime and random baselines")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--renders", help="videos of `reactdiff render --ground-truth` for these samples: adds FRRea")
+    p.add_argument("--fid-weights", help="pytorch-fid's InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth), "
+                                         "for FRRea")
+    p.add_argument("--frame-step", type=int, default=10, help="FRRea on every N-th frame (default 10)")
     return p
 
 
@@ -124,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     samples = Path(args.samples)
     try:
+        if args.renders and not args.fid_weights:
+            raise ValueError("--renders needs --fid-weights (FRRea uses pytorch-fid's InceptionV3; nothing is "
+                             "downloaded)")
         report = evaluate(samples, Path(args.shards), Path(args.out) if args.out else samples, args.convention,
-                          args.reference_quirks, not args.no_baselines, args.device)
-    except (FileNotFoundError, ValueError) as exc:
+                          args.reference_quirks, not args.no_baselines, args.device,
+                          Path(args.renders) if args.renders else None, args.fid_weights, args.frame_step)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"reactdiff evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(markdown(report))
