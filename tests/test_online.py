@@ -137,3 +137,13 @@ def test_fan_out_tasks_together_equal_one_run(tiny_shards, tmp_path):
     for r in range(12):
         assert np.array_equal(np.load(reaction_path(tmp_path / "fan", r)), np.load(reaction_path(tmp_path / "one", r)))
     assert sample_main(common + ["--out", str(tmp_path / "x"), "--rank", "3"]) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_sample_command_on_the_gpu_matches_the_cpu(tiny_shards, tmp_path):
+    args = ["--random-init", "--shards", str(tiny_shards), "--quiet", "--limit", "2", "model.size=tiny",
+            "data.history=8", f"data.eval_frames={FRAMES}", "sample.window=32", "sample.steps=4", "sample.k=2"]
+    for device in ("cpu", "cuda"):
+        assert sample_main([*args, "--out", str(tmp_path / device), "--device", device]) == 0
+    cpu, gpu = (np.load(reaction_path(tmp_path / d, 0)) for d in ("cpu", "cuda"))
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-3)  # same noise (drawn on the CPU), other kernels

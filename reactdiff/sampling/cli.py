@@ -96,8 +96,9 @@ def run(args) -> int:
                    for k, v in batch.items()}
             y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap,
                          sampler=s.sampler, steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
-                         seed=s.seed, frames=d.eval_frames).cpu()
-            face = model.stats.denormalise(y[..., :58]).numpy()
+                         seed=s.seed, frames=d.eval_frames)
+            face = model.stats.denormalise(y[..., :58]).cpu().numpy()  # the stats live with the model
+            y = y.cpu()
             for j, i in enumerate(idx):
                 emotion = y[j, :, :, 58:].numpy() if model.predict_emotion else None
                 write_reaction(out, rows[i], face[j], emotion)
