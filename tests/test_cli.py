@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from reactdiff.cli import BENCHES, COMMANDS, main as cli_main
@@ -20,7 +21,7 @@ def test_every_command_has_help(command, capsys):
 
 
 @pytest.mark.parametrize("tool", ["make_shards.py", "make_synthetic_react.py", "bench_loader.py", "bench_model.py",
-                                  "bench_train.py", "bench_metrics.py", "bench_cluster.py"])
+                                  "bench_train.py", "bench_metrics.py", "bench_cluster.py", "bench_render.py"])
 def test_tools_run_without_install(tool):
     res = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--help"], capture_output=True, text=True,
                          cwd="/", check=False)
@@ -42,8 +43,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "resume check: 3 batches + restore + 3 batches == 6 straight: True" in out
     assert "[demo] OK: every test role sample read exactly once (4/4)" in out
-    assert "5/7 training: 2 processes, 6 steps" in out and "[demo] 7/7 metrics" in out
-    assert "6/7 evaluation fan-out" in out and "4 speaker clips x 4 reactions of 160 frames" in out
+    assert "5/8 training: 2 processes, 6 steps" in out and "[demo] 7/8 metrics" in out
+    assert "6/8 evaluation fan-out" in out and "4 speaker clips x 4 reactions of 160 frames" in out
+    assert "8/8 rendering (reactdiff render)" in out and "00000/gt.mp4, 00000/k0.mp4, 00000/k1.mp4" in out
+    with av.open(str(tmp_path / "work" / "render" / "00000" / "k1.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (256, 128) and len(c.streams.audio) == 1
+        assert sum(1 for _ in c.decode(video=0)) == 160
     assert (tmp_path / "work" / "config.yaml").is_file() and not (tmp_path / "shards" / "val").exists()
     assert cli_main(args) == 0  # a rerun reuses the dataset and the verified shards
     out = capsys.readouterr().out
@@ -55,7 +60,7 @@ def test_bench_loader_prints_ratios(capsys):
                      "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "vs raw" in out and out.count("x\n") >= 4 and "the raw loader" in out
-    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster"}
+    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render"}
 
 
 def test_bench_train_prints_its_table(capsys):
@@ -63,6 +68,13 @@ def test_bench_train_prints_its_table(capsys):
                      "--sessions", "2", "--skip-paper"]) == 0
     out = capsys.readouterr().out
     assert "end-to-end training throughput" in out and "vs 1 proc" in out
+
+
+def test_bench_render_prints_its_table(capsys):
+    assert cli_main(["bench", "render", "--frames", "6", "--pirender-frames", "2", "--size", "64", "--rings", "12",
+                     "--segments", "16", "--chunk", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "vs per-frame" in out and "PIRender   16 frames per call" in out and "grey mesh  4 frames per call" in out
 
 
 def test_bench_model_prints_its_tables(capsys):
