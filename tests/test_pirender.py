@@ -38,9 +38,11 @@ def test_checkpoint_layout(generator):
         "warpping_net.hourglass.decoder.decoder3.conv_s.weight": (512, 256, 3, 3),
         "warpping_net.hourglass.decoder.decoder2.conv_1.weight": (128, 128, 3, 3),
         "warpping_net.flow_out.0.weight": (256, 1, 1), "warpping_net.flow_out.2.weight": (2, 256, 7, 7),
-        "editing_net.encoder.first.model.0.weight": (64, 6, 7, 7), "editing_net.encoder.down2.model.1.bias": (256, 1, 1),
+        "editing_net.encoder.first.model.0.weight": (64, 6, 7, 7),
+        "editing_net.encoder.down2.model.1.bias": (256, 1, 1),
         "editing_net.decoder.res0.res1.conv1.weight": (128, 128, 3, 3),
-        "editing_net.decoder.up0.model.0.weight": (64, 128, 3, 3), "editing_net.decoder.final.model.0.weight": (3, 64, 7, 7),
+        "editing_net.decoder.up0.model.0.weight": (64, 128, 3, 3),
+        "editing_net.decoder.final.model.0.weight": (3, 64, 7, 7),
     }
     assert {k: tuple(sd[k].shape) for k in shapes} == shapes
     assert sum(v.numel() for v in sd.values()) == 22_523_416

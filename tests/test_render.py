@@ -2,7 +2,6 @@
 per-pixel brute force, shading values, mp4 output, and `reactdiff render` end to end (resume, fan-out, errors)."""
 from __future__ import annotations
 
-import io
 import json
 import math
 

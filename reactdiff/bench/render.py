@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     batched, single = GreyRenderer(model, args.size, device=device, chunk=args.chunk), \
         GreyRenderer(model, args.size, device=device, chunk=1)
     next(batched.frames(coeffs[:2]))  # warm-up
-    rows.append(("grey mesh", f"one frame per call", args.frames, timed(lambda: single.frames(coeffs), device)))
+    rows.append(("grey mesh", "one frame per call", args.frames, timed(lambda: single.frames(coeffs), device)))
     rows.append(("grey mesh", f"{args.chunk} frames per call", args.frames, timed(lambda: batched.frames(coeffs),
                                                                                   device)))
     n = args.pirender_frames or (750 if device.type == "cuda" else 16)

@@ -159,7 +159,8 @@ def run(args) -> int:
                 "identity": args.identity, "size": args.size, "fps": FPS, "frames": args.frames,
                 "speaker_beside": source is not None,
                 "renderer": f"pirender {args.pirender}" if args.pirender else "grey mesh (torch)"}
-    target = out / (RENDER_JSON if args.world_size == 1 else f"parts/part-{args.rank:04d}-of-{args.world_size:04d}.json")
+    part = f"parts/part-{args.rank:04d}-of-{args.world_size:04d}.json"
+    target = out / (RENDER_JSON if args.world_size == 1 else part)
     if target.is_file() and not args.overwrite:
         old = json.loads(target.read_text())["settings"]
         diff = {key: (old.get(key), v) for key, v in settings.items() if old.get(key) != v}
@@ -193,7 +194,7 @@ def run(args) -> int:
         audio = None
         if clip is not None:
             speaker = draw(clip["speaker"][:n], clip.get("speaker_ref"))
-            frames = (np.concatenate([s, l], axis=2) for s, l in zip(speaker, frames))
+            frames = (np.concatenate([a, b], axis=2) for a, b in zip(speaker, frames))  # [speaker | listener]
             if clip["audio"] is not None:
                 audio = clip["audio"][:n * AUDIO_RATE // FPS]
         frames_done += write_mp4(path, frames, FPS, audio=audio, audio_rate=AUDIO_RATE)

@@ -65,7 +65,8 @@ class FaceVerseModel:
     def from_dict(cls, d: dict, source: str = "<dict>", simplified: bool = False) -> "FaceVerseModel":
         missing = [k for k in REQUIRED if k not in d]
         if missing:
-            raise FaceVerseError(f"{source}: missing keys {missing} (a FaceVerse v2 model has {', '.join(REQUIRED)}, ...)")
+            raise FaceVerseError(f"{source}: missing keys {missing} (a FaceVerse v2 model has "
+                                 f"{', '.join(REQUIRED)}, ...)")
         mean = np.asarray(d["meanshape"], dtype=np.float32).reshape(-1)
         if mean.size % 3:
             raise FaceVerseError(f"{source}: meanshape has {mean.size} values, not a multiple of 3 (V x 3 expected)")
@@ -73,13 +74,14 @@ class FaceVerseModel:
         id_base, exp_base = np.asarray(d["idBase"], np.float32), np.asarray(d["exBase"], np.float32)
         for name, base, cols in (("idBase", id_base, N_ID), ("exBase", exp_base, fv.N_EXP)):
             if base.shape != (3 * v, cols):
-                raise FaceVerseError(f"{source}: {name} has shape {base.shape}; expected (3V, {cols}) = ({3 * v}, {cols}) "
-                                     f"for the {v} vertices of meanshape")
+                raise FaceVerseError(f"{source}: {name} has shape {base.shape}; expected (3V, {cols}) = "
+                                     f"({3 * v}, {cols}) for the {v} vertices of meanshape")
         tri = np.asarray(d["tri"])
         if tri.ndim != 2 or tri.shape[1] != 3 or not np.issubdtype(tri.dtype, np.integer):
             raise FaceVerseError(f"{source}: tri must be an (F, 3) integer array; got {tri.dtype} {tri.shape}")
         if tri.size and (tri.min() < 0 or tri.max() >= v):
-            raise FaceVerseError(f"{source}: tri indexes vertices {tri.min()}..{tri.max()}; the model has {v} (0-based)")
+            raise FaceVerseError(f"{source}: tri indexes vertices {tri.min()}..{tri.max()}; the model has {v} "
+                                 f"(0-based)")
         names = tuple(str(n) for n in d["exp_name_list"]) if "exp_name_list" in d else None
         if names is not None and len(names) != fv.N_EXP:
             raise FaceVerseError(f"{source}: exp_name_list has {len(names)} names; expected {fv.N_EXP}")

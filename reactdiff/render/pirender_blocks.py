@@ -60,7 +60,8 @@ class ADAINDecoderBlock(nn.Module):
         self.conv_0 = nn.Conv2d(cin, hidden, 3, 1, 1)
         self.conv_1 = nn.ConvTranspose2d(hidden, cout, 3, 2, 1, output_padding=1)
         self.conv_s = nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1)
-        self.norm_0, self.norm_1, self.norm_s = ADAIN(cin, feature_nc), ADAIN(hidden, feature_nc), ADAIN(cin, feature_nc)
+        self.norm_0, self.norm_1 = ADAIN(cin, feature_nc), ADAIN(hidden, feature_nc)
+        self.norm_s = ADAIN(cin, feature_nc)
         self.actvn = act()
 
     def forward(self, x, z):

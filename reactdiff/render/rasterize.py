@@ -21,7 +21,7 @@ NEAR = 1e-2
 def rasterize(screen: torch.Tensor, tri: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, V, 3) [column, row, depth] pixel coordinates, (F, 3) triangles -> (face index (N, size, size), -1 where
     empty; depth (N, size, size), inf where empty)."""
-    n, f = screen.shape[0], tri.shape[0]
+    n = screen.shape[0]
     device = screen.device
     tv = screen[:, tri]  # (N, F, 3 corners, 3)
     x, y, z = tv[..., 0], tv[..., 1], tv[..., 2]
