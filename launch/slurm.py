@@ -13,7 +13,7 @@ preemption or before the time limit. eval: an array of tasks over the test rows 
 atomically; rows already there are skipped, tasks with nothing left are not submitted), then one aggregation job
 (afterok) that merges them in neighbour-matrix order and writes metrics.json and report.md. render: an array of
 tasks over the videos (`reactdiff render --rank R --world-size W`; videos already there are skipped, tasks with
-nothing left are not submitted), then one job that merges the tasks' part files into render.json.
+nothing left are not submitted), then one job that checks that every video exists and writes render.json.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def submit_render(args, cluster) -> list:
             render_args += [f"--{name}", str(value)]
     render_args += ["--ground-truth"] * args.ground_truth + ["--simplified"] * args.simplified
     _, videos, _ = plan(Path(args.samples), args.rows, args.k, args.ground_truth)
-    tasks = min(args.tasks or cluster.eval_tasks or 1, len(videos))
+    tasks = max(1, min(args.tasks or cluster.eval_tasks or 1, len(videos)))
     todo = [r for r in range(tasks) if any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
     spec = {"args": render_args, "out": str(out), "threads": cluster.cpus_per_task}
     ex, params = executor(cluster, out / "submitit", "render", 1, 1, min(1, cluster.gpus_per_node))

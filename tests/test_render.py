@@ -77,6 +77,11 @@ def test_model_file_not_a_dict_or_missing(tmp_path, model_file):
         F.FaceVerseModel.load(tmp_path / "nope.npy")
     with pytest.raises(F.FaceVerseError, match="select_id and tri_select"):
         F.FaceVerseModel.load(model_file, simplified=True)
+    d = np.load(model_file, allow_pickle=True).item()
+    d["select_id"], d["tri_select"] = np.array([0, 1, 10 ** 6]), np.array([[0, 1, 2]])
+    np.save(tmp_path / "sel.npy", d, allow_pickle=True)
+    with pytest.raises(F.FaceVerseError, match="select_id must hold vertex indices"):
+        F.FaceVerseModel.load(tmp_path / "sel.npy", simplified=True)
 
 
 def test_simplified_mesh_selects_vertices(model_file, tmp_path):
@@ -164,7 +169,10 @@ def brute_force(screen: np.ndarray, tri: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def test_rasteriser_matches_brute_force():
+@pytest.mark.parametrize("candidates", [None, 5])
+def test_rasteriser_matches_brute_force(monkeypatch, candidates):
+    if candidates:  # batches of a few triangles each: the memory bound must not change the picture
+        monkeypatch.setattr(R, "CANDIDATES", candidates)
     rng = np.random.default_rng(0)
     size = 20
     verts = np.concatenate([rng.uniform(-4, size + 4, (30, 2)), rng.uniform(5, 15, (30, 1))], 1)
@@ -278,9 +286,13 @@ def test_render_command_resumes_and_fans_out(samples, tiny_shards, model_file, t
     fan = tmp_path / "fan"
     for rank in (0, 1):
         assert render_main([*args[:-1], "--out", str(fan), "--rank", str(rank), "--world-size", "2", "--quiet"]) == 0
-    parts = [json.loads((fan / f"parts/part-000{r}-of-0002.json").read_text())["videos"] for r in (0, 1)]
-    names = [v["video"] for part in parts for v in part]
+        assert (fan / "render.json").is_file() == (rank == 1)  # written once the set is complete
+    names = [v["video"] for v in json.loads((fan / "render.json").read_text())["videos"]]
     assert sorted(names) == videos(fan) == videos(out) and len(set(names)) == 6
+    # an interrupted run (videos, settings.json, no render.json yet) resumed with other settings: refused too
+    (out / "render.json").unlink()
+    assert render_main([*args, "--size", "16"]) == 2
+    assert "holds videos rendered with other settings (size: 32 -> 16)" in capsys.readouterr().err
     # other settings into the same folder: refused, unless --overwrite
     assert render_main([*args, "--size", "16"]) == 2
     assert "holds videos rendered with other settings (size: 32 -> 16)" in capsys.readouterr().err
@@ -302,4 +314,6 @@ def test_render_without_shards_and_errors(samples, tiny_shards, model_file, tmp_
     assert "rows [999] are not in" in capsys.readouterr().err
     assert render_main([*base, "--faceverse", str(model_file), "--ground-truth"]) == 2
     assert "--ground-truth needs --shards" in capsys.readouterr().err
+    assert render_main([*base, "--faceverse", str(model_file), "--frames", "0"]) == 2
+    assert "--frames must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -95,8 +95,8 @@ def render_task(spec: dict, rank: int, world_size: int) -> dict:
 
 
 def render_index(spec: dict) -> dict:
-    """After the array: merge the tasks' part files into render.json (every listed video must exist)."""
-    from ..render.cli import merge_parts
+    """After the array: render.json listing every video of the plan; fails, listing them, if any is missing."""
+    from ..render.cli import finish_index
 
-    doc = merge_parts(Path(spec["out"]))
+    doc = finish_index(Path(spec["out"]))
     return {"videos": len(doc["videos"]), "out": str(Path(spec["out"]) / "render.json")}

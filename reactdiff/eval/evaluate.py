@@ -64,10 +64,11 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
     if renders is not None:
         from .frrea_renders import frrea_from_renders, render_videos
 
-        rendered = render_videos(renders)[0].get("weights")
-        if rendered != settings.get("weights"):
-            raise ValueError(f"{renders} holds videos of other reactions ({rendered}) than {samples} "
-                             f"({settings.get('weights')}); render these samples first")
+        rendered = render_videos(renders)[0].get("sampling")
+        if rendered != settings:
+            diff = sorted(key for key in set(rendered or {}) | set(settings) if (rendered or {}).get(key) != settings.get(key))
+            raise ValueError(f"{renders} holds videos of other reactions than {samples} (sampling settings differ: "
+                             f"{', '.join(diff)}); render these samples first")
         rea = frrea_from_renders(renders, extractor, weights=fid_weights, step=frame_step, device=device)
         results["model"]["FRRea"] = rea.pop("FRRea")
         results["model"]["frrea"] = {**rea, "renders": str(renders)}
@@ -119,8 +120,8 @@ def markdown(report: dict) -> str:
     if rea is not None:
         lines += ["", f"FRRea (Frechet distance of rendered listener frames, lower is better): "
                       f"**{report['results']['model']['FRRea']:.4f}**, {rea['generated_videos']} generated vs "
-                      f"{rea['real_videos']} true listener videos, every {rea['frame_step']}th frame, "
-                      f"{rea['renderer']} (`{rea['renders']}`)."]
+                      f"{rea['real_videos']} true listener videos (rows {rea['rows']}, K {rea['k']}, frames "
+                      f"{rea['frames']}), every {rea['frame_step']}th frame, {rea['renderer']} (`{rea['renders']}`)."]
     lines += ["", "![metrics of the model and the baselines](metrics.png)", "", "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
               "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker)."]
     return "\n".join(lines) + "\n"

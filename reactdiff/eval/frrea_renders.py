@@ -68,4 +68,5 @@ def frrea_from_renders(render_dir: Path, extractor: Extractor | None = None, *, 
 
     value = fr_rea(frames(real), frames(fake), extractor, weights=weights, device=device)
     return {"FRRea": value, "renderer": settings.get("renderer"), "frame_step": step, "real_videos": len(real),
-            "generated_videos": len(fake)}
+            "generated_videos": len(fake), "rows": settings.get("rows") or "all", "k": settings.get("k"),
+            "frames": settings.get("frames") or "all"}

@@ -4,7 +4,8 @@ or photoreal frames from a PIRender checkpoint (--pirender, with the person's re
     out/<row>/k<k>.mp4     reaction k of neighbour-matrix row <row>; with --shards: [speaker | listener] side by
                            side with the speaker's audio
     out/<row>/gt.mp4       the true listener (--ground-truth), same layout
-    out/render.json        what was rendered with which settings (parts/part-R-of-W.json for a fan-out task)
+    out/settings.json      the settings, written before rendering (a folder never mixes videos made otherwise)
+    out/render.json        every video of the render, written once they all exist (by the last fan-out task)
 
 Each video is written atomically; a rerun renders only the videos that are missing (--overwrite: all of them).
 """
@@ -33,6 +34,7 @@ from .grey import GreyRenderer
 from .pirender import PIRenderer, load_generator
 
 RENDER_JSON = "render.json"
+SETTINGS_JSON = "settings.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,28 +115,57 @@ def video_path(out: Path, entry: dict, name: str) -> Path:
     return Path(out) / f"{entry['row']:05d}" / f"{name}.mp4"
 
 
-def merge_parts(out: Path) -> dict:
-    """render.json from the parts of a fan-out; every video they list must exist."""
+def write_index(out: Path) -> dict | None:
+    """render.json once every video of the plan recorded in settings.json exists (None while some are missing)."""
     out = Path(out)
-    parts = sorted(out.glob("parts/part-*.json"))
-    if not parts:
-        raise FileNotFoundError(f"no {out}/parts/part-*.json: nothing was rendered there by a fan-out")
-    docs = [json.loads(p.read_text()) for p in parts]
-    if any(d["settings"] != docs[0]["settings"] for d in docs):
-        raise ValueError(f"the parts in {out / 'parts'} were rendered with different settings")
-    videos = sorted((v for d in docs for v in d["videos"]), key=lambda v: v["video"])
-    missing = [v["video"] for v in videos if not (out / v["video"]).is_file()]
-    if missing:
-        raise ValueError(f"{len(missing)} videos listed in {out / 'parts'} are missing (e.g. {missing[:3]})")
-    doc = {"settings": docs[0]["settings"], "videos": videos}
+    if not (out / SETTINGS_JSON).is_file():
+        raise FileNotFoundError(f"{out / SETTINGS_JSON} not found: nothing was rendered into {out}")
+    settings = json.loads((out / SETTINGS_JSON).read_text())
+    _, videos, _ = plan(Path(settings["samples"]), settings["rows"], settings["k"], settings["ground_truth"])
+    if any(not video_path(out, e, name).is_file() for e, name in videos):
+        return None
+    doc = {"settings": settings, "videos": [{"row": e["row"], "key": e["key"], "role": e["role"],
+                                             "video": f"{e['row']:05d}/{name}.mp4"} for e, name in videos]}
     atomic.write_json(out / RENDER_JSON, doc)
     return doc
+
+
+def finish_index(out: Path) -> dict:
+    """The fan-out's last step: render.json, or an error that lists the missing videos."""
+    doc = write_index(out)
+    if doc is None:
+        settings = json.loads((Path(out) / SETTINGS_JSON).read_text())
+        _, videos, _ = plan(Path(settings["samples"]), settings["rows"], settings["k"], settings["ground_truth"])
+        missing = [str(video_path(out, e, n)) for e, n in videos if not video_path(out, e, n).is_file()]
+        raise ValueError(f"{len(missing)} of the {len(videos)} videos are missing in {out} (e.g. {missing[:3]}); "
+                         f"run the render again to make them")
+    return doc
+
+
+def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+    """Record the settings before rendering; refuse to mix videos made otherwise in one folder."""
+    path = out / SETTINGS_JSON
+    if path.is_file() and not overwrite:
+        old = json.loads(path.read_text())
+        diff = {key: (old.get(key), v) for key, v in settings.items() if old.get(key) != v}
+        if diff:
+            details = ", ".join(f"{key}: {a!r} -> {b!r}" for key, (a, b) in diff.items())
+            raise ValueError(f"{out} holds videos rendered with other settings ({details}); use another --out or "
+                             f"--overwrite")
+    atomic.write_json(path, settings)  # fan-out tasks write the same bytes
+
+
+def _resolved(path) -> str | None:
+    return str(Path(path).resolve()) if path else None
 
 
 def run(args) -> int:
     samples, out = Path(args.samples), Path(args.out)
     if not 0 <= args.rank < args.world_size:
         raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
+    for name in ("k", "frames"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1; got {getattr(args, name)}")
     if args.ground_truth and not args.shards:
         raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
     if not args.pirender and not args.faceverse:
@@ -146,28 +177,21 @@ def run(args) -> int:
     model = None
     if args.pirender:
         pir = PIRenderer(load_generator(args.pirender), args.size, args.device)
-        draw = lambda coeffs, ref: pir.frames(coeffs, ref)  # noqa: E731
+        draw = lambda coeffs, ref, n: pir.frames(coeffs, ref, n)  # noqa: E731  (windows see past the cut)
     else:
         model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
         grey = GreyRenderer(model, args.size, identity, args.device)
-        draw = lambda coeffs, ref: grey.frames(coeffs)  # noqa: E731
+        draw = lambda coeffs, ref, n: grey.frames(coeffs[:n])  # noqa: E731
     source = SpeakerSource(Path(args.shards)) if args.shards else None
-    jobs = jobs[args.rank::args.world_size]
-    settings = {"samples": str(samples), "weights": manifest["settings"].get("weights"),
-                "faceverse": args.faceverse and str(args.faceverse), "vertices": model and model.num_vertices,
-                "triangles": model and int(model.tri.shape[0]),
-                "identity": args.identity, "size": args.size, "fps": FPS, "frames": args.frames,
+    settings = {"samples": _resolved(samples), "sampling": manifest["settings"],
+                "weights": manifest["settings"].get("weights"), "rows": args.rows, "k": k,
+                "ground_truth": args.ground_truth, "shards": _resolved(args.shards),
+                "faceverse": _resolved(args.faceverse), "simplified": args.simplified, "identity": _resolved(args.identity),
+                "pirender": _resolved(args.pirender), "size": args.size, "fps": FPS, "frames": args.frames,
                 "speaker_beside": source is not None,
-                "renderer": f"pirender {args.pirender}" if args.pirender else "grey mesh (torch)"}
-    part = f"parts/part-{args.rank:04d}-of-{args.world_size:04d}.json"
-    target = out / (RENDER_JSON if args.world_size == 1 else part)
-    if target.is_file() and not args.overwrite:
-        old = json.loads(target.read_text())["settings"]
-        diff = {key: (old.get(key), v) for key, v in settings.items() if old.get(key) != v}
-        if diff:  # videos made otherwise (other weights, size, model...) must not be mixed with new ones
-            details = ", ".join(f"{key}: {a!r} -> {b!r}" for key, (a, b) in diff.items())
-            raise ValueError(f"{out} holds videos rendered with other settings ({details}); use another --out or "
-                             f"--overwrite")
+                "renderer": "pirender" if args.pirender else "grey mesh (torch)"}
+    _check_settings(out, settings, args.overwrite)
+    jobs = jobs[args.rank::args.world_size]
     todo = [(e, name) for e, name in jobs if args.overwrite or not video_path(out, e, name).is_file()]
     if not args.quiet:
         what = f"PIRender {args.pirender}" if args.pirender else f"grey mesh, {model.num_vertices} vertices"
@@ -175,7 +199,6 @@ def run(args) -> int:
               f"{args.size}px, {args.device}", flush=True)
     t0, frames_done, cache = time.perf_counter(), 0, {}
     for e, name in tqdm(todo, desc="render", unit="video", disable=args.quiet):
-        path = video_path(out, e, name)
         if name == "gt":
             listener = None
         else:
@@ -187,24 +210,24 @@ def run(args) -> int:
         clip = source.clip(e["key"], e["role"]) if source else None
         if listener is None:
             listener = clip["listener"]
-        n = len(listener) if args.frames is None else min(args.frames, len(listener))
+        n = len(listener) if clip is None else min(len(listener), len(clip["speaker"]))
+        n = n if args.frames is None else min(args.frames, n)
         if args.pirender and ("listener_ref" not in clip or "speaker_ref" not in clip):
             raise ValueError(f"{e['key']}: the shards hold no ref.png for this pair; PIRender needs them")
-        frames = draw(listener[:n], clip and clip.get("listener_ref"))
+        frames = draw(listener, clip and clip.get("listener_ref"), n)
         audio = None
         if clip is not None:
-            speaker = draw(clip["speaker"][:n], clip.get("speaker_ref"))
+            speaker = draw(clip["speaker"], clip.get("speaker_ref"), n)
             frames = (np.concatenate([a, b], axis=2) for a, b in zip(speaker, frames))  # [speaker | listener]
             if clip["audio"] is not None:
                 audio = clip["audio"][:n * AUDIO_RATE // FPS]
-        frames_done += write_mp4(path, frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
+        frames_done += write_mp4(video_path(out, e, name), frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
     secs = time.perf_counter() - t0
-    done = [{"row": e["row"], "key": e["key"], "role": e["role"], "video": f"{e['row']:05d}/{name}.mp4"}
-            for e, name in jobs]
-    atomic.write_json(target, {"settings": settings, "videos": done})
+    index = write_index(out)  # by whichever task finishes the set last
     if not args.quiet:
         rate = f", {frames_done / secs:.0f} frames/s" if frames_done else ""
-        print(f"[render] wrote {len(todo)} videos to {out} in {secs:.1f} s{rate}", flush=True)
+        state = f"; {RENDER_JSON} lists all {len(index['videos'])}" if index else "; other tasks' videos still missing"
+        print(f"[render] wrote {len(todo)} videos to {out} in {secs:.1f} s{rate}{state}", flush=True)
     return 0
 
 

@@ -89,9 +89,14 @@ class FaceVerseModel:
         if simplified:
             if "select_id" not in d or "tri_select" not in d:
                 raise FaceVerseError(f"{source}: the simplified mesh needs select_id and tri_select")
-            sel = np.asarray(d["select_id"]).reshape(-1).astype(np.int64)
+            sel = np.asarray(d["select_id"]).reshape(-1)
+            if not np.issubdtype(sel.dtype, np.integer) or (sel.size and (sel.min() < 0 or sel.max() >= v)):
+                raise FaceVerseError(f"{source}: select_id must hold vertex indices in 0..{v - 1}")
+            sel = sel.astype(np.int64)
             mean3, id3, exp3 = mean3[sel], id3[sel], exp3[sel]
             tri = np.asarray(d["tri_select"])
+            if tri.ndim != 2 or tri.shape[1] != 3 or not np.issubdtype(tri.dtype, np.integer):
+                raise FaceVerseError(f"{source}: tri_select must be an (F, 3) integer array; got {tri.dtype} {tri.shape}")
             if tri.size and (tri.min() < 0 or tri.max() >= len(sel)):
                 raise FaceVerseError(f"{source}: tri_select indexes {tri.min()}..{tri.max()}; select_id has {len(sel)}")
         return cls(torch.from_numpy(mean3.copy()), torch.from_numpy(id3.copy()), torch.from_numpy(exp3.copy()),

@@ -173,10 +173,13 @@ class PIRenderer:
         self.gen, self.size, self.chunk = generator.to(self.device).eval(), size, chunk
 
     @torch.no_grad()
-    def frames(self, coeffs, reference: np.ndarray) -> Iterator[np.ndarray]:
+    def frames(self, coeffs, reference: np.ndarray, frames: int | None = None) -> Iterator[np.ndarray]:
+        """The first `frames` frames (default all); their windows still reach past that cut into `coeffs`."""
         coeffs = torch.as_tensor(np.asarray(coeffs, np.float32), device=self.device)
+        if coeffs.ndim != 2 or coeffs.shape[1] != FACEVERSE_NC or not bool(torch.isfinite(coeffs).all()):
+            raise ValueError(f"expected a finite (frames, {FACEVERSE_NC}) FaceVerse sequence; got {tuple(coeffs.shape)}")
         ref = reference_tensor(reference, self.size).to(self.device)
-        windows = driving_windows(coeffs)
+        windows = driving_windows(coeffs)[:frames]
         for s in range(0, len(windows), self.chunk):
             w = windows[s:s + self.chunk]
             out = self.gen(ref.expand(len(w), -1, -1, -1), w)["fake_image"].clamp(-1, 1)

@@ -16,6 +16,7 @@ import torch
 
 GREY, AMBIENT, DIFFUSE = 200.0, 0.1, 0.95
 NEAR = 1e-2
+CANDIDATES = 1 << 22  # pixel candidates per batched step (bounds memory on large frames)
 
 
 def rasterize(screen: torch.Tensor, tri: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,26 +41,28 @@ def rasterize(screen: torch.Tensor, tri: torch.Tensor, size: int) -> tuple[torch
         if b < 0:
             continue
         side = 1 << b
-        frame, face = torch.nonzero(bucket == b, as_tuple=True)  # (M,)
-        off = torch.arange(side, device=device, dtype=screen.dtype)
-        cols = c0[frame, face][:, None, None] + off[None, None, :]  # (M, 1, S)
-        rows = r0[frame, face][:, None, None] + off[None, :, None]  # (M, S, 1)
-        px, py = cols + 0.5, rows + 0.5
-        xs, ys, zs = x[frame, face], y[frame, face], z[frame, face]  # (M, 3)
-        xs, ys, zs = (t[:, :, None, None] for t in (xs, ys, zs))
-        ar = area[frame, face][:, None, None]
-        # edge functions: w_i is the signed area of the sub-triangle opposite corner i
-        w0 = (xs[:, 2] - xs[:, 1]) * (py - ys[:, 1]) - (ys[:, 2] - ys[:, 1]) * (px - xs[:, 1])
-        w1 = (xs[:, 0] - xs[:, 2]) * (py - ys[:, 2]) - (ys[:, 0] - ys[:, 2]) * (px - xs[:, 2])
-        w2 = (xs[:, 1] - xs[:, 0]) * (py - ys[:, 0]) - (ys[:, 1] - ys[:, 0]) * (px - xs[:, 0])
-        b0, b1, b2 = w0 / ar, w1 / ar, w2 / ar
-        inside = (b0 >= 0) & (b1 >= 0) & (b2 >= 0)
-        inside &= (cols <= c1[frame, face][:, None, None]) & (rows <= r1[frame, face][:, None, None])
-        inv_depth = b0 / zs[:, 0] + b1 / zs[:, 1] + b2 / zs[:, 2]
-        m, r, c = torch.nonzero(inside, as_tuple=True)
-        pix_all.append((frame[m] * size + rows[m, r, 0].long()) * size + cols[m, 0, c].long())
-        depth_all.append(1.0 / inv_depth[m, r, c])
-        face_all.append(face[m])
+        frames, faces = torch.nonzero(bucket == b, as_tuple=True)
+        step = max(1, CANDIDATES // (side * side))  # bounds the temporaries of one batch
+        for s in range(0, len(faces), step):
+            frame, face = frames[s:s + step], faces[s:s + step]
+            off = torch.arange(side, device=device, dtype=screen.dtype)
+            cols = c0[frame, face][:, None, None] + off[None, None, :]  # (M, 1, S)
+            rows = r0[frame, face][:, None, None] + off[None, :, None]  # (M, S, 1)
+            px, py = cols + 0.5, rows + 0.5
+            xs, ys, zs = (t[frame, face][:, :, None, None] for t in (x, y, z))  # (M, 3, 1, 1)
+            ar = area[frame, face][:, None, None]
+            # edge functions: w_i is the signed area of the sub-triangle opposite corner i
+            w0 = (xs[:, 2] - xs[:, 1]) * (py - ys[:, 1]) - (ys[:, 2] - ys[:, 1]) * (px - xs[:, 1])
+            w1 = (xs[:, 0] - xs[:, 2]) * (py - ys[:, 2]) - (ys[:, 0] - ys[:, 2]) * (px - xs[:, 2])
+            w2 = (xs[:, 1] - xs[:, 0]) * (py - ys[:, 0]) - (ys[:, 1] - ys[:, 0]) * (px - xs[:, 0])
+            b0, b1, b2 = w0 / ar, w1 / ar, w2 / ar
+            inside = (b0 >= 0) & (b1 >= 0) & (b2 >= 0)
+            inside &= (cols <= c1[frame, face][:, None, None]) & (rows <= r1[frame, face][:, None, None])
+            inv_depth = b0 / zs[:, 0] + b1 / zs[:, 1] + b2 / zs[:, 2]
+            m, r, c = torch.nonzero(inside, as_tuple=True)
+            pix_all.append((frame[m] * size + rows[m, r, 0].long()) * size + cols[m, 0, c].long())
+            depth_all.append(1.0 / inv_depth[m, r, c])
+            face_all.append(face[m])
 
     zbuf = torch.full((n * size * size,), float("inf"), device=device, dtype=screen.dtype)
     index = torch.full((n * size * size,), -1, device=device, dtype=torch.long)
