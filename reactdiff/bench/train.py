@@ -24,12 +24,13 @@ from ..model.export import build_model
 
 
 def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps: int, window: int, history: int,
-                batch: int, log_every: int) -> float:
+                batch: int, log_every: int, workers: int = 1, extra: tuple = ()) -> float:
     """Windows/s of the last logged window of a real training run."""
     args = ["-m", "reactdiff.train", f"data.shards={shards}", f"train.out={out}", f"name={name}",
             f"model.size={size}", f"train.steps={steps}", f"train.log_every={log_every}", "train.checkpoint_every=0",
-            f"data.window={window}", f"data.history={history}", f"data.batch_size={batch}", "data.num_workers=1",
-            "data.windows_per_clip=4", "data.shuffle_buffer=64", "train.wandb=disabled", "train.zero_stage=0"]
+            f"data.window={window}", f"data.history={history}", f"data.batch_size={batch}",
+            f"data.num_workers={workers}", "data.windows_per_clip=4", "data.shuffle_buffer=64", "train.wandb=disabled",
+            "train.zero_stage=0", *extra]
     if procs > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(procs),
                "--rdzv_backend", "c10d", "--rdzv_endpoint", "127.0.0.1:0", *args]
@@ -43,12 +44,12 @@ def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps
     return rows[-1]["samples_per_s"]
 
 
-def run_setting(run: Path) -> tuple[str, float | None]:
-    """(precision the trainer chose, MFU % of its last logged window, GPU only) of a finished run."""
+def run_setting(run: Path) -> tuple[str, float | None, float]:
+    """(precision the trainer chose, MFU % (GPU only), data-wait % of its last logged window) of a finished run."""
     ds = json.loads((run / "deepspeed.json").read_text())
     precision = "bf16" if ds["bf16"]["enabled"] else "fp16" if ds["fp16"]["enabled"] else "fp32"
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    return precision, last.get("mfu_pct")
+    return precision, last.get("mfu_pct"), last["data_wait_pct"]
 
 
 def step_time(size: str, batch: int, window: int, history: int, audio_dim: int = 80, repeats: int = 2,
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-batch", type=int, default=32, help="batch for the paper comparison (default 32)")
     p.add_argument("--sessions", type=int, default=8, help="synthetic train sessions of 2 clips (default 8)")
     p.add_argument("--skip-paper", action="store_true", help="only the size x process table")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers per rank (default 1)")
+    p.add_argument("overrides", nargs="*", help="config overrides for the runs, e.g. train.ema_every=10")
     return p
 
 
@@ -118,19 +121,22 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes.split(","):
             for procs in (int(p) for p in args.procs.split(",")):
                 rate = run_trainer(tmp / "shards", tmp / "runs", f"{size}-{procs}", procs, size, args.steps, window,
-                                   history, args.batch, max(1, args.steps // 3))
-                precision, mfu = run_setting(tmp / "runs" / f"{size}-{procs}")
-                rows.append((size, procs, rate, mfu))
+                                   history, args.batch, max(1, args.steps // 3), args.workers, tuple(args.overrides))
+                precision, mfu, wait = run_setting(tmp / "runs" / f"{size}-{procs}")
+                rows.append((size, procs, rate, mfu, wait))
                 print(f"[bench] {size} x {procs} process(es): {rate:.1f} windows/s")
         where = f"GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "CPU"
         print(f"\nend-to-end training throughput (real trainer, window {window} + {history} context, "
-              f"{args.batch} windows per rank per step, ZeRO 0, {precision}, {where})")
-        print(f"{'size':<6} {'procs':>5} {'windows/s':>10} {'frames/s':>9} {'vs 1 proc':>9} {'MFU':>6}")
-        for size, procs, rate, mfu in rows:
-            one = next(r for s, p, r, _ in rows if s == size and p == 1) if any(
-                s == size and p == 1 for s, p, _, _ in rows) else rate
+              f"{args.batch} windows per rank per step, ZeRO 0, {precision}, {args.workers} loader worker(s), "
+              f"{where})")
+        print(f"{'size':<6} {'procs':>5} {'windows/s':>10} {'frames/s':>9} {'vs 1 proc':>9} {'MFU':>6} "
+              f"{'data wait':>9}")
+        for size, procs, rate, mfu, wait in rows:
+            one = next(r for s, p, r, *_ in rows if s == size and p == 1) if any(
+                s == size and p == 1 for s, p, *_ in rows) else rate
             mfu_text = f"{mfu:5.1f}%" if mfu is not None else "     -"
-            print(f"{size:<6} {procs:>5} {rate:>10.1f} {rate * window:>9.0f} {rate / one:>8.2f}x {mfu_text}")
+            print(f"{size:<6} {procs:>5} {rate:>10.1f} {rate * window:>9.0f} {rate / one:>8.2f}x {mfu_text} "
+                  f"{wait:>8.0f}%")
         if args.skip_paper:
             return 0
         b = args.paper_batch
