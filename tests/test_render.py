@@ -56,7 +56,8 @@ def test_model_file_round_trip(model_file):
     (lambda d: d.pop("exBase"), r"missing keys \['exBase'\]"),
     (lambda d: d.update(idBase=d["idBase"][:, :100]), r"idBase has shape .*expected \(3V, 150\)"),
     (lambda d: d.update(tri=d["tri"] + 10_000), r"tri indexes vertices"),
-    (lambda d: d.update(tri=d["tri"].astype(np.float32)), r"tri must be an \(F, 3\) integer array"),
+    (lambda d: d.update(tri=d["tri"] + 0.5), r"tri must hold integer indices"),
+    (lambda d: d.update(tri=d["tri"][:, :2]), r"tri must be an array of shape \('F', 3\)"),
     (lambda d: d.update(exp_name_list=np.asarray(["a", "b"])), r"exp_name_list has 2 names"),
 ])
 def test_model_file_errors_name_the_file_and_key(model_file, tmp_path, change, match):
@@ -67,6 +68,13 @@ def test_model_file_errors_name_the_file_and_key(model_file, tmp_path, change, m
     with pytest.raises(F.FaceVerseError, match=match) as err:
         F.FaceVerseModel.load(bad)
     assert str(bad) in str(err.value)
+
+
+def test_model_file_with_float_indices_loads(model_file, tmp_path):
+    d = np.load(model_file, allow_pickle=True).item()
+    d["tri"] = d["tri"].astype(np.float64)  # whole numbers stored as floats
+    np.save(tmp_path / "f.npy", d, allow_pickle=True)
+    assert torch.equal(F.FaceVerseModel.load(tmp_path / "f.npy").tri, F.FaceVerseModel.load(model_file).tri)
 
 
 def test_model_file_not_a_dict_or_missing(tmp_path, model_file):

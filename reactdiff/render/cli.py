@@ -186,7 +186,8 @@ def run(args) -> int:
     settings = {"samples": _resolved(samples), "sampling": manifest["settings"],
                 "weights": manifest["settings"].get("weights"), "rows": args.rows, "k": k,
                 "ground_truth": args.ground_truth, "shards": _resolved(args.shards),
-                "faceverse": _resolved(args.faceverse), "simplified": args.simplified, "identity": _resolved(args.identity),
+                "faceverse": _resolved(args.faceverse), "simplified": args.simplified,
+                "identity": _resolved(args.identity),
                 "pirender": _resolved(args.pirender), "size": args.size, "fps": FPS, "frames": args.frames,
                 "speaker_beside": source is not None,
                 "renderer": "pirender" if args.pirender else "grey mesh (torch)"}

@@ -76,9 +76,7 @@ class FaceVerseModel:
             if base.shape != (3 * v, cols):
                 raise FaceVerseError(f"{source}: {name} has shape {base.shape}; expected (3V, {cols}) = "
                                      f"({3 * v}, {cols}) for the {v} vertices of meanshape")
-        tri = np.asarray(d["tri"])
-        if tri.ndim != 2 or tri.shape[1] != 3 or not np.issubdtype(tri.dtype, np.integer):
-            raise FaceVerseError(f"{source}: tri must be an (F, 3) integer array; got {tri.dtype} {tri.shape}")
+        tri = _indices(d["tri"], f"{source}: tri", (None, 3))
         if tri.size and (tri.min() < 0 or tri.max() >= v):
             raise FaceVerseError(f"{source}: tri indexes vertices {tri.min()}..{tri.max()}; the model has {v} "
                                  f"(0-based)")
@@ -89,14 +87,11 @@ class FaceVerseModel:
         if simplified:
             if "select_id" not in d or "tri_select" not in d:
                 raise FaceVerseError(f"{source}: the simplified mesh needs select_id and tri_select")
-            sel = np.asarray(d["select_id"]).reshape(-1)
-            if not np.issubdtype(sel.dtype, np.integer) or (sel.size and (sel.min() < 0 or sel.max() >= v)):
+            sel = _indices(np.asarray(d["select_id"]).reshape(-1), f"{source}: select_id", (None,))
+            if sel.size and (sel.min() < 0 or sel.max() >= v):
                 raise FaceVerseError(f"{source}: select_id must hold vertex indices in 0..{v - 1}")
-            sel = sel.astype(np.int64)
             mean3, id3, exp3 = mean3[sel], id3[sel], exp3[sel]
-            tri = np.asarray(d["tri_select"])
-            if tri.ndim != 2 or tri.shape[1] != 3 or not np.issubdtype(tri.dtype, np.integer):
-                raise FaceVerseError(f"{source}: tri_select must be an (F, 3) integer array; got {tri.dtype} {tri.shape}")
+            tri = _indices(d["tri_select"], f"{source}: tri_select", (None, 3))
             if tri.size and (tri.min() < 0 or tri.max() >= len(sel)):
                 raise FaceVerseError(f"{source}: tri_select indexes {tri.min()}..{tri.max()}; select_id has {len(sel)}")
         return cls(torch.from_numpy(mean3.copy()), torch.from_numpy(id3.copy()), torch.from_numpy(exp3.copy()),
@@ -123,6 +118,18 @@ class FaceVerseModel:
         shape = self.identity_shape(identity) + torch.einsum("vdk,nk->nvd", self.exp_base, coeffs[:, fv.EXP_SLICE])
         rot = euler_to_matrix(coeffs[:, fv.ROT_SLICE])
         return shape @ rot.transpose(1, 2) + coeffs[:, None, fv.TRANS_SLICE]
+
+
+def _indices(values, what: str, shape: tuple) -> np.ndarray:
+    """An integer index array (float arrays holding whole numbers are accepted: some model files store them so)."""
+    arr = np.asarray(values)
+    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+        raise FaceVerseError(f"{what} must be an array of shape {tuple('F' if w is None else w for w in shape)}; "
+                             f"got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.array_equal(arr, np.round(arr)):
+            raise FaceVerseError(f"{what} must hold integer indices; got {arr.dtype} values")
+    return arr.astype(np.int64)
 
 
 def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:

@@ -177,7 +177,8 @@ class PIRenderer:
         """The first `frames` frames (default all); their windows still reach past that cut into `coeffs`."""
         coeffs = torch.as_tensor(np.asarray(coeffs, np.float32), device=self.device)
         if coeffs.ndim != 2 or coeffs.shape[1] != FACEVERSE_NC or not bool(torch.isfinite(coeffs).all()):
-            raise ValueError(f"expected a finite (frames, {FACEVERSE_NC}) FaceVerse sequence; got {tuple(coeffs.shape)}")
+            raise ValueError(f"expected a finite (frames, {FACEVERSE_NC}) FaceVerse sequence; "
+                             f"got {tuple(coeffs.shape)}")
         ref = reference_tensor(reference, self.size).to(self.device)
         windows = driving_windows(coeffs)[:frames]
         for s in range(0, len(windows), self.chunk):

@@ -44,12 +44,25 @@ def _bump(verts: np.ndarray, centre, radius: float) -> np.ndarray:
     return np.exp(-((verts - np.asarray(centre)) ** 2).sum(1) / (2 * radius ** 2))
 
 
-def make_model(rings: int = 32, segments: int = 40, seed: int = 0) -> dict:
+def make_model(rings: int = 48, segments: int = 64, seed: int = 0) -> dict:
     """The model dict (what np.load(...).item() gives for a real file)."""
     rng = np.random.default_rng(seed)
     verts, tri = _ellipsoid(rings, segments)
     front = (verts[:, 2] < 0).astype(np.float32)
-    verts = verts + np.float32(0.12) * _bump(verts, (0, 0.02, -0.42), 0.06)[:, None] * [0, 0, -1]  # nose
+    x, y = verts[:, 0], verts[:, 1]
+    # features as depth offsets towards the viewer (-z): nose ridge, brow ridge, eye sockets, lips, chin
+    def blob(cx, cy, sx2, sy2):
+        return np.exp(-(x - cx) ** 2 / sx2 - (y - cy) ** 2 / sy2)
+
+    taper = np.clip((y + 0.1) / 0.22, 0, 1) * np.exp(-np.clip(y - 0.12, 0, None) / 0.02)  # nose: grows, then ends
+    ridge = blob(0, 0, 2 * 0.035 ** 2, np.inf) * taper
+    depth = 0.07 * ridge + 0.025 * blob(0, -0.14, 0.006, 0.0015)
+    for sx in (1, -1):
+        depth -= 0.035 * _bump(verts, (0.13 * sx, -0.06, -0.38), 0.045)
+    depth += 0.02 * blob(0, 0.2, 0.004, 0.0006) + 0.02 * blob(0, 0.25, 0.004, 0.0006)  # lips
+    depth -= 0.012 * blob(0, 0.225, 0.005, 0.0002)  # the mouth line between them
+    depth += 0.03 * blob(0, 0.4, 0.01, 0.004)  # chin
+    verts = verts + (depth * front)[:, None].astype(np.float32) * np.array([0, 0, -1], np.float32)
     v = len(verts)
     exp = np.zeros((v, 3, fv.N_EXP), np.float32)
 
