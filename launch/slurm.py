@@ -3,7 +3,7 @@
 executor).
 
     python launch/slurm.py train --cluster configs/cluster/local.yaml --config configs/demo.yaml train.steps=200
-    python launch/slurm.py eval  --cluster configs/cluster/local.yaml --export runs/demo/export \\
+    python launch/slurm.py eval  --cluster configs/cluster/local.yaml --export runs/demo/runs/demo/export \\
         --shards shards/demo/test --out runs/demo/eval sample.k=10
     python launch/slurm.py render --cluster configs/cluster/local.yaml --samples runs/demo/eval \
         --faceverse faceverse_simple_v2.npy --shards shards/demo/test --out runs/demo/render --ground-truth
@@ -121,6 +121,8 @@ def submit_render(args, cluster) -> list:
     from reactdiff.cluster.jobs import render_index, render_task
     from reactdiff.render.cli import plan, video_path
 
+    if args.overrides:
+        raise ValueError(f"render takes options, not config overrides; got {' '.join(args.overrides)}")
     if args.ground_truth and not args.shards:
         raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
     out = Path(args.out).resolve()
