@@ -114,7 +114,8 @@ def submit_eval(args, cluster) -> list:
     return jobs + [agg]
 
 
-RENDER_OPTIONS = ("samples", "faceverse", "out", "shards", "identity", "pirender", "rows", "k", "size", "frames")
+RENDER_OPTIONS = ("samples", "faceverse", "out", "shards", "identity", "pirender", "rows", "k", "size", "frames",
+                  "batch")
 
 
 def submit_render(args, cluster) -> list:
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--k", type=int, help="first K reactions per row (default: all)")
     rd.add_argument("--size", type=int, help="frame size (default 224)")
     rd.add_argument("--frames", type=int, help="first N frames (default: all)")
+    rd.add_argument("--batch", type=int, help="frames per renderer call (default 32 grey, 16 PIRender)")
     rd.add_argument("--tasks", type=int, help="array size (default: the profile's eval_tasks, else 1)")
     return p
 

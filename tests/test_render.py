@@ -312,7 +312,7 @@ def test_render_command_resumes_and_fans_out(samples, tiny_shards, model_file, t
 def test_render_without_shards_and_errors(samples, tiny_shards, model_file, tmp_path, capsys):
     out = tmp_path / "alone"
     assert render_main(["--samples", str(samples), "--faceverse", str(model_file), "--out", str(out), "--k", "1",
-                        "--rows", "1", "--size", "16", "--frames", "5", "--quiet"]) == 0
+                        "--rows", "1", "--size", "16", "--frames", "5", "--batch", "2", "--quiet"]) == 0
     with av.open(str(out / "00001/k0.mp4")) as c:
         assert c.streams.video[0].width == 16 and not c.streams.audio and sum(1 for _ in c.decode(video=0)) == 5
     base = ["--samples", str(samples), "--out", str(tmp_path / "x"), "--quiet"]

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", help="comma-separated neighbour-matrix rows (default: all in the manifest)")
     p.add_argument("--k", type=int, help="render only the first K reactions of each row (default: all)")
     p.add_argument("--frames", type=int, help="only the first N frames (default: all)")
+    p.add_argument("--batch", type=int, help="frames per renderer call (default 32 for grey meshes, 16 for PIRender; "
+                                             "lower it if the GPU runs out of memory)")
     p.add_argument("--rank", type=int, default=0, help="this task's part of a fan-out (every world-size-th video)")
     p.add_argument("--world-size", type=int, default=1, help="tasks in the fan-out")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -163,7 +165,7 @@ def run(args) -> int:
     samples, out = Path(args.samples), Path(args.out)
     if not 0 <= args.rank < args.world_size:
         raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
-    for name in ("k", "frames"):
+    for name in ("k", "frames", "batch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1; got {getattr(args, name)}")
     if args.ground_truth and not args.shards:
@@ -176,11 +178,11 @@ def run(args) -> int:
     identity = np.load(args.identity, allow_pickle=False) if args.identity else None
     model = None
     if args.pirender:
-        pir = PIRenderer(load_generator(args.pirender), args.size, args.device)
+        pir = PIRenderer(load_generator(args.pirender), args.size, args.device, chunk=args.batch or 16)
         draw = lambda coeffs, ref, n: pir.frames(coeffs, ref, n)  # noqa: E731  (windows see past the cut)
     else:
         model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
-        grey = GreyRenderer(model, args.size, identity, args.device)
+        grey = GreyRenderer(model, args.size, identity, args.device, chunk=args.batch or 32)
         draw = lambda coeffs, ref, n: grey.frames(coeffs[:n])  # noqa: E731
     source = SpeakerSource(Path(args.shards)) if args.shards else None
     settings = {"samples": _resolved(samples), "sampling": manifest["settings"],
