@@ -104,8 +104,8 @@ def submit_eval(args, cluster) -> list:
     agg_ex, _ = executor(cluster, out / "submitit", "eval-aggregate", 1, 1, 0)
     if jobs and cluster.executor == "slurm":
         # a failed task makes the dependency impossible: SLURM then cancels the aggregation instead of keeping it
-        agg_ex.update_parameters(slurm_additional_parameters={"dependency": "afterok:" + ":".join(j.job_id for j in jobs),
-                                                              "kill-on-invalid-dep": "yes"})
+        agg_ex.update_parameters(slurm_additional_parameters={
+            "dependency": "afterok:" + ":".join(j.job_id for j in jobs), "kill-on-invalid-dep": "yes"})
     elif jobs:  # the local executor has no dependencies: wait here
         for job in jobs:
             job.result()
