@@ -47,6 +47,29 @@ def executor(cluster, folder: Path, name: str, nodes: int, tasks_per_node: int, 
     return ex, params
 
 
+def array_executor(cluster, out: Path, name: str):
+    """One task per array element, a GPU each when the profile has GPUs, at most eval_parallelism at once."""
+    ex, params = executor(cluster, out / "submitit", name, 1, 1, min(1, cluster.gpus_per_node))
+    ex.update_parameters(slurm_array_parallelism=cluster.eval_parallelism)
+    return ex, params
+
+
+def submit_array_then(cluster, out: Path, ex, task, spec: dict, todo: list[int], tasks: int, final,
+                      final_name: str) -> list:
+    """Array tasks `todo` (of `tasks`) running task(spec, rank, tasks), then one job final(spec) once all of them
+    succeeded. -> the array's jobs + the final job."""
+    jobs = ex.map_array(task, [spec] * len(todo), todo, [tasks] * len(todo)) if todo else []
+    final_ex, _ = executor(cluster, out / "submitit", final_name, 1, 1, 0)
+    if jobs and cluster.executor == "slurm":
+        # a failed task makes the dependency impossible: SLURM then cancels the final job instead of keeping it
+        final_ex.update_parameters(slurm_additional_parameters={
+            "dependency": "afterok:" + ":".join(j.job_id for j in jobs), "kill-on-invalid-dep": "yes"})
+    elif jobs:  # the local executor has no dependencies: wait here
+        for job in jobs:
+            job.result()
+    return jobs + [final_ex.submit(final, spec)]
+
+
 def submit_train(args, cluster) -> list:
     from reactdiff.cluster.jobs import TrainJob
 
@@ -94,24 +117,15 @@ def submit_eval(args, cluster) -> list:
     spec = {"export": str(Path(args.export).resolve()), "shards": str(Path(args.shards).resolve()), "out": str(out),
             "overrides": args.overrides, "convention": args.convention, "threads": cluster.cpus_per_task}
     todo = missing_tasks(out, index.num_samples, tasks)
-    ex, params = executor(cluster, out / "submitit", "eval", 1, 1, min(1, cluster.gpus_per_node))
-    ex.update_parameters(slurm_array_parallelism=cluster.eval_parallelism)
+    ex, params = array_executor(cluster, out, "eval")
     print(f"[launch] eval: {index.num_samples} dyadic clips ({2 * index.num_samples} speaker rows) in {tasks} tasks, "
           f"{len(todo)} still to run {todo if len(todo) < 20 else ''}; then 1 aggregation job; {params}")
     if args.dry_run:
         return []
-    jobs = ex.map_array(eval_task, [spec] * len(todo), todo, [tasks] * len(todo)) if todo else []
-    agg_ex, _ = executor(cluster, out / "submitit", "eval-aggregate", 1, 1, 0)
-    if jobs and cluster.executor == "slurm":
-        # a failed task makes the dependency impossible: SLURM then cancels the aggregation instead of keeping it
-        agg_ex.update_parameters(slurm_additional_parameters={
-            "dependency": "afterok:" + ":".join(j.job_id for j in jobs), "kill-on-invalid-dep": "yes"})
-    elif jobs:  # the local executor has no dependencies: wait here
-        for job in jobs:
-            job.result()
-    agg = agg_ex.submit(aggregate, spec)
-    print(f"[launch] submitted {len(jobs)} eval task(s) {[j.job_id for j in jobs]} and aggregation {agg.job_id}")
-    return jobs + [agg]
+    jobs = submit_array_then(cluster, out, ex, eval_task, spec, todo, tasks, aggregate, "eval-aggregate")
+    print(f"[launch] submitted {len(jobs) - 1} eval task(s) {[j.job_id for j in jobs[:-1]]} and aggregation "
+          f"{jobs[-1].job_id}")
+    return jobs
 
 
 RENDER_OPTIONS = ("samples", "faceverse", "out", "shards", "identity", "pirender", "rows", "k", "size", "frames",
@@ -139,23 +153,15 @@ def submit_render(args, cluster) -> list:
     tasks = max(1, min(args.tasks or cluster.eval_tasks or 1, len(videos)))
     todo = [r for r in range(tasks) if any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
     spec = {"args": render_args, "out": str(out), "threads": cluster.cpus_per_task}
-    ex, params = executor(cluster, out / "submitit", "render", 1, 1, min(1, cluster.gpus_per_node))
-    ex.update_parameters(slurm_array_parallelism=cluster.eval_parallelism)
+    ex, params = array_executor(cluster, out, "render")
     print(f"[launch] render: {len(videos)} videos in {tasks} tasks, {len(todo)} still to run "
           f"{todo if len(todo) < 20 else ''}; then 1 index job; {params}")
     if args.dry_run:
         return []
-    jobs = ex.map_array(render_task, [spec] * len(todo), todo, [tasks] * len(todo)) if todo else []
-    index_ex, _ = executor(cluster, out / "submitit", "render-index", 1, 1, 0)
-    if jobs and cluster.executor == "slurm":
-        index_ex.update_parameters(slurm_additional_parameters={
-            "dependency": "afterok:" + ":".join(j.job_id for j in jobs), "kill-on-invalid-dep": "yes"})
-    elif jobs:
-        for job in jobs:
-            job.result()
-    index = index_ex.submit(render_index, spec)
-    print(f"[launch] submitted {len(jobs)} render task(s) {[j.job_id for j in jobs]} and index job {index.job_id}")
-    return jobs + [index]
+    jobs = submit_array_then(cluster, out, ex, render_task, spec, todo, tasks, render_index, "render-index")
+    print(f"[launch] submitted {len(jobs) - 1} render task(s) {[j.job_id for j in jobs[:-1]]} and index job "
+          f"{jobs[-1].job_id}")
+    return jobs
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,3 +39,13 @@ def react_copy(tiny_react, tmp_path) -> Path:
     dst = tmp_path / "react"
     shutil.copytree(tiny_react, dst)
     return dst
+
+
+def sample_random_init(shards: Path, out: Path, frames: int, k: int, window: int = 32) -> Path:
+    """`reactdiff sample` from an untrained tiny model: reactions in the real output format, in seconds."""
+    from reactdiff.sampling.cli import main as sample_main
+
+    assert sample_main(["--random-init", "--shards", str(shards), "--out", str(out), "--quiet", "model.size=tiny",
+                        "data.history=8", f"data.eval_frames={frames}", f"sample.window={window}", "sample.steps=2",
+                        f"sample.k={k}"]) == 0
+    return out

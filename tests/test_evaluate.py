@@ -12,8 +12,8 @@ from reactdiff.eval.evaluate import evaluate
 from reactdiff.eval.evaluate import main as evaluate_main
 from reactdiff.eval.ground_truth import load_ground_truth
 from reactdiff.eval.metrics import compute_all
-from reactdiff.sampling.cli import main as sample_main
 from reactdiff.sampling.writer import reaction_path
+from conftest import sample_random_init
 
 FRAMES = 120
 
@@ -21,9 +21,7 @@ FRAMES = 120
 @pytest.fixture(scope="module")
 def samples(tiny_shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("samples")
-    assert sample_main(["--random-init", "--shards", str(tiny_shards), "--out", str(out), "--quiet",
-                        "model.size=tiny", "data.history=8", f"data.eval_frames={FRAMES}", "sample.window=32",
-                        "sample.steps=2", "sample.k=3"]) == 0
+    sample_random_init(tiny_shards, out, FRAMES, k=3, window=32)
     return out
 
 

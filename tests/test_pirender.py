@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from reactdiff.render import pirender as P
 from reactdiff.render.cli import main as render_main
-from reactdiff.sampling.cli import main as sample_main
+from conftest import sample_random_init
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +136,7 @@ def test_pirenderer_frames(generator):
 
 def test_render_command_with_pirender(tiny_shards, checkpoint, tmp_path, capsys):
     samples = tmp_path / "samples"
-    assert sample_main(["--random-init", "--shards", str(tiny_shards), "--out", str(samples), "--quiet",
-                        "model.size=tiny", "data.history=8", "data.eval_frames=30", "sample.window=16",
-                        "sample.steps=2", "sample.k=1"]) == 0
+    sample_random_init(tiny_shards, samples, 30, k=1, window=16)
     out = tmp_path / "photo"
     assert render_main(["--samples", str(samples), "--pirender", str(checkpoint), "--shards", str(tiny_shards),
                         "--out", str(out), "--rows", "2", "--ground-truth", "--size", "64", "--frames", "4",

@@ -17,7 +17,7 @@ from reactdiff.render import rasterize as R
 from reactdiff.render import synthetic_model
 from reactdiff.render.cli import main as render_main
 from reactdiff.render.grey import GreyRenderer
-from reactdiff.sampling.cli import main as sample_main
+from conftest import sample_random_init
 
 FRAMES = 40
 
@@ -263,9 +263,7 @@ def test_mp4_frames_fps_and_audio(tmp_path):
 @pytest.fixture(scope="module")
 def samples(tiny_shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("samples")
-    assert sample_main(["--random-init", "--shards", str(tiny_shards), "--out", str(out), "--quiet",
-                        "model.size=tiny", "data.history=8", f"data.eval_frames={FRAMES}", "sample.window=32",
-                        "sample.steps=2", "sample.k=2"]) == 0
+    sample_random_init(tiny_shards, out, FRAMES, k=2, window=32)
     return out
 
 

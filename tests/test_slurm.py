@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "launch"))
 import slurm as launcher  # noqa: E402
+from conftest import sample_random_init  # noqa: E402
 
 CLUSTER = REPO / "configs/cluster/local.yaml"
 FRAMES = 120
@@ -154,12 +155,8 @@ def test_bench_cluster_prints_efficiency(capsys):
 def test_render_fan_out_and_rerun_of_missing_videos(tiny_shards, tmp_path):
     from reactdiff import config
     from reactdiff.render.synthetic_model import write_model
-    from reactdiff.sampling.cli import main as sample_main
-
     samples = tmp_path / "samples"
-    assert sample_main(["--random-init", "--shards", str(tiny_shards), "--out", str(samples), "--quiet",
-                        "model.size=tiny", "data.history=8", "data.eval_frames=30", "sample.window=16",
-                        "sample.steps=2", "sample.k=2"]) == 0
+    sample_random_init(tiny_shards, samples, 30, k=2, window=16)
     model = write_model(tmp_path / "fv.npy", rings=10, segments=12)
     out = tmp_path / "render"
     argv = ["render", "--cluster", str(CLUSTER), "--samples", str(samples), "--faceverse", str(model), "--out",

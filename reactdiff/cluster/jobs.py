@@ -57,18 +57,23 @@ class TrainJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(TrainJob(self.config_path))
 
 
+def _run_command(command: str, main, args: list[str], threads: int | None, rank: int, world_size: int) -> dict:
+    """`reactdiff <command> args` as array task `rank` of `world_size`; a failure raises (submitit reports it)."""
+    _limit_threads(threads)
+    code = main(args)
+    if code != 0:
+        raise RuntimeError(f"{command} task {rank}/{world_size}: `reactdiff {command} {' '.join(args)}` exited with "
+                           f"{code} (its error is above in this task's log)")
+    return {"rank": rank, "world_size": world_size}
+
+
 def eval_task(spec: dict, rank: int, world_size: int) -> dict:
     """Generate the reactions of task `rank` of `world_size` (contiguous rows); rows already there are skipped."""
     from ..sampling.cli import main as sample_main
 
-    _limit_threads(spec.get("threads"))
     args = ["--export", spec["export"], "--shards", spec["shards"], "--out", spec["out"], "--quiet",
             "--rank", str(rank), "--world-size", str(world_size), *spec.get("overrides", [])]
-    code = sample_main(args)
-    if code != 0:
-        raise RuntimeError(f"eval task {rank}/{world_size}: `reactdiff sample {' '.join(args)}` exited with {code} "
-                           f"(its error is above in this task's log)")
-    return {"rank": rank, "world_size": world_size}
+    return _run_command("sample", sample_main, args, spec.get("threads"), rank, world_size)
 
 
 def aggregate(spec: dict) -> dict:
@@ -85,13 +90,8 @@ def render_task(spec: dict, rank: int, world_size: int) -> dict:
     """Render every world_size-th video of the plan, starting at `rank`; videos already there are skipped."""
     from ..render.cli import main as render_main
 
-    _limit_threads(spec.get("threads"))
     args = [*spec["args"], "--quiet", "--rank", str(rank), "--world-size", str(world_size)]
-    code = render_main(args)
-    if code != 0:
-        raise RuntimeError(f"render task {rank}/{world_size}: `reactdiff render {' '.join(args)}` exited with {code} "
-                           f"(its error is above in this task's log)")
-    return {"rank": rank, "world_size": world_size}
+    return _run_command("render", render_main, args, spec.get("threads"), rank, world_size)
 
 
 def render_index(spec: dict) -> dict:

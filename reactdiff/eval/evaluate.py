@@ -62,14 +62,10 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
             results[f"baseline: {name}"] = compute_all(pred, gt.listener_fv, gt.speaker_fv, gt.neighbours,
                                                        kind="3dmm", **kw)
     if renders is not None:
-        from .frrea_renders import frrea_from_renders, render_videos
+        from .frrea_renders import frrea_from_renders
 
-        rendered = render_videos(renders)[0].get("sampling")
-        if rendered != settings:
-            diff = sorted(key for key in set(rendered or {}) | set(settings) if (rendered or {}).get(key) != settings.get(key))
-            raise ValueError(f"{renders} holds videos of other reactions than {samples} (sampling settings differ: "
-                             f"{', '.join(diff)}); render these samples first")
-        rea = frrea_from_renders(renders, extractor, weights=fid_weights, step=frame_step, device=device)
+        rea = frrea_from_renders(renders, extractor, weights=fid_weights, step=frame_step, device=device,
+                                 sampling=settings)
         results["model"]["FRRea"] = rea.pop("FRRea")
         results["model"]["frrea"] = {**rea, "renders": str(renders)}
     report = {"samples": str(samples), "shards": str(shards), "sampling": settings, "rows": gt.rows,

@@ -55,11 +55,17 @@ def render_videos(render_dir: Path) -> tuple[dict, list[Path], list[Path]]:
 
 
 def frrea_from_renders(render_dir: Path, extractor: Extractor | None = None, *, weights=None, step: int = 10,
-                       device=None) -> dict:
-    """FRRea and what it was computed on."""
+                       device=None, sampling: dict | None = None) -> dict:
+    """FRRea and what it was computed on. `sampling`: the sampling settings the videos must have been rendered from
+    (the samples' manifest settings), checked when given."""
     if step < 1:
         raise ValueError(f"FRRea: the frame step must be >= 1; got {step}")
     settings, real, fake = render_videos(render_dir)
+    rendered = settings.get("sampling") or {}
+    if sampling is not None and rendered != sampling:
+        diff = sorted(key for key in set(rendered) | set(sampling) if rendered.get(key) != sampling.get(key))
+        raise ValueError(f"{render_dir} holds videos of other reactions (sampling settings differ: "
+                         f"{', '.join(diff)}); render these samples first")
     beside = bool(settings.get("speaker_beside"))
 
     def frames(paths):

@@ -117,30 +117,29 @@ def video_path(out: Path, entry: dict, name: str) -> Path:
     return Path(out) / f"{entry['row']:05d}" / f"{name}.mp4"
 
 
-def write_index(out: Path) -> dict | None:
-    """render.json once every video of the plan recorded in settings.json exists (None while some are missing)."""
+def write_index(out: Path) -> tuple[dict | None, list[str]]:
+    """(render.json's content, written once every video of the plan in settings.json exists, else None; the
+    videos still missing)."""
     out = Path(out)
     if not (out / SETTINGS_JSON).is_file():
         raise FileNotFoundError(f"{out / SETTINGS_JSON} not found: nothing was rendered into {out}")
     settings = json.loads((out / SETTINGS_JSON).read_text())
     _, videos, _ = plan(Path(settings["samples"]), settings["rows"], settings["k"], settings["ground_truth"])
-    if any(not video_path(out, e, name).is_file() for e, name in videos):
-        return None
+    missing = [str(video_path(out, e, name)) for e, name in videos if not video_path(out, e, name).is_file()]
+    if missing:
+        return None, missing
     doc = {"settings": settings, "videos": [{"row": e["row"], "key": e["key"], "role": e["role"],
                                              "video": f"{e['row']:05d}/{name}.mp4"} for e, name in videos]}
     atomic.write_json(out / RENDER_JSON, doc)
-    return doc
+    return doc, []
 
 
 def finish_index(out: Path) -> dict:
     """The fan-out's last step: render.json, or an error that lists the missing videos."""
-    doc = write_index(out)
+    doc, missing = write_index(out)
     if doc is None:
-        settings = json.loads((Path(out) / SETTINGS_JSON).read_text())
-        _, videos, _ = plan(Path(settings["samples"]), settings["rows"], settings["k"], settings["ground_truth"])
-        missing = [str(video_path(out, e, n)) for e, n in videos if not video_path(out, e, n).is_file()]
-        raise ValueError(f"{len(missing)} of the {len(videos)} videos are missing in {out} (e.g. {missing[:3]}); "
-                         f"run the render again to make them")
+        raise ValueError(f"{len(missing)} videos are missing in {out} (e.g. {missing[:3]}); run the render again "
+                         f"to make them")
     return doc
 
 
@@ -226,7 +225,7 @@ def run(args) -> int:
                 audio = clip["audio"][:n * AUDIO_RATE // FPS]
         frames_done += write_mp4(video_path(out, e, name), frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
     secs = time.perf_counter() - t0
-    index = write_index(out)  # by whichever task finishes the set last
+    index, _ = write_index(out)  # by whichever task finishes the set last
     if not args.quiet:
         rate = f", {frames_done / secs:.0f} frames/s" if frames_done else ""
         state = f"; {RENDER_JSON} lists all {len(index['videos'])}" if index else "; other tasks' videos still missing"
