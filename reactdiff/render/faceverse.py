@@ -110,12 +110,15 @@ class FaceVerseModel:
             raise FaceVerseError(f"identity: {identity.numel()} values; a FaceVerse identity has {N_ID}")
         return self.meanshape + self.id_base @ identity[:N_ID]
 
-    def vertices(self, coeffs: torch.Tensor, identity: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, 58) raw REACT coefficients -> (N, V, 3) world-space vertices (R shape + t)."""
+    def vertices(self, coeffs: torch.Tensor, identity: torch.Tensor | None = None,
+                 base: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 58) raw REACT coefficients -> (N, V, 3) world-space vertices (R shape + t). `base`: the identity's
+        shape when the caller has it already (identity_shape), so that it is not recomputed per call."""
         coeffs = torch.as_tensor(coeffs, dtype=torch.float32, device=self.meanshape.device)
         if coeffs.ndim != 2 or coeffs.shape[1] != fv.FV_DIM:
             raise FaceVerseError(f"coefficients: expected (frames, {fv.FV_DIM}); got {tuple(coeffs.shape)}")
-        shape = self.identity_shape(identity) + torch.einsum("vdk,nk->nvd", self.exp_base, coeffs[:, fv.EXP_SLICE])
+        base = self.identity_shape(identity) if base is None else base
+        shape = base + torch.einsum("vdk,nk->nvd", self.exp_base, coeffs[:, fv.EXP_SLICE])
         rot = euler_to_matrix(coeffs[:, fv.ROT_SLICE])
         return shape @ rot.transpose(1, 2) + coeffs[:, None, fv.TRANS_SLICE]
 

@@ -18,13 +18,12 @@ class GreyRenderer:
             raise ValueError(f"render size must be an even number of pixels >= 2 (mp4 needs it); got {size}")
         self.device = torch.device(device)
         self.model, self.size, self.chunk = model.to(self.device), size, chunk
-        self.shape = self.model.identity_shape(identity)  # validated once
-        self.identity = identity
+        self.base = self.model.identity_shape(identity)  # validated and computed once
 
     @torch.no_grad()
     def render(self, coeffs) -> torch.Tensor:
         """(n, 58) -> (n, size, size, 3) uint8 tensor on the renderer's device."""
-        world = self.model.vertices(torch.as_tensor(np.asarray(coeffs), device=self.device), self.identity)
+        world = self.model.vertices(torch.as_tensor(np.asarray(coeffs), device=self.device), base=self.base)
         index, _ = rz.rasterize(project(world, self.size), self.model.tri, self.size)
         return rz.shade(index, rz.face_shading(world, self.model.tri))
 
