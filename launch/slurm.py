@@ -110,16 +110,22 @@ def missing_tasks(out: Path, samples: int, tasks: int) -> list[int]:
 def submit_eval(args, cluster) -> list:
     from reactdiff.cluster.jobs import aggregate, eval_task
     from reactdiff.data.shard_index import ShardIndex
+    from reactdiff.eval.baselines import resolve_baseline_shards
 
     index = ShardIndex.open(args.shards)
     tasks = args.tasks or cluster.eval_tasks or len(index.files)
     out = Path(args.out).resolve()
+    # checked at submission: an aggregation job that fails after the whole array ran loses hours
+    baseline_shards = None if args.no_baselines else resolve_baseline_shards(
+        Path(args.shards), Path(args.baseline_shards) if args.baseline_shards else None).resolve()
     spec = {"export": str(Path(args.export).resolve()), "shards": str(Path(args.shards).resolve()), "out": str(out),
-            "overrides": args.overrides, "convention": args.convention, "threads": cluster.cpus_per_task}
+            "overrides": args.overrides, "convention": args.convention, "threads": cluster.cpus_per_task,
+            "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None}
     todo = missing_tasks(out, index.num_samples, tasks)
     ex, params = array_executor(cluster, out, "eval")
     print(f"[launch] eval: {index.num_samples} dyadic clips ({2 * index.num_samples} speaker rows) in {tasks} tasks, "
-          f"{len(todo)} still to run {todo if len(todo) < 20 else ''}; then 1 aggregation job; {params}")
+          f"{len(todo)} still to run {todo if len(todo) < 20 else ''}; then 1 aggregation job (baselines from "
+          f"{baseline_shards or 'none'}); {params}")
     if args.dry_run:
         return []
     jobs = submit_array_then(cluster, out, ex, eval_task, spec, todo, tasks, aggregate, "eval-aggregate")
@@ -184,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="results folder (reactions/, metrics.json, report.md)")
     ev.add_argument("--tasks", type=int, help="array size (default: the profile's eval_tasks, else one per shard)")
     ev.add_argument("--convention", default="react2024", choices=("react2024", "reactface"))
+    ev.add_argument("--baseline-shards", help="split the random/mean baselines draw from (default: the sibling "
+                                              "`train` folder of --shards; never --shards itself)")
+    ev.add_argument("--no-baselines", action="store_true", help="score the model only")
     rd = sub.choices["render"]
     rd.add_argument("--samples", required=True, help="output folder of sampling / eval (reactions/ + manifests)")
     rd.add_argument("--faceverse", help="FaceVerse v2 model file (grey meshes; needed unless --pirender)")

@@ -45,3 +45,10 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def is_temp_file(name: str) -> bool:
     """Leftovers of an interrupted atomic write (safe to delete on resume)."""
     return name.startswith(".") and name.endswith(".tmp")
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 90) -> None:
+    """A matplotlib figure written atomically (the format follows the file name's suffix)."""
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")

@@ -59,6 +59,11 @@ class SigmaDensityKind(str, enum.Enum):
     cosine = "cosine"        # the truncated v-diffusion density of the released ReactDiff code
 
 
+class Kinematics(str, enum.Enum):
+    loss = "loss"  # all 58 dims, standardised, at the denoising loss's EDM weight
+    raw_pose = "raw_pose"  # head pose in raw radians/metres with the SNR weight (exports made before `loss`)
+
+
 @dataclasses.dataclass
 class ModelConfig:
     """The ReactDiff denoiser: U-Net size, audio input, EDM settings and prior weights."""
@@ -68,13 +73,16 @@ class ModelConfig:
     audio_dim: int = 80  # width of the shard features when audio=feat (logmel: 80, wav2vec2-base: 768)
     predict_emotion: bool = False  # also generate the 25-d emotion stream (needs data.emotion=true)
     dropout: float = 0.0  # dropout in residual blocks and attention (training only)
-    sigma_data: float = 0.5  # EDM sigma_data
+    sigma_data: float = 1.0  # EDM sigma_data: the data's std (z-scored 3DMM has std 1; the release used 0.5)
     sigma_density: SigmaDensityKind = SigmaDensityKind.lognormal  # training noise-level density
     p_mean: float = -1.2  # lognormal: mean of ln(sigma)
     p_std: float = 1.2  # lognormal: std of ln(sigma)
-    velocity_weight: float = 1.0  # facial-behaviour kinematics prior (head-pose velocity) weight
+    kinematics: Kinematics = Kinematics.loss  # scale of the kinematics prior (reactdiff/model/priors.py)
+    velocity_weight: float = 1.0  # kinematics prior: velocity (lag differences) weight
+    acceleration_weight: float = 1.0  # kinematics prior: acceleration (second differences) weight
     au_weight: float = 0.01  # facial-action-unit dependency prior weight
     kinematics_lags: list[int] = dataclasses.field(default_factory=lambda: [1, 8])  # velocity lags (frames)
+    cond_dropout: float = 0.0  # training: share of windows whose speaker streams are replaced by a learned "none"
 
 
 @dataclasses.dataclass
@@ -91,6 +99,7 @@ class SampleConfig:
     k: int = 10  # reactions per speaker clip (REACT protocol: 10)
     seed: int = 0  # reaction k of clip c always uses the same noise, whatever the batch or world size
     batch_size: int = 4  # speaker clips generated together (x k reactions)
+    guidance: float = 1.0  # classifier-free guidance scale (1: off; > 1 needs model.cond_dropout > 0, 2x calls)
 
 
 class Precision(str, enum.Enum):
@@ -179,15 +188,31 @@ def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"{source}: {key}: {msg}")
 
 
-def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: type = RunConfig) -> DictConfig:
-    """Schema defaults <- YAML file <- `key=value` overrides; returns a read-only, fully typed config."""
+# Keys added after configs were first saved with runs and exports, with the value that reproduces how those older
+# runs behaved. A saved (resolved) config holds every key of its day, so a missing key means "made before it".
+LEGACY_DEFAULTS = {
+    "model.kinematics": "raw_pose",
+    "model.acceleration_weight": 0.0,
+    "model.cond_dropout": 0.0,
+}
+
+
+def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: type = RunConfig,
+         saved: bool = False) -> DictConfig:
+    """Schema defaults <- YAML file <- `key=value` overrides; returns a read-only, fully typed config.
+
+    saved=True: `path` is a resolved config saved with a run or export; keys it lacks take LEGACY_DEFAULTS."""
     cfg = OmegaConf.structured(schema)
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} not found")
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            loaded = OmegaConf.load(path)
+            if saved:
+                missing = [f"{k}={v}" for k, v in LEGACY_DEFAULTS.items() if OmegaConf.select(loaded, k) is None]
+                loaded = OmegaConf.merge(loaded, OmegaConf.from_dotlist(missing))
+            cfg = OmegaConf.merge(cfg, loaded)
         except OmegaConfBaseException as exc:
             raise _explain(exc, str(path)) from None
     for item in overrides:
@@ -213,7 +238,8 @@ _POSITIVE = ("data.window", "data.windows_per_clip", "data.batch_size", "data.sh
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints")
-_NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "train.warmup_steps",
+_NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
+                 "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
                  "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage")
 _DATA_AUDIO_FOR_MODEL = {"feat": "feat", "logmel": "raw", "wav2vec2": "raw", "none": "none"}
 
@@ -238,6 +264,11 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"train.betas: two values in [0, 1), got {list(cfg.train.betas)}")
     if not 0 <= cfg.train.ema_max < 1:
         raise ConfigError(f"train.ema_max: in [0, 1), got {cfg.train.ema_max}")
+    if not 0 <= cfg.model.cond_dropout < 1:
+        raise ConfigError(f"model.cond_dropout: in [0, 1), got {cfg.model.cond_dropout}")
+    if cfg.sample.guidance != 1 and cfg.model.cond_dropout == 0:
+        raise ConfigError(f"sample.guidance={cfg.sample.guidance} needs a model trained with condition dropout "
+                          f"(model.cond_dropout > 0): without it the model has no unconditional mode to guide from")
     if any(lag < 1 for lag in cfg.model.kinematics_lags):
         raise ConfigError(f"model.kinematics_lags: every lag must be >= 1, got {list(cfg.model.kinematics_lags)}")
 

@@ -49,3 +49,11 @@ def sample_random_init(shards: Path, out: Path, frames: int, k: int, window: int
                         "data.history=8", f"data.eval_frames={frames}", f"sample.window={window}", "sample.steps=2",
                         f"sample.k={k}"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_test_shards(tiny_react, tiny_shards) -> Path:
+    """The test split (2 dyadic clips), a sibling `test` folder next to `tiny_shards` (whose folder is `train`)."""
+    out = tiny_shards.parent / "test"
+    make_shards(tiny_react, "test", out, samples_per_shard=2, audio_features="logmel", progress=False)
+    return out

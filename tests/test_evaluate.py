@@ -37,10 +37,18 @@ def test_ground_truth_is_in_mirrored_order(tiny_react, tiny_shards):
         assert np.array_equal(gt.speaker_fv[6 + k], b) and np.array_equal(gt.listener_fv[6 + k], a)
 
 
-def test_evaluate_writes_metrics_and_report(samples, tiny_shards, capsys):
-    assert evaluate_main(["--samples", str(samples), "--shards", str(tiny_shards)]) == 0
+def test_evaluate_writes_metrics_and_report(samples, tiny_shards, tiny_test_shards, capsys):
+    assert evaluate_main(["--samples", str(samples), "--shards", str(tiny_shards), "--baseline-shards",
+                          str(tiny_test_shards)]) == 0
     report = json.loads((samples / "metrics.json").read_text())
-    assert set(report["results"]) == {"model", "baseline: mime", "baseline: random"}
+    assert set(report["results"]) == {"model", "baseline: mean", "baseline: random", "baseline: mime",
+                                      "reference: ground truth"}
+    assert report["baseline_shards"] == str(tiny_test_shards)
+    for row in report["results"].values():  # motion statistics on every row, per stream group
+        assert set(row["motion"]) == {"expression", "rotation", "translation"}
+    assert report["results"]["reference: ground truth"]["motion"]["rotation"]["jitter_ratio"] == 1.0
+    assert report["results"]["baseline: mean"]["motion"]["expression"]["jitter"] == 0.0
+    assert set(report["couplings"]["pairs"]) and (samples / "couplings.png").stat().st_size > 1000
     assert report["k"] == 3 and report["rows"] == 12 and report["convention"] == "react2024"
     gt = load_ground_truth(tiny_shards, frames=FRAMES)
     pred = np.stack([np.load(reaction_path(samples, r)) for r in range(12)])
@@ -48,8 +56,62 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, capsys):
     for m in ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn"):
         assert report["results"]["model"][m] == pytest.approx(direct[m], rel=1e-9)
     assert report["results"]["baseline: mime"]["FRSyn"] == 0 and report["results"]["baseline: mime"]["FRDiv"] == 0
-    assert "| model |" in (samples / "report.md").read_text() and "| model |" in capsys.readouterr().out
+    text = (samples / "report.md").read_text()
+    assert "| model |" in text and "| model |" in capsys.readouterr().out
+    assert "never the evaluated one" in text and "## Motion" in text and "couplings.png" in text
     assert (samples / "metrics.png").stat().st_size > 1000
+
+
+def test_random_baseline_never_draws_from_the_evaluated_split(tiny_shards, tiny_test_shards):
+    from reactdiff.eval.baselines import baselines, listener_pool
+
+    gt = load_ground_truth(tiny_shards, frames=FRAMES)
+    # unique markers: every evaluated listener is a constant 1000 + row, every pool listener -1 - row
+    gt.listener_fv[:] = 1000 + np.arange(gt.rows, dtype=np.float32)[:, None, None]
+    pool = -1 - np.arange(20, dtype=np.float32)[:, None, None] * np.ones((1, FRAMES, 58), np.float32)
+    rows = baselines(gt, 10, pool, seed=3)
+    assert (rows["baseline: random"] < 0).all()  # only pool listeners, never an evaluated (appropriate) one
+    assert len(np.unique(rows["baseline: random"][:, :, 0, 0])) > 10  # and really drawn, not one repeated
+    assert np.allclose(rows["baseline: mean"], pool.mean())
+    assert (rows["reference: ground truth"] == gt.listener_fv[:, None]).all()
+    # with real shards: every random draw is a listener of the test split, none of the evaluated train split
+    real = load_ground_truth(tiny_shards, frames=FRAMES)
+    drawn = baselines(real, 4, listener_pool(tiny_test_shards, FRAMES))["baseline: random"].reshape(-1, FRAMES * 58)
+    test_listeners = listener_pool(tiny_test_shards, FRAMES).reshape(-1, FRAMES * 58)
+    assert all((test_listeners == d).all(1).any() for d in drawn)
+    assert not any((real.listener_fv.reshape(-1, FRAMES * 58) == d).all(1).any() for d in drawn)
+
+
+def test_ground_truth_row_is_the_metrics_ceiling():
+    from reactdiff.eval.baselines import baselines
+    from reactdiff.eval.ground_truth import GroundTruth
+
+    rng = np.random.default_rng(0)
+    n, t, k = 4, 60, 5
+    listener = np.cumsum(rng.normal(size=(n, t, 58)), axis=1).astype(np.float32)  # no constant channels
+    speaker = np.cumsum(rng.normal(size=(n, t, 58)), axis=1).astype(np.float32)
+    gt = GroundTruth(speaker, listener, np.zeros((n, t, 25)), np.zeros((n, t, 25)), np.eye(n, dtype=bool), n)
+    ref = baselines(gt, k, None)["reference: ground truth"]
+    res = compute_all(ref, listener, speaker, gt.neighbours, kind="3dmm", convention="react2024")
+    assert res["FRDist"] == 0 and res["FRCorr"] == pytest.approx(k, rel=1e-6)
+
+
+def test_baseline_split_is_resolved_and_never_the_evaluated_one(samples, tiny_shards, tiny_test_shards, tmp_path,
+                                                                capsys):
+    from reactdiff.eval.baselines import default_baseline_shards, resolve_baseline_shards
+
+    assert default_baseline_shards(tiny_test_shards) == tiny_shards.resolve()  # the sibling train folder
+    assert default_baseline_shards(tiny_shards) is None  # train itself has no other train sibling
+    assert resolve_baseline_shards(tiny_test_shards, None) == tiny_shards.resolve()
+    with pytest.raises(ValueError, match="is the evaluated split"):
+        resolve_baseline_shards(tiny_shards, tiny_shards)
+    with pytest.raises(FileNotFoundError, match="no index.json"):
+        resolve_baseline_shards(tiny_shards, tmp_path)
+    assert evaluate_main(["--samples", str(samples), "--shards", str(tiny_shards), "--out", str(tmp_path)]) == 2
+    assert "pass --baseline-shards DIR" in capsys.readouterr().err
+    assert evaluate_main(["--samples", str(samples), "--shards", str(tiny_shards), "--out", str(tmp_path),
+                          "--no-baselines"]) == 0
+    assert list(json.loads((tmp_path / "metrics.json").read_text())["results"]) == ["model"]
 
 
 def test_missing_rows_are_listed(samples, tiny_shards, tmp_path, capsys):
@@ -80,7 +142,8 @@ def test_frrea_from_rendered_videos(samples, tiny_shards, tmp_path, capsys):
     assert render_main(["--samples", str(samples), "--faceverse", str(model), "--out", str(renders), "--shards",
                         str(tiny_shards), "--ground-truth", "--rows", "0,1", "--k", "2", "--size", "32",
                         "--quiet"]) == 0
-    report = evaluate(samples, tiny_shards, tmp_path, renders=renders, extractor=small_extractor, frame_step=10)
+    report = evaluate(samples, tiny_shards, tmp_path, renders=renders, extractor=small_extractor, frame_step=10,
+                      with_baselines=False)
     rea = report["results"]["model"]
     assert rea["FRRea"] > 0 and rea["frrea"]["real_videos"] == 2 and rea["frrea"]["generated_videos"] == 4
     assert "FRRea (Frechet distance of rendered listener frames" in (tmp_path / "report.md").read_text()

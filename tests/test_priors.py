@@ -284,3 +284,74 @@ def test_degenerate_shapes_and_half_precision_are_finite():
     assert p.velocity_weight == 2.0 and p.au_term_weights == (1.0, 1.0, 0.5)
     with pytest.raises(ValueError):
         priors(x0, torch.randn(2, 2, 58), torch.tensor(0.3))
+
+
+# ---- the loss-scale kinematics (model.kinematics=loss) ------------------------------------------------------------
+
+def np_kinematics_loss(x_hat, x, hist, valid, lags, mean, std, convention):
+    """Velocity (lags) and acceleration terms of the standardised error over all 58 dims, from the definition on
+    the sequence [history | window] (the error is 0 on the known past)."""
+    B, W = x.shape[:2]
+    H = hist.shape[1]
+    vel, acc = np.zeros(B), np.zeros(B)
+    for b in range(B):
+        past = np_denorm(hist[b], mean, std, convention)
+        e = np.concatenate([past - past, (np_denorm(x_hat[b], mean, std, convention)
+                                          - np_denorm(x[b], mean, std, convention))]) / std.astype(np.float64)
+        ok = np.concatenate([np.asarray(valid[b], bool), np.ones(W, bool)])
+        per_lag = []
+        for lag in lags:
+            vals = [np.mean((e[t] - e[t - lag]) ** 2) for t in range(H, H + W) if t - lag >= 0 and ok[t - lag]]
+            if vals:
+                per_lag.append(np.mean(vals))
+        vel[b] = np.mean(per_lag) if per_lag else 0.0
+        vals = [np.mean((e[t] - 2 * e[t - 1] + e[t - 2]) ** 2) for t in range(H, H + W) if t - 2 >= 0 and ok[t - 2]]
+        acc[b] = np.mean(vals) if vals else 0.0
+    return vel, acc
+
+
+@pytest.mark.parametrize("convention", ["zscore", "center"])
+def test_loss_scale_kinematics_match_the_definition_at_the_edm_weight(convention):
+    from reactdiff.model.priors import edm_weight
+
+    stats, mean, std = make_stats(convention)
+    x0, hist, valid = batch(C=58)
+    x0_hat = x0 + rand(x0.shape, 3, 0.3)
+    sigma = torch.tensor([0.05, 0.7, 4.0], dtype=torch.float64)
+    priors = ReactionPriors(stats, lags=(1, 8), kinematics="loss", acceleration_weight=0.5, sigma_data=1.0).double()
+    out = priors(x0_hat, x0, sigma, hist, valid)
+    vel, acc = np_kinematics_loss(x0_hat.numpy(), x0.numpy(), hist.numpy(), valid.numpy(), (1, 8), mean, std,
+                                  convention)
+    lam = (sigma.numpy() ** 2 + 1) / sigma.numpy() ** 2
+    assert out["velocity"].item() == pytest.approx((lam * vel).mean(), rel=1e-9)
+    assert out["acceleration"].item() == pytest.approx((lam * acc).mean(), rel=1e-9)
+    assert torch.allclose(edm_weight(sigma, 1.0), torch.from_numpy(lam))
+    # the AU terms: raw activations over the blendshapes' mean variance, at the same weight
+    sym, co, ex = np_au(x0_hat.numpy(), x0.numpy(), mean, std, convention)
+    var = np.mean(std[:52].astype(np.float64) ** 2)
+    assert out["au_symmetric"].item() == pytest.approx((lam * sym / var).mean(), rel=1e-6)
+    assert out["au_exclusive"].item() == pytest.approx((lam * ex / var).mean(), rel=1e-6)
+    total = out["velocity"] + 0.5 * out["acceleration"] + 0.01 * (out["au_symmetric"] + out["au_cooccur"]
+                                                                  + out["au_exclusive"])
+    assert out["prior_total"].item() == pytest.approx(total.item(), rel=1e-9)
+    # at the target: zero; a smooth (constant-offset) error costs no velocity/acceleration, a jittery one does
+    assert priors(x0.clone(), x0, sigma, hist, valid)["prior_total"].item() == pytest.approx(0.0, abs=1e-12)
+    no_past = torch.zeros(3, 0, 58, dtype=torch.float64), torch.zeros(3, 0, dtype=torch.bool)
+    smooth = priors(x0 + 0.3 * torch.ones_like(x0) * torch.from_numpy(std).double(), x0, sigma, *no_past)
+    jitter = priors(x0 + 0.3 * torch.from_numpy(std).double() * (-1.0) ** torch.arange(16.0).view(1, -1, 1), x0,
+                    sigma, *no_past)
+    assert smooth["velocity"].item() < 1e-20 and smooth["acceleration"].item() < 1e-20
+    assert jitter["velocity"].item() > 0.1 and jitter["acceleration"].item() > 4 * jitter["velocity"].item()
+
+
+def test_raw_pose_is_the_legacy_prior_and_the_default_of_the_class():
+    stats, *_ = make_stats()
+    x0, hist, valid = batch(C=58)
+    x0_hat = x0 + rand(x0.shape, 4, 0.3)
+    sigma = torch.tensor([0.05, 0.7, 4.0], dtype=torch.float64)
+    legacy = ReactionPriors(stats).double()(x0_hat, x0, sigma, hist, valid)
+    assert "acceleration" not in legacy
+    explicit = ReactionPriors(stats, kinematics="raw_pose").double()(x0_hat, x0, sigma, hist, valid)
+    assert all(legacy[k].item() == explicit[k].item() for k in legacy)
+    with pytest.raises(ValueError, match="kinematics 'pose'"):
+        ReactionPriors(stats, kinematics="pose")

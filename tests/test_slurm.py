@@ -109,12 +109,12 @@ def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tm
     export = _export(tmp_path, shards)
     out = tmp_path / "fan"
     jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
-                   str(out), "--tasks", "4", *EVAL_OVERRIDES])
+                   str(out), "--tasks", "4", "--no-baselines", *EVAL_OVERRIDES])
     assert len(jobs) == 5
     fan = jobs[-1].result()["metrics"]
     assert sample_main(["--export", str(export), "--shards", str(shards), "--out", str(tmp_path / "one"), "--quiet",
                         *EVAL_OVERRIDES]) == 0
-    single = evaluate(tmp_path / "one", shards)["results"]["model"]
+    single = evaluate(tmp_path / "one", shards, with_baselines=False)["results"]["model"]
     for m in ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn"):
         assert fan[m] == pytest.approx(single[m], rel=1e-9)
     report = json.loads((out / "metrics.json").read_text())
@@ -124,7 +124,7 @@ def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tm
         reaction_path(out, r).unlink()
     assert launcher.missing_tasks(out, 6, 4) == [2]
     jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
-                   str(out), "--tasks", "4", *EVAL_OVERRIDES])
+                   str(out), "--tasks", "4", "--no-baselines", *EVAL_OVERRIDES])
     assert len(jobs) == 2
     assert jobs[-1].result()["metrics"]["FRDist"] == pytest.approx(fan["FRDist"], rel=1e-9)
 
@@ -135,7 +135,8 @@ def test_a_failing_task_surfaces_a_clear_error(tiny_react, tiny_shards, tmp_path
 
     export = _export(tmp_path, tiny_shards)
     jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(tiny_shards),
-                   "--out", str(tmp_path / "bad"), "--tasks", "2", "model.size=small", *EVAL_OVERRIDES])
+                   "--out", str(tmp_path / "bad"), "--tasks", "2", "--no-baselines", "model.size=small",
+                   *EVAL_OVERRIDES])
     with pytest.raises(submitit.core.utils.FailedJobError, match="exited with 2"):
         jobs[0].result()
     with pytest.raises(submitit.core.utils.UncompletedJobError):

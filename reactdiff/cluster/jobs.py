@@ -45,7 +45,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
         os.environ.update(_launcher_env())
         _limit_threads(None)
-        cfg = config.load(self.config_path)
+        cfg = config.load(self.config_path, saved=True)
         code = train(cfg)
         result = {"rank": dist.rank(), "world_size": dist.world_size(), "exit": code,
                   "run": str(Path(cfg.train.out) / cfg.name)}
@@ -81,8 +81,10 @@ def aggregate(spec: dict) -> dict:
     from ..eval.evaluate import evaluate
 
     out = Path(spec["out"])
+    baseline_shards = spec.get("baseline_shards")
     report = evaluate(out, Path(spec["shards"]), out, spec.get("convention", "react2024"),
-                      spec.get("reference_quirks", False), spec.get("baselines", True))
+                      spec.get("reference_quirks", False), spec.get("baselines", True),
+                      baseline_shards=Path(baseline_shards) if baseline_shards else None)
     return {"metrics": report["results"]["model"], "out": str(out / "metrics.json")}
 
 

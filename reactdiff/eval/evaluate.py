@@ -1,7 +1,7 @@
-"""`reactdiff evaluate`: generated reactions + ground truth from the shards -> metrics.json and report.md.
+"""`reactdiff evaluate`: generated reactions + ground truth from the shards -> metrics.json, report.md and plots.
 
-Baselines scored on the same ground truth make numbers readable: `mime` (the listener copies the speaker) and
-`random` (K true listener reactions of other, randomly chosen clips).
+The model is scored next to honest baselines on the same ground truth (`mean`, `random` from another split, `mime`;
+see baselines.py) and the ground-truth reference row, with the motion statistics of motion.py for every row.
 """
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import atomic
+from ..data.faceverse import FPS
 from ..sampling.writer import load_manifest, reaction_path
-from .ground_truth import GroundTruth, load_ground_truth
+from .baselines import baselines, listener_pool, resolve_baseline_shards
+from .ground_truth import load_ground_truth
 from .metrics import compute_all
+from .motion import couplings, group_stats, plot_couplings
+from .report import METRICS, markdown, plot_metrics
 
-METRICS = ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn")
+__all__ = ["METRICS", "evaluate", "load_reactions", "main"]
 
 
 def load_reactions(samples: Path, manifest: dict, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -34,33 +39,32 @@ def load_reactions(samples: Path, manifest: dict, rows: int) -> tuple[np.ndarray
     return face, emotion
 
 
-def baselines(gt: GroundTruth, k: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n = gt.rows
-    others = np.stack([rng.choice(np.delete(np.arange(n), i), size=k, replace=k > n - 1) for i in range(n)])
-    return {"mime": np.repeat(gt.speaker_fv[:, None], k, axis=1), "random": gt.listener_fv[others]}
-
-
 def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: str = "react2024",
              reference_quirks: bool = False, with_baselines: bool = True, device: str | None = None,
              renders: Path | None = None, fid_weights: Path | None = None, frame_step: int = 10,
-             extractor=None) -> dict:
-    """The metrics of every row; FRRea too when `renders` (a `reactdiff render --ground-truth` folder) is given,
-    with pytorch-fid's InceptionV3 from `fid_weights` (or an injected `extractor`)."""
+             extractor=None, baseline_shards: Path | None = None, progress: bool = False) -> dict:
+    """The metrics and motion statistics of every row, next to the baselines (drawn from `baseline_shards`,
+    default the sibling `train` folder) and the ground-truth reference; FRRea too when `renders` (a `reactdiff
+    render --ground-truth` folder) is given, with pytorch-fid's InceptionV3 from `fid_weights` (or an injected
+    `extractor`)."""
     t0 = time.time()
     manifest = load_manifest(samples)  # merged once (fan-out tasks write parts)
     settings = manifest["settings"]
     gt = load_ground_truth(shards, frames=settings["frames"])
     face, emotion = load_reactions(samples, manifest, gt.rows)
+    pool_dir = resolve_baseline_shards(shards, baseline_shards) if with_baselines else None
+    fps = float(settings.get("fps", FPS))
     kw = dict(convention=convention, reference_quirks=reference_quirks, device=device)
-    results = {"model": compute_all(face, gt.listener_fv, gt.speaker_fv, gt.neighbours, kind="3dmm", **kw)}
-    if emotion is not None:
-        results["model (emotion)"] = compute_all(emotion, gt.listener_emotion, gt.speaker_emotion, gt.neighbours,
-                                                 kind="emotion", **kw)
+    rows = {"model": face}
     if with_baselines:
-        for name, pred in baselines(gt, face.shape[1]).items():
-            results[f"baseline: {name}"] = compute_all(pred, gt.listener_fv, gt.speaker_fv, gt.neighbours,
-                                                       kind="3dmm", **kw)
+        rows.update(baselines(gt, face.shape[1], listener_pool(pool_dir, settings["frames"])))
+    results = {}
+    for name, pred in tqdm(rows.items(), desc="evaluate", unit="row", disable=not progress, dynamic_ncols=True):
+        results[name] = compute_all(pred, gt.listener_fv, gt.speaker_fv, gt.neighbours, kind="3dmm", **kw)
+        results[name]["motion"] = group_stats(pred, gt.listener_fv, fps)
+        if name == "model" and emotion is not None:
+            results["model (emotion)"] = compute_all(emotion, gt.listener_emotion, gt.speaker_emotion,
+                                                     gt.neighbours, kind="emotion", **kw)
     if renders is not None:
         from .frrea_renders import frrea_from_renders
 
@@ -69,58 +73,16 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
         results["model"]["FRRea"] = rea.pop("FRRea")
         results["model"]["frrea"] = {**rea, "renders": str(renders)}
     report = {"samples": str(samples), "shards": str(shards), "sampling": settings, "rows": gt.rows,
-              "k": int(face.shape[1]), "frames": int(face.shape[2]), "convention": convention,
-              "reference_quirks": reference_quirks, "results": results, "seconds": round(time.time() - t0, 2)}
+              "k": int(face.shape[1]), "frames": int(face.shape[2]), "fps": fps, "convention": convention,
+              "reference_quirks": reference_quirks, "baseline_shards": str(pool_dir) if pool_dir else None,
+              "results": results, "couplings": couplings(gt.speaker_fv, gt.listener_fv, face, fps),
+              "seconds": round(time.time() - t0, 2)}
     if out is not None:
         atomic.write_json(out / "metrics.json", report)
-        plot(report, out / "metrics.png")
+        plot_metrics(report, out / "metrics.png")
+        plot_couplings(report["couplings"], out / "couplings.png")
         atomic.write_text(out / "report.md", markdown(report))
     return report
-
-
-def plot(report: dict, path: Path) -> None:
-    """One small bar chart per metric: the model next to the baselines."""
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(report["results"])
-    fig, axes = plt.subplots(2, 3, figsize=(10, 5.5))
-    for ax, metric in zip(axes.flat, METRICS):
-        values = [report["results"][n][metric] for n in names]
-        ax.bar(range(len(names)), values, color=["C0"] + ["C7"] * (len(names) - 1))
-        ax.set_xticks(range(len(names)), [n.replace("baseline: ", "") for n in names], rotation=20, fontsize=8)
-        ax.set_title(metric)
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def markdown(report: dict) -> str:
-    lines = ["# REACT metrics", "",
-             f"{report['rows']} speaker clips x {report['k']} reactions x {report['frames']} frames; convention "
-             f"`{report['convention']}` (FRCorr/FRDist {'summed' if report['convention'] == 'react2024' else 'averaged'}"
-             f" over the K samples); FRSyn over {'the first sample only (reference quirk)' if report['reference_quirks'] else 'all K samples'}.",
-             f"Samples: `{report['samples']}` ({report['sampling'].get('weights')}, {report['sampling'].get('sampler')} "
-             f"{report['sampling'].get('steps')} steps). Ground truth: `{report['shards']}`.", "",
-             "| | " + " | ".join(METRICS) + " |", "| --- | " + " | ".join("---:" for _ in METRICS) + " |"]
-    for name, res in report["results"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{res[m]:.4f}" for m in METRICS) + " |")
-    rea = report["results"]["model"].get("frrea")
-    if rea is not None:
-        lines += ["", f"FRRea (Frechet distance of rendered listener frames, lower is better): "
-                      f"**{report['results']['model']['FRRea']:.4f}**, {rea['generated_videos']} generated vs "
-                      f"{rea['real_videos']} true listener videos (rows {rea['rows']}, K {rea['k']}, frames "
-                      f"{rea['frames']}), every {rea['frame_step']}th frame, {rea['renderer']} (`{rea['renders']}`)."]
-    lines += ["", "![metrics of the model and the baselines](metrics.png)", "", "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
-              "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker)."]
-    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FRCorr/FRDist summed (react2024) or averaged (reactface) over the K samples")
     p.add_argument("--reference-quirks", action="store_true",
                    help="score FRSyn on the first sample only, as the reference code does")
-    p.add_argument("--no-baselines", action="store_true", help="skip the mime and random baselines")
+    p.add_argument("--baseline-shards", help="the split the random and mean baselines draw real listeners from "
+                                             "(default: the sibling `train` folder of --shards; never --shards)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baselines and the ground-truth row")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--renders", help="videos of `reactdiff render --ground-truth` for these samples: adds FRRea")
     p.add_argument("--fid-weights", help="pytorch-fid's InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth), "
@@ -150,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                              "downloaded)")
         report = evaluate(samples, Path(args.shards), Path(args.out) if args.out else samples, args.convention,
                           args.reference_quirks, not args.no_baselines, args.device,
-                          Path(args.renders) if args.renders else None, args.fid_weights, args.frame_step)
+                          Path(args.renders) if args.renders else None, args.fid_weights, args.frame_step,
+                          baseline_shards=Path(args.baseline_shards) if args.baseline_shards else None,
+                          progress=True)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"reactdiff evaluate: error: {exc}", file=sys.stderr)
         return 2

@@ -25,14 +25,19 @@ class GroundTruth:
     rows: int  # 2L
 
 
-def load_ground_truth(shards: str | Path, frames: int = 750) -> GroundTruth:
+def load_ground_truth(shards: str | Path, frames: int = 750, need_neighbours: bool = True) -> GroundTruth:
+    """need_neighbours=False (a baseline pool, which is never scored against): without the matrix file the rows
+    are the 2L mirrored samples and `neighbours` is the identity."""
     shards = Path(shards)
     index = ShardIndex.open(shards)
     neighbours_path = shards / mf.NEIGHBOURS_NAME
-    if not neighbours_path.is_file():
+    if neighbours_path.is_file():
+        neighbours = np.load(neighbours_path, allow_pickle=False).astype(bool)
+    elif need_neighbours:
         raise FileNotFoundError(f"{neighbours_path} not found: make_shards copies neighbour_emotion_<split>.npy from "
                                 f"the REACT root next to the shards; the metrics need it")
-    neighbours = np.load(neighbours_path, allow_pickle=False).astype(bool)
+    else:
+        neighbours = np.eye(2 * index.num_samples, dtype=bool)
     n = neighbours.shape[0]
     spk_fv, lis_fv = np.zeros((n, frames, 58), np.float32), np.zeros((n, frames, 58), np.float32)
     spk_em, lis_em = np.zeros((n, frames, 25), np.float32), np.zeros((n, frames, 25), np.float32)

@@ -1,6 +1,10 @@
 """Speaker-side conditioning: per-frame tokens of the speaker's 3DMM and audio features over [history, window],
 plus tokens of the listener's own past frames, each with its frame time (relative to the window start) and a
 type embedding, mixed by a small transformer. The U-Net cross-attends to them.
+
+With `null_speaker` (models trained with condition dropout) a learned "no speaker" vector can stand in for the
+speaker's tokens of chosen samples (`drop`): the unconditional mode that classifier-free guidance steers away from.
+The listener's own past stays: it is what keeps consecutive windows continuous.
 """
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ SPEAKER, PAST_LISTENER = 0, 1
 
 class ContextEncoder(nn.Module):
     def __init__(self, fv_dim: int, audio_dim: int, listener_dim: int, dim: int, layers: int, heads: int,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, null_speaker: bool = False) -> None:
         super().__init__()
         self.dim = dim
+        self.null_speaker = nn.Parameter(torch.zeros(dim)) if null_speaker else None
         self.speaker = nn.Linear(fv_dim + audio_dim, dim)
         self.past = nn.Linear(listener_dim, dim)
         self.kind = nn.Embedding(2, dim)
@@ -24,12 +29,20 @@ class ContextEncoder(nn.Module):
         self.mixer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers else nn.Identity()
 
     def forward(self, speaker_fv: torch.Tensor, audio: torch.Tensor | None, past_listener: torch.Tensor,
-                valid: torch.Tensor, history: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> (tokens (B, N, dim), token times (B, N) in frames from the window start, mask (B, N) true = real)."""
+                valid: torch.Tensor, history: int,
+                drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """drop (B,) bool: samples whose speaker tokens become the learned "no speaker" vector.
+        -> (tokens (B, N, dim), token times (B, N) in frames from the window start, mask (B, N) true = real)."""
         b, total, _ = speaker_fv.shape
         times = torch.arange(total, device=speaker_fv.device, dtype=torch.float32) - history
         spk_in = speaker_fv if audio is None else torch.cat([speaker_fv, audio], dim=-1)
-        tokens = [self.speaker(spk_in) + self.kind.weight[SPEAKER]]
+        speaker = self.speaker(spk_in)
+        if drop is not None:
+            if self.null_speaker is None:
+                raise ValueError("this model has no unconditional mode (trained without model.cond_dropout): it "
+                                 "cannot drop the speaker condition or be sampled with sample.guidance != 1")
+            speaker = torch.where(drop.view(b, 1, 1), self.null_speaker.to(speaker.dtype), speaker)
+        tokens = [speaker + self.kind.weight[SPEAKER]]
         token_times, mask = [times.expand(b, total)], [valid]
         if history:
             tokens.append(self.past(past_listener) + self.kind.weight[PAST_LISTENER])

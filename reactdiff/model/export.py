@@ -47,7 +47,7 @@ def load_export(folder: str | Path, overrides=()) -> tuple[ReactDiff, object, di
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} not found: expected an export folder "
                                     f"({WEIGHTS}, {CONFIG}, {META}) written by training or `reactdiff sample --random-init`")
-    cfg = config.load(folder / CONFIG, overrides)
+    cfg = config.load(folder / CONFIG, overrides, saved=True)
     model = build_model(cfg)
     state = load_file(str(folder / WEIGHTS))
     try:

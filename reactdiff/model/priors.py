@@ -1,16 +1,21 @@
 """The paper's two reaction priors, computed on the denoised estimate x0-hat against the clean target x0.
 
-1. Facial-behaviour kinematics (velocity) prior: lag-L temporal differences of head pose (dims 52:58, radians/metres)
-   of the prediction must match those of the target, over the sequence [history | window] so that the differences that
-   cross the window boundary tie the window to the known past frames.
+1. Facial-behaviour kinematics prior: lag-L temporal differences (velocity) and second differences (acceleration)
+   of the prediction must match those of the target, over the sequence [history | window], so that the differences
+   that cross the window boundary tie the window to the known past frames.
 2. Facial-action dependency prior over the 52 ARKit blendshapes (activations ~0..1): symmetric Left/Right pairs match
    the target's asymmetry, co-occurring pairs match its joint activation, exclusive (antagonist) pairs may not be
    jointly active beyond what the target shows.
 
-Everything is computed in the de-normalised space (`FaceStats.denormalise`) and weighted per sample by the SNR-aware
-factor sigma_data^2 / (sigma^2 + sigma_data^2) (= EDM's c_skip), which fades the priors out at high noise where x0-hat
-is a blurry mean. The released code computed its auxiliary losses on the raw network output and only for sigma < 0.08;
-we do neither.
+Two scales (`model.kinematics`):
+- `loss` (default): the kinematics terms act on all 58 dims in per-dimension standardised units ((x0-hat - x0) / std)
+  and carry EDM's loss weight lambda(sigma) = 1 / c_out^2, exactly like the denoising MSE they sit next to: a
+  weight of 1 makes the frame-to-frame error count as much as the error itself, so high-frequency error (jitter)
+  costs what it looks like. The AU terms (defined on raw activations) are divided by the blendshapes' mean
+  variance and carry the same lambda(sigma).
+- `raw_pose` (exports made before it): velocity of head pose only (dims 52:58) in raw radians/metres, weighted by
+  sigma_data^2 / (sigma^2 + sigma_data^2); next to a denoising loss of ~1 it is ~1e-4 and shapes nothing.
+The released code computed its auxiliary losses on the raw network output and only for sigma < 0.08; we do neither.
 """
 from __future__ import annotations
 
@@ -144,6 +149,15 @@ def snr_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     return sigma_data ** 2 / (sigma ** 2 + sigma_data ** 2)
 
 
+def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """EDM's loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 = 1 / c_out^2, per sample."""
+    sigma = torch.as_tensor(sigma).reshape(-1)
+    return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
+
+
+KINEMATICS = ("loss", "raw_pose")
+
+
 class FaceStats(nn.Module):
     """mean/std (58,) buffers and a normalisation convention; `denormalise` undoes `FaceNormaliser.normalise`.
 
@@ -203,8 +217,12 @@ class ReactionPriors(nn.Module):
     """Kinematics + facial-action dependency priors on x0-hat; see the module docstring."""
 
     def __init__(self, stats: FaceStats, lags=(1, 8), velocity_weight: float = 1.0, au_weight: float = 0.01,
-                 sigma_data: float = 0.5, au_term_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
+                 sigma_data: float = 0.5, au_term_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                 kinematics: str = "raw_pose", acceleration_weight: float = 0.0) -> None:
         super().__init__()
+        if kinematics not in KINEMATICS:
+            raise ValueError(f"kinematics {kinematics!r}: expected one of {KINEMATICS}")
+        self.kinematics, self.acceleration_weight = kinematics, float(acceleration_weight)
         lags = tuple(int(lag) for lag in lags)
         if not lags or any(lag < 1 for lag in lags) or len(set(lags)) != len(lags):
             raise ValueError(f"lags must be distinct positive integers, got {lags}")
@@ -225,7 +243,8 @@ class ReactionPriors(nn.Module):
     # -- terms, each per sample (B,), unweighted ----------------------------------------------------------------------
 
     def velocity_terms(self, err_pose: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
-        """err_pose (B, W, 6): de-normalised x0-hat - x0 on the window; history_valid (B, H) bool.
+        """err_pose (B, W, D): x0-hat - x0 on the window (pose in raw units, or every dim standardised);
+        history_valid (B, H) bool.
 
         On [history | window], Δ_L x̂[t] - Δ_L x[t] = e[t] - e[t-L] with e = x̂ - x, and e = 0 on the history
         (the same ground-truth past for both). Using the error directly is exact and never touches the history values
@@ -248,6 +267,16 @@ class ReactionPriors(nn.Module):
             total = total + per_lag
             n_lags = n_lags + (count > 0).to(total.dtype)
         return total / n_lags.clamp_min(1)
+
+    def acceleration_terms(self, err: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
+        """Second differences of the error, e[t] - 2 e[t-1] + e[t-2] (e = 0 on the known history), mean over the
+        window positions whose t-2 is a valid frame; err (B, W, D), history_valid (B, H) -> (B,)."""
+        B, W, _ = err.shape
+        e = torch.cat([err.new_zeros(B, 2 + history_valid.shape[1], err.shape[-1]), err], dim=1)
+        valid = torch.cat([history_valid.new_zeros(B, 2), history_valid, history_valid.new_ones(B, W)], dim=1)
+        start = 2 + history_valid.shape[1]
+        second = e[:, start:] - 2 * e[:, start - 1:start - 1 + W] + e[:, start - 2:start - 2 + W]
+        return _masked_mean(second.square().mean(dim=-1), valid[:, start - 2:start - 2 + W])[0]
 
     def au_terms(self, exp_hat: torch.Tensor, exp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """exp_hat, exp (B, W, 52) de-normalised blendshapes -> (symmetric, co-occurring, exclusive) per sample (B,)."""
@@ -295,22 +324,33 @@ class ReactionPriors(nn.Module):
             sig = sig.expand(B)
         if sig.shape != (B,):
             raise ValueError(f"sigma must be a scalar or have B={B} values, got {tuple(torch.as_tensor(sigma).shape)}")
-        weight = snr_weight(sig, self.sigma_data)
-
         raw_hat = self.stats.denormalise(x0_hat[..., :fv.FV_DIM])
         raw = self.stats.denormalise(x0[..., :fv.FV_DIM])
-        velocity = self.velocity_terms(raw_hat[..., fv.POSE_SLICE] - raw[..., fv.POSE_SLICE], history_valid)
         symmetric, cooccur, exclusive = self.au_terms(raw_hat[..., fv.EXP_SLICE], raw[..., fv.EXP_SLICE])
-
-        out = {name: (weight * term).mean() for name, term in (
-            ("velocity", velocity), ("au_symmetric", symmetric), ("au_cooccur", cooccur), ("au_exclusive", exclusive))}
+        if self.kinematics == "raw_pose":
+            weight = snr_weight(sig, self.sigma_data)
+            err = raw_hat[..., fv.POSE_SLICE] - raw[..., fv.POSE_SLICE]
+            au_scale = 1.0
+        else:  # per-dimension standardised error at the denoising loss's weight
+            weight = edm_weight(sig, self.sigma_data)
+            std = self.stats.std.to(dtype).clamp_min(1e-8)
+            err = (raw_hat - raw) / std
+            au_scale = 1.0 / std[fv.EXP_SLICE].square().mean()
+        terms = {"velocity": self.velocity_terms(err, history_valid), "au_symmetric": au_scale * symmetric,
+                 "au_cooccur": au_scale * cooccur, "au_exclusive": au_scale * exclusive}
+        if self.acceleration_weight:
+            terms["acceleration"] = self.acceleration_terms(err, history_valid)
+        out = {name: (weight * term).mean() for name, term in terms.items()}
         w_sym, w_co, w_ex = self.au_term_weights
         out["prior_total"] = self.velocity_weight * out["velocity"] + self.au_weight * (
             w_sym * out["au_symmetric"] + w_co * out["au_cooccur"] + w_ex * out["au_exclusive"])
+        if self.acceleration_weight:
+            out["prior_total"] = out["prior_total"] + self.acceleration_weight * out["acceleration"]
         return out
 
     def extra_repr(self) -> str:
-        return (f"lags={self.lags}, velocity_weight={self.velocity_weight}, au_weight={self.au_weight}, "
+        return (f"kinematics={self.kinematics!r}, lags={self.lags}, velocity_weight={self.velocity_weight}, "
+                f"acceleration_weight={self.acceleration_weight}, au_weight={self.au_weight}, "
                 f"au_term_weights={self.au_term_weights}, sigma_data={self.sigma_data}, pairs: "
                 f"{len(SYMMETRIC_PAIRS)} symmetric, {len(COOCCURRING_PAIRS)} co-occurring, "
                 f"{len(EXCLUSIVE_PAIRS)} exclusive")

@@ -51,15 +51,18 @@ class AudioFrontend(nn.Module):
 class ReactDiff(nn.Module):
     def __init__(self, shape, audio: str = "feat", audio_dim: int = 80, predict_emotion: bool = False,
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
-                 velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8)) -> None:
+                 velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8), kinematics: str = "raw_pose",
+                 acceleration_weight: float = 0.0, cond_dropout: float = 0.0) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
-        self.predict_emotion = predict_emotion
+        self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
         self.audio = AudioFrontend(audio, audio_dim)
-        self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape), sigma_data)
+        self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
+                                              null_speaker=cond_dropout > 0), sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
         self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
-                                     velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data)
+                                     velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data,
+                                     kinematics=kinematics, acceleration_weight=acceleration_weight)
 
     # one owner per submodule, so the state dict names every tensor once
     @property
@@ -83,7 +86,9 @@ class ReactDiff(nn.Module):
         return cls(shape, audio=cfg.audio, audio_dim=cfg.audio_dim, predict_emotion=cfg.predict_emotion,
                    sigma_data=cfg.sigma_data, stats=stats,
                    density=SigmaDensity(kind, cfg.p_mean, cfg.p_std, cfg.sigma_data),
-                   velocity_weight=cfg.velocity_weight, au_weight=cfg.au_weight, lags=tuple(cfg.kinematics_lags))
+                   velocity_weight=cfg.velocity_weight, au_weight=cfg.au_weight, lags=tuple(cfg.kinematics_lags),
+                   kinematics=getattr(cfg.kinematics, "value", cfg.kinematics),
+                   acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -95,12 +100,16 @@ class ReactDiff(nn.Module):
         x = batch["listener_fv"]
         return torch.cat([x, batch["listener_emotion"]], dim=-1) if self.predict_emotion else x
 
-    def condition(self, batch: dict, past_listener: torch.Tensor) -> dict:
-        """The network's conditioning for windows of a batch: speaker streams over [history, window]."""
+    def condition(self, batch: dict, past_listener: torch.Tensor, drop: torch.Tensor | None = None) -> dict:
+        """The network's conditioning for windows of a batch: speaker streams over [history, window]; `drop` (B,)
+        bool marks samples whose speaker streams the learned "no speaker" replaces."""
         frames, dtype = batch["speaker_fv"].shape[1], self.dtype
         audio = self.audio(batch, frames)
-        return {"speaker_fv": batch["speaker_fv"].to(dtype), "audio": None if audio is None else audio.to(dtype),
+        cond = {"speaker_fv": batch["speaker_fv"].to(dtype), "audio": None if audio is None else audio.to(dtype),
                 "past_listener": past_listener.to(dtype), "valid": batch["valid"]}
+        if drop is not None:
+            cond["drop"] = drop
+        return cond
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         return self.denoiser(x, sigma, **cond)
@@ -108,11 +117,14 @@ class ReactDiff(nn.Module):
     def training_loss(self, batch: dict, history: int, generator: torch.Generator | None = None) -> dict:
         stream = self.listener_stream(batch).to(self.dtype)
         x0, past = stream[:, history:], stream[:, :history]
-        cond = self.condition(batch, past)
         b = x0.shape[0]
         # drawn on the CPU in fp32 from the trainer's generator: the same values on every device and precision
         sigma = self.density.sample(b, generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype)
+        drop = None
+        if self.training and self.cond_dropout > 0:  # classifier-free guidance's unconditional mode; never in eval
+            drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(x0.device)
+        cond = self.condition(batch, past, drop)
         per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, **cond)
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
         denoise = per_sample.mean()

@@ -23,7 +23,7 @@ def export_checkpoint(run_dir: Path, step: int | None = None, out: Path | None =
     ema_file = folder / tag / checkpoint.EMA_FILE
     if not ema_file.is_file():
         raise FileNotFoundError(f"{ema_file} not found")
-    cfg = config.load(run_dir / "config.yaml")
+    cfg = config.load(run_dir / "config.yaml", saved=True)
     model = build_model(cfg)
     state = model.state_dict()
     ema = load_file(str(ema_file))

@@ -1,0 +1,235 @@
+"""`reactdiff bench quality` (tools/bench_quality.py): how a change to the model is judged.
+
+A synthetic REACT dataset with planted speaker -> listener couplings (smile and brow mimicry, nods after the
+speaker's phrases, each listener with its own lag of 8-12 frames) -> shards -> training on 2 ranks with
+`configs/quality.yaml` -> K reactions per test speaker clip -> `reactdiff evaluate`, printed as one table: the model
+against every honest baseline on the REACT metrics, the motion statistics (jitter and variance relative to real
+listeners), and the recovered lag and strength of each planted coupling against the data's own.
+
+    python tools/bench_quality.py                                  # the default: configs/quality.yaml
+    python tools/bench_quality.py --variant sd05:model.sigma_data=0.5 --variant cfg2:sample.guidance=2
+A variant that only changes `sample.*` keys reuses the base training. Everything lands in --work (rerun: reused).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic, config
+from ..data.make_shards import make_shards
+from ..data.synthetic import generate_dataset
+from ..eval.evaluate import evaluate
+from ..eval.ground_truth import load_ground_truth
+from ..eval.motion import GROUPS, PLANTED, coupling_curves, coupling_name
+from ..sampling.writer import reaction_path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+TARGETS = {"jitter": (0.8, 1.25), "variance": (0.7, 1.4), "coupling_strength": 0.75, "peak_frames": 2,
+           "frdiv_vs_random": 0.5}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reactdiff bench quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default="runs/bench_quality", help="dataset, shards, runs and evaluations")
+    p.add_argument("--config", default=str(REPO / "configs/quality.yaml"), help="training + sampling config")
+    p.add_argument("--train-sessions", type=int, default=12, help="train sessions of --clips dyads (default 12)")
+    p.add_argument("--test-sessions", type=int, default=3, help="test sessions (default 3)")
+    p.add_argument("--clips", type=int, default=4, help="dyadic 751-frame clips per session (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--procs", type=int, default=2, help="training processes (gloo on CPU)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:key=v[,key=v]",
+                   help="also train/sample with these overrides (sample.* only: the base training is reused)")
+    p.add_argument("--no-base", action="store_true", help="only the variants")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("overrides", nargs="*", help="overrides for every run (e.g. train.steps=400)")
+    return p
+
+
+def dataset(work: Path, args) -> tuple[Path, dict]:
+    """The synthetic dataset and its train/test shards (reused when the arguments match)."""
+    root = work / "react"
+    want = {"seed": args.seed, "clips_per_session": args.clips,
+            "sessions": {"train": args.train_sessions, "val": 0, "test": args.test_sessions}}
+    info = root / "synthetic.json"
+    if not (info.is_file() and all(json.loads(info.read_text())["args"].get(k) == v for k, v in want.items())):
+        generate_dataset(root, seed=args.seed, sessions=want["sessions"], clips_per_session=args.clips,
+                         video="png", video_size=16, workers=2, progress=not args.quiet, force=True)
+    for split in ("train", "test"):
+        make_shards(root, split, work / "shards" / split, workers=2, samples_per_shard=8, audio_features="logmel",
+                    resume=True, progress=False)
+    return root, json.loads(info.read_text())
+
+
+def listener_lags(meta: dict) -> np.ndarray:
+    """The planted reaction lag (frames) of the true listener of every mirrored test row."""
+    clips = meta["splits"]["test"]["clips"]
+    n = len(clips)
+    lags = np.zeros(2 * n, int)
+    for c in clips:
+        person = lambda path: path.split("/")[2]  # noqa: E731 - site/session/person/clip
+        lags[c["row"]] = c["lags"][person(c["listener"])]
+        lags[n + c["row"]] = c["lags"][person(c["speaker"])]
+    return lags
+
+
+def train(work: Path, name: str, args, overrides: list[str]) -> tuple[Path, float]:
+    """A real 2-rank training run; a finished run with the same config is reused."""
+    run = work / "runs" / name
+    cfg = config.load(args.config, [f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}",
+                                    f"name={name}", *overrides])
+    if (run / "export/export.json").is_file() and (run / "config.yaml").read_text() == config.to_yaml(cfg):
+        return run / "export", 0.0
+    if run.exists():  # another config: start over (a resumed run would mix both)
+        import shutil
+
+        shutil.rmtree(run)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(args.procs),
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", "127.0.0.1:0", "-m", "reactdiff.train", "--config",
+           args.config, f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}", f"name={name}",
+           "train.wandb=disabled", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // args.procs)), "WANDB_SILENT": "true"}
+    t0 = time.time()
+    if not args.quiet:
+        print(f"[quality] training {name} ({' '.join(overrides) or 'base config'}) ...", flush=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"training {name} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return run / "export", time.time() - t0
+
+
+def sample(work: Path, name: str, export: Path, overrides: list[str], quiet: bool) -> tuple[Path, float]:
+    from ..sampling.cli import main as sample_main
+
+    out = work / "eval" / name
+    t0 = time.time()
+    code = sample_main(["--export", str(export), "--shards", str(work / "shards/test"), "--out", str(out),
+                        "--overwrite", *(["--quiet"] if quiet else []), *overrides])
+    if code != 0:
+        raise RuntimeError(f"sampling {name} failed (exit {code})")
+    return out, time.time() - t0
+
+
+def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarray) -> dict:
+    """Per planted coupling: each row's curve shifted so that index `reach` is its listener's own lag, pooled over
+    rows and reactions -> (reach, aligned curve over -reach..reach)."""
+    out = {}
+    for pair, reach in PLANTED.items():
+        max_lag = int(lags.max()) + reach
+        curves = coupling_curves(speaker, listeners, pair, max_lag).mean(1)  # (N, 2 max_lag + 1)
+        idx = (max_lag + lags)[:, None] + np.arange(-reach, reach + 1)[None]
+        out[coupling_name(pair)] = (reach, np.take_along_axis(curves, idx, axis=1).mean(0))
+    return out
+
+
+def score(work: Path, name: str, samples: Path, lags: np.ndarray) -> dict:
+    report = evaluate(samples, work / "shards/test", samples, baseline_shards=work / "shards/train")
+    gt = load_ground_truth(work / "shards/test", frames=report["frames"])
+    face = np.stack([np.load(reaction_path(samples, r)) for r in range(gt.rows)])
+    data = planted_couplings(gt.speaker_fv, gt.listener_fv, lags)
+    model = planted_couplings(gt.speaker_fv, face, lags)
+    couplings = {}
+    for key, (reach, curve) in data.items():
+        peak = int(np.argmax(np.abs(curve)))  # the data's own peak, relative to the planted lag
+        generated = model[key][1]
+        m_peak = int(np.argmax(np.abs(generated)))
+        couplings[key] = {"data_offset": peak - reach, "data_r": float(curve[peak]),
+                          "model_offset": m_peak - reach, "model_r_at_data_peak": float(generated[peak]),
+                          "ratio": float(generated[peak] / curve[peak]) if curve[peak] else float("nan")}
+    return {"name": name, "report": report, "couplings": couplings}
+
+
+def checks(result: dict) -> dict[str, bool]:
+    res = result["report"]["results"]
+    model = res["model"]
+    lo, hi = TARGETS["jitter"]
+    vlo, vhi = TARGETS["variance"]
+    out = {f"jitter {g} in [{lo}, {hi}]": lo <= model["motion"][g]["jitter_ratio"] <= hi for g in GROUPS}
+    out.update({f"variance {g} in [{vlo}, {vhi}]": vlo <= model["motion"][g]["variance_ratio"] <= vhi for g in GROUPS})
+    base = [n for n in res if n.startswith("baseline:")]
+    out["FRDist below every baseline"] = all(model["FRDist"] < res[n]["FRDist"] for n in base)
+    out["FRCorr above mean and random"] = all(model["FRCorr"] > res[n]["FRCorr"] for n in base
+                                              if n in ("baseline: mean", "baseline: random"))
+    for key, c in result["couplings"].items():
+        out[f"{key}: r >= {TARGETS['coupling_strength']} x data"] = c["ratio"] >= TARGETS["coupling_strength"]
+        out[f"{key}: peak within {TARGETS['peak_frames']} frames"] = (
+            abs(c["model_offset"] - c["data_offset"]) <= TARGETS["peak_frames"])
+    if "baseline: random" in res:
+        out["FRDiv >= 0.5 x random"] = model["FRDiv"] >= TARGETS["frdiv_vs_random"] * res["baseline: random"]["FRDiv"]
+    return out
+
+
+def table(results: list[dict]) -> str:
+    """The whole benchmark as markdown: metrics + motion for every row, then the planted couplings."""
+    head = "| run / row | FRCorr | FRDist | FRDiv | FRVar | jitter exp / rot / trans | variance exp / rot / trans |"
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for i, r in enumerate(results):
+        for row, m in r["report"]["results"].items():
+            if row != "model" and i > 0:
+                continue  # the baselines and the reference are the same for every run: print them once
+            label = r["name"] if row == "model" else row
+            j = " / ".join(f"{m['motion'][g]['jitter_ratio']:.2f}" for g in GROUPS)
+            v = " / ".join(f"{m['motion'][g]['variance_ratio']:.2f}" for g in GROUPS)
+            lines.append(f"| {label} | {m['FRCorr']:.3f} | {m['FRDist']:.1f} | {m['FRDiv']:.4f} | {m['FRVar']:.4f} "
+                         f"| {j} | {v} |")
+    lines += ["", "| run | planted coupling | data: peak (frames from the planted lag) / r | model: peak / r at the "
+                  "data's peak | ratio |", "| --- | --- | ---: | ---: | ---: |"]
+    for r in results:
+        for key, c in r["couplings"].items():
+            lines.append(f"| {r['name']} | {key.removeprefix('speaker ')} | {c['data_offset']:+d} / {c['data_r']:.3f} "
+                         f"| {c['model_offset']:+d} / {c['model_r_at_data_peak']:.3f} | {c['ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+    name, sep, keys = spec.partition(":")
+    if not sep or not name or not keys:
+        raise ValueError(f"--variant {spec!r}: expected NAME:key=value[,key=value]")
+    return name, keys.split(",")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    work = Path(args.work)
+    variants = ([] if args.no_base else [("base", [])]) + [parse_variant(v) for v in args.variant]
+    t0 = time.time()
+    _, meta = dataset(work, args)
+    lags = listener_lags(meta)
+    results, base_export = [], None
+    for name, extra in variants:
+        sample_only = bool(extra) and all(k.startswith("sample.") for k in extra)
+        train_over = [*args.overrides] + ([] if sample_only else extra)
+        export, train_s = (base_export, 0.0) if sample_only and base_export else \
+            train(work, "base" if sample_only else name, args, train_over)
+        if name == "base" or (sample_only and base_export is None):
+            base_export = export
+        samples, sample_s = sample(work, name, export, [*args.overrides, *extra], args.quiet)
+        result = score(work, name, samples, lags)
+        result.update({"overrides": extra, "train_s": round(train_s, 1), "sample_s": round(sample_s, 1)})
+        result["checks"] = checks(result)
+        results.append(result)
+        if not args.quiet:
+            print(f"[quality] {name}: trained in {train_s:.0f} s, sampled in {sample_s:.0f} s; "
+                  f"{sum(result['checks'].values())}/{len(result['checks'])} targets met", flush=True)
+    text = table(results)
+    for r in results:
+        failed = [k for k, ok in r["checks"].items() if not ok]
+        text += (f"\n\n{r['name']}: {sum(r['checks'].values())}/{len(r['checks'])} targets met"
+                 + (f"; missed: {'; '.join(failed)}" if failed else ""))
+    print(text)
+    atomic.write_text(work / "quality.md", text + "\n")
+    atomic.write_json(work / "quality.json", [{k: v for k, v in r.items() if k != "report"} |
+                                              {"results": r["report"]["results"]} for r in results])
+    print(f"\n[quality] {len(results)} run(s) in {time.time() - t0:.0f} s -> {work / 'quality.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

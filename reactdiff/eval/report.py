@@ -1,0 +1,97 @@
+"""What an evaluation shows people: report.md (REACT metrics, motion statistics, what each row is) and its plots
+(metrics.png bar charts, couplings.png cross-correlation against lag)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import atomic
+from .baselines import DESCRIPTIONS
+from .motion import GROUPS
+
+METRICS = ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn")
+
+
+def plot_metrics(report: dict, path: Path) -> None:
+    """One small bar chart per metric: the model next to the baselines and the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["results"])
+    colours = ["C0" if n.startswith("model") else "C2" if n.startswith("reference") else "C7" for n in names]
+    fig, axes = plt.subplots(2, 3, figsize=(11, 5.5))
+    for ax, metric in zip(axes.flat, METRICS):
+        values = [report["results"][n][metric] for n in names]
+        ax.bar(range(len(names)), values, color=colours)
+        ax.set_xticks(range(len(names)), [n.split(": ")[-1] for n in names], rotation=25, fontsize=7)
+        ax.set_title(metric)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+    plt.close(fig)
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"
+
+
+def motion_table(results: dict) -> list[str]:
+    """Jitter and variance ratios (1.0 = human) per stream group, and the HF share, for every row."""
+    head = [f"{g} jitter / var / >3 Hz" for g in GROUPS]
+    lines = ["| | " + " | ".join(head) + " |", "| --- | " + " | ".join("---:" for _ in head) + " |"]
+    for name, res in results.items():
+        motion = res.get("motion")
+        if motion is None:
+            continue
+        cells = [f"{_fmt(m['jitter_ratio'])} / {_fmt(m['variance_ratio'])} / {100 * m['hf_share']:.0f}%"
+                 for m in (motion[g] for g in GROUPS)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    first = next((r["motion"] for r in results.values() if "motion" in r), None)
+    if first is not None:
+        lines.append("| true listeners | " + " | ".join(f"1 / 1 / {100 * first[g]['hf_share_true']:.0f}%"
+                                                      for g in GROUPS) + " |")
+    return lines
+
+
+def coupling_table(couplings: dict) -> list[str]:
+    lines = ["| speaker -> listener | true: peak lag (frames) / r | generated: peak lag / r |", "| --- | ---: | ---: |"]
+    for name, entry in couplings["pairs"].items():
+        cells = [f"{entry[w]['peak_lag']} / {entry[w]['peak']:.3f}" if w in entry else "n/a"
+                 for w in ("true", "generated")]
+        lines.append(f"| {name.removeprefix('speaker ')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    sampling = report["sampling"]
+    lines = ["# REACT metrics", "",
+             f"{report['rows']} speaker clips x {report['k']} reactions x {report['frames']} frames; convention "
+             f"`{report['convention']}` (FRCorr/FRDist {'summed' if report['convention'] == 'react2024' else 'averaged'}"
+             f" over the K samples); FRSyn over "
+             f"{'the first sample only (reference quirk)' if report['reference_quirks'] else 'all K samples'}.",
+             f"Samples: `{report['samples']}` ({sampling.get('weights')}, {sampling.get('sampler')} "
+             f"{sampling.get('steps')} steps). Ground truth: `{report['shards']}`. Baselines drawn from: "
+             f"`{report.get('baseline_shards') or 'none'}`.", "",
+             "| | " + " | ".join(METRICS) + " |", "| --- | " + " | ".join("---:" for _ in METRICS) + " |"]
+    for name, res in report["results"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(res[m]) for m in METRICS) + " |")
+    lines += [""] + [f"- **{name}**: {DESCRIPTIONS[name]}" for name in report["results"] if name in DESCRIPTIONS]
+    rea = report["results"]["model"].get("frrea")
+    if rea is not None:
+        lines += ["", f"FRRea (Frechet distance of rendered listener frames, lower is better): "
+                      f"**{report['results']['model']['FRRea']:.4f}**, {rea['generated_videos']} generated vs "
+                      f"{rea['real_videos']} true listener videos (rows {rea['rows']}, K {rea['k']}, frames "
+                      f"{rea['frames']}), every {rea['frame_step']}th frame, {rea['renderer']} (`{rea['renders']}`)."]
+    lines += ["", "![metrics of the model, the baselines and the reference](metrics.png)", "",
+              "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
+              "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker).", "",
+              "## Motion", "",
+              "Per stream group: frame-to-frame jitter and temporal variance relative to the true listeners of the "
+              "same clips (1.0 = human), and the share of the power above 3 Hz.", ""]
+    lines += motion_table(report["results"])
+    if "couplings" in report:
+        lines += ["", "Speaker -> listener cross-correlation, pooled over clips and reactions (positive lag: the "
+                      "listener follows):", ""]
+        lines += coupling_table(report["couplings"]) + ["", "![cross-correlation against lag](couplings.png)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""Motion statistics against hand-computed values: jitter, temporal variance, high-frequency share, lagged
+cross-correlation and the pooled coupling curves."""
+import numpy as np
+import pytest
+
+from reactdiff.data import faceverse as fv
+from reactdiff.eval import motion
+
+
+def test_jitter_variance_and_their_ratios_per_group():
+    x = np.zeros((1, 4, 58))
+    x[0, :, 0] = [0.0, 1.0, 3.0, 6.0]  # expression dim 0: diffs 1, 2, 3
+    x[0, :, 52] = [0.0, 2.0, 0.0, 2.0]  # rotation dim 52: diffs 2, 2, 2
+    assert motion.jitter(x[..., :1]) == pytest.approx(2.0)
+    assert motion.temporal_variance(x[..., :1]) == pytest.approx(np.var([0, 1, 3, 6], ddof=1))
+    true = x.copy()
+    true[0, :, 0] *= 0.5
+    true[0, :, 52] = [0.0, 1.0, 2.0, 3.0]
+    stats = motion.group_stats(x[:, None], true, fps=25)
+    assert stats["expression"]["jitter_ratio"] == pytest.approx(2.0)  # 52 dims: only dim 0 moves, on both sides
+    assert stats["expression"]["variance_ratio"] == pytest.approx(4.0)
+    assert stats["rotation"]["jitter_ratio"] == pytest.approx(2.0 / 1.0)
+    assert stats["rotation"]["variance_ratio"] == pytest.approx(np.var([0, 2, 0, 2], ddof=1) / np.var([0, 1, 2, 3], ddof=1))
+    assert np.isnan(stats["translation"]["jitter_ratio"])  # the true listener never moves there
+
+
+def test_high_frequency_share():
+    t = np.arange(250) / 25.0
+    slow, fast = np.sin(2 * np.pi * 1.0 * t), np.sin(2 * np.pi * 5.0 * t)
+    assert motion.high_frequency_share(slow[None, :, None], 25) < 1e-6
+    assert motion.high_frequency_share(fast[None, :, None], 25) > 1 - 1e-6
+    both = np.stack([slow, 0.5 * fast], -1)[None]  # powers 1 : 0.25
+    assert motion.high_frequency_share(both, 25) == pytest.approx(0.2, abs=1e-6)
+
+
+def test_lagged_correlation_finds_the_shift():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=300)
+    b = np.roll(a, 7)  # b[t] = a[t - 7]: b follows a by 7 frames
+    r = motion.lagged_correlation(a, b, 20)
+    assert int(np.argmax(r)) - 20 == 7 and r.max() > 0.97
+    # by hand at lag 0: Pearson of the full overlap
+    assert r[20] == pytest.approx(np.corrcoef(a, b)[0, 1])
+    # a constant side gives 0, not NaN
+    assert np.all(motion.lagged_correlation(np.ones(50), rng.normal(size=50), 5) == 0)
+    with pytest.raises(ValueError, match="longer than"):
+        motion.lagged_correlation(a[:10], b[:10], 20)
+
+
+def test_couplings_pool_clips_and_reactions_and_report_the_peak():
+    rng = np.random.default_rng(1)
+    n, t, lag = 4, 200, 9
+    speaker = rng.normal(0, 0.1, (n, t, 58))
+    listener = rng.normal(0, 0.1, (n, t, 58))
+    smile = [fv.EXP["mouthSmileLeft"], fv.EXP["mouthSmileRight"]]
+    drive = rng.normal(size=(n, t))
+    speaker[..., smile] = drive[..., None]
+    listener[..., smile] = np.roll(drive, lag, axis=1)[..., None]  # the listener smiles `lag` frames later
+    generated = np.repeat(listener[:, None], 3, axis=1)
+    out = motion.couplings(speaker, listener, generated, fps=25)
+    pair = out["pairs"]["speaker mouthSmile -> listener mouthSmile"]
+    assert pair["true"]["peak_lag"] == lag and pair["generated"]["peak_lag"] == lag
+    assert pair["true"]["curve"] == pair["generated"]["curve"] and len(out["lags"]) == 101  # -2 s .. 2 s at 25 fps
+    assert pair["true"]["peak"] > 0.95
+    assert set(out["pairs"]) == {motion.coupling_name(p) for p in motion.COUPLINGS}
+
+
+def test_channel_ops():
+    x = np.zeros((1, 5, 58))
+    x[0, :, 52] = [0.0, 1.0, 3.0, 2.0, 2.0]
+    assert motion.Channel("v", (52,), ("velocity",))(x).tolist() == [[0.0, 1.0, 2.0, -1.0, 0.0]]
+    assert motion.Channel("s", (52,), ("speed",))(x).tolist() == [[0.0, 1.0, 2.0, 1.0, 0.0]]
+    assert motion.Channel("f", (52,), ("fall",))(x).tolist() == [[0.0, -1.0, -2.0, 1.0, 0.0]]
+    assert motion.Channel("m", (52,), ("smooth:3",))(x)[0, 2] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="unknown op"):
+        motion.Channel("bad", (52,), ("wiggle",))(x)
