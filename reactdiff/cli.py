@@ -15,7 +15,7 @@ COMMANDS = {
     "evaluate": ("reactdiff.eval.evaluate", "REACT metrics of generated reactions -> metrics.json + report.md"),
     "render": ("reactdiff.render.cli", "mp4 videos of generated reactions (grey FaceVerse meshes, speaker beside)"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
-    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render`"),
+    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|quality`"),
 }
 BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
@@ -24,6 +24,7 @@ BENCHES = {
     "cluster": ("reactdiff.bench.cluster", "evaluation fan-out wall time on 1 vs 2 SLURM nodes"),
     "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
     "render": ("reactdiff.bench.render", "grey-mesh and PIRender frames/s, batched vs one frame per call"),
+    "quality": ("reactdiff.bench.quality", "train -> sample -> evaluate on planted couplings: the model vs honest baselines"),
 }
 
 

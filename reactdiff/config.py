@@ -59,6 +59,11 @@ class SigmaDensityKind(str, enum.Enum):
     cosine = "cosine"        # the truncated v-diffusion density of the released ReactDiff code
 
 
+class NoiseKind(str, enum.Enum):
+    white = "white"  # i.i.d. per frame and dim (EDM as published)
+    spectral = "spectral"  # whitened DCT coordinates of the window: every coordinate has std sigma_data (spectrum.py)
+
+
 class Kinematics(str, enum.Enum):
     loss = "loss"  # all 58 dims, standardised, at the denoising loss's EDM weight
     raw_pose = "raw_pose"  # head pose in raw radians/metres with the SNR weight (exports made before `loss`)
@@ -83,6 +88,8 @@ class ModelConfig:
     au_weight: float = 0.01  # facial-action-unit dependency prior weight
     kinematics_lags: list[int] = dataclasses.field(default_factory=lambda: [1, 8])  # velocity lags (frames)
     cond_dropout: float = 0.0  # training: share of windows whose speaker streams are replaced by a learned "none"
+    noise: NoiseKind = NoiseKind.spectral  # diffusion noise: white, or with the data's temporal spectrum
+    spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
 
 
 @dataclasses.dataclass
@@ -194,6 +201,7 @@ LEGACY_DEFAULTS = {
     "model.kinematics": "raw_pose",
     "model.acceleration_weight": 0.0,
     "model.cond_dropout": 0.0,
+    "model.noise": "white",
 }
 
 
@@ -234,7 +242,7 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
     return cfg
 
 
-_POSITIVE = ("data.window", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
+_POSITIVE = ("data.window", "model.spectrum_clips", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints")

@@ -147,3 +147,91 @@ def test_sample_command_on_the_gpu_matches_the_cpu(tiny_shards, tmp_path):
         assert sample_main([*args, "--out", str(tmp_path / device), "--device", device]) == 0
     cpu, gpu = (np.load(reaction_path(tmp_path / d, 0)) for d in ("cpu", "cuda"))
     np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-3)  # same noise (drawn on the CPU), other kernels
+
+
+@pytest.fixture(scope="module")
+def guided_setup(tiny_shards):
+    """A tiny model trained with condition dropout (it has the learned "no speaker"), output layers switched on."""
+    cfg = config.load(None, [f"data.shards={tiny_shards}", "data.history=8", "data.num_workers=0",
+                             f"data.eval_frames={FRAMES}", "data.batch_size=4", "model.size=tiny",
+                             "model.cond_dropout=0.5"])
+    stream = BatchStream(cfg.data, train=False)
+    torch.manual_seed(0)
+    model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser)).eval()
+    for p in model.unet.parameters():
+        if p.dim() > 1 and not p.detach().any():
+            torch.nn.init.normal_(p, std=0.05)
+    torch.nn.init.normal_(model.unet.context.null_speaker, std=1.0)
+    return cfg, model, next(iter(stream))
+
+
+def test_guidance_scale_one_is_the_unguided_sampler_exactly(guided_setup):
+    _, model, batch = guided_setup
+    b = sub(batch, [0, 1])
+    plain = run(model, b)
+    assert torch.equal(run(model, b, guidance=1.0), plain)
+    guided = run(model, b, guidance=2.0)
+    assert guided.shape == plain.shape and not torch.allclose(guided, plain)
+
+
+def test_guidance_is_none_plus_scale_times_the_difference(guided_setup):
+    """w = 0 samples the unconditional model: the same as conditioning every window on the learned "no speaker"."""
+    _, model, batch = guided_setup
+    b = sub(batch, [0])
+    unconditional = run(model, b, guidance=0.0)
+    prepare = model.unet.prepare
+    try:
+        model.unet.prepare = lambda **c: prepare(**{**c, "drop": torch.ones(c["speaker_fv"].shape[0], dtype=bool)})
+        dropped = run(model, b)
+    finally:
+        model.unet.prepare = prepare
+    torch.testing.assert_close(unconditional, dropped, rtol=0, atol=1e-5)
+    # and the speaker matters to the conditional model: another speaker, another reaction
+    other = {**b, "speaker_fv": b["speaker_fv"].flip(1)}
+    assert not torch.allclose(run(model, other), run(model, b))
+
+
+def test_condition_dropout_only_in_training(guided_setup):
+    cfg, model, batch = guided_setup
+    train_batch = {**batch, "listener_fv": batch["listener_fv"][:, :40], "speaker_fv": batch["speaker_fv"][:, :40],
+                   "speaker_feat": batch["speaker_feat"][:, :40], "valid": batch["valid"][:, :40]}
+    losses = {}
+    for mode, p in (("eval", 0.5), ("eval-no-dropout", 0.0), ("train", 0.5)):
+        model.train(mode == "train")
+        model.cond_dropout = p
+        losses[mode] = model.training_loss(train_batch, 8, torch.Generator().manual_seed(1))["denoise"].item()
+    model.eval()
+    model.cond_dropout = 0.5
+    assert losses["eval"] == losses["eval-no-dropout"]  # eval: no condition is ever dropped
+    assert losses["train"] != losses["eval"]
+
+
+def test_guidance_needs_a_model_with_an_unconditional_mode(setup, tiny_shards):
+    _, model, batch = setup
+    with pytest.raises(ValueError, match="no unconditional mode"):
+        run(model, sub(batch, [0]), guidance=2.0)
+    with pytest.raises(config.ConfigError, match="needs a model trained with condition dropout"):
+        config.load(None, ["sample.guidance=2"])
+
+
+def test_exports_made_before_new_defaults_load_and_sample_as_they_did(setup, tmp_path):
+    """An export whose config.yaml predates model.kinematics / acceleration_weight / cond_dropout keeps the
+    behaviour of its day (LEGACY_DEFAULTS), not today's defaults; its recorded sigma_data wins."""
+    import yaml
+
+    cfg, _, batch = setup
+    old = config.load(None, [*(f"{k}={v}" for k, v in config.LEGACY_DEFAULTS.items()), "model.sigma_data=0.5",
+                             f"data.shards={cfg.data.shards}", "model.size=tiny", "data.history=8"])
+    torch.manual_seed(0)
+    model = build_model(old).eval()
+    save_export(tmp_path / "old", model, old, kind="test")
+    doc = yaml.safe_load((tmp_path / "old/config.yaml").read_text())
+    for key in ("kinematics", "acceleration_weight", "cond_dropout"):
+        del doc["model"][key]
+    del doc["sample"]["guidance"]
+    (tmp_path / "old/config.yaml").write_text(yaml.safe_dump(doc))
+    loaded, cfg2, _ = load_export(tmp_path / "old")
+    assert cfg2.model.kinematics.value == "raw_pose" and cfg2.model.acceleration_weight == 0
+    assert cfg2.model.cond_dropout == 0 and cfg2.model.sigma_data == 0.5 and cfg2.sample.guidance == 1
+    assert loaded.unet.context.null_speaker is None and loaded.priors.kinematics == "raw_pose"
+    torch.testing.assert_close(run(loaded, sub(batch, [0])), run(model, sub(batch, [0])), rtol=0, atol=0)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .normalise import FaceNormaliser
 from .partition import slot_index
 from .plan import slot_batches, slot_items
+from .sample_format import decode_npy
 from .shard_index import ShardIndex
 from .windows import cut_item, decode_sample, needed_fields, window_start
 
@@ -172,3 +173,26 @@ class BatchStream:
                 if self.batch == self.batches_per_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
             yield batch
+
+
+def listener_windows(cfg, window: int, clips: int = 64, emotion: bool = False) -> np.ndarray:
+    """(N, window, 58 [+25]) normalised 3DMM windows (stride window / 2) of both persons of the first `clips`
+    dyadic samples of the shards: the same numbers on every rank (e.g. for the model's noise spectrum)."""
+    index = ShardIndex.open(cfg.shards)
+    normaliser = make_normaliser(cfg, index.folder)
+    members = {"a.fv.npy", "b.fv.npy"} | ({"a.emotion.npy", "b.emotion.npy"} if emotion else set())
+    out, taken = [], 0
+    for shard, size in enumerate(index.sizes):
+        for i in range(size):
+            if taken >= clips:
+                break
+            raw = index.read(shard, i, lambda name: name in members)
+            for person in "ab":
+                x = normaliser.normalise(decode_npy(raw[f"{person}.fv.npy"]).astype(np.float32))
+                if emotion:
+                    x = np.concatenate([x, decode_npy(raw[f"{person}.emotion.npy"]).astype(np.float32)], axis=-1)
+                out += [x[s:s + window] for s in range(0, len(x) - window + 1, max(1, window // 2))]
+            taken += 1
+    if not out:
+        raise ValueError(f"{cfg.shards}: no clip of at least {window} frames to measure the listener spectrum from")
+    return np.stack(out)

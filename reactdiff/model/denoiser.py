@@ -55,9 +55,13 @@ class Denoiser(nn.Module):
                                         for i, c in enumerate(preconditioning(sigma.to(x.dtype), self.sigma_data)))
         return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), **cond)
 
-    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, **cond):
-        """EDM-weighted denoising loss per sample (B,), and the x0 estimate (for the priors)."""
+    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, whiten=None, **cond):
+        """EDM-weighted denoising loss per sample (B,), and the x0 estimate (for the priors). `whiten` maps the error
+        into the coordinates where the data has std sigma_data (noise with the data's spectrum, spectrum.py)."""
         x0_hat = self(x0 + noise * sigma.view(-1, *([1] * (x0.ndim - 1))).to(x0.dtype), sigma, **cond)
         weight = 1 / preconditioning(sigma.float(), self.sigma_data)[1] ** 2
-        per_sample = ((x0_hat.float() - x0.float()) ** 2).flatten(1).mean(1) * weight  # fp32 whatever the precision
+        err = x0_hat.float() - x0.float()  # fp32 whatever the precision
+        if whiten is not None:
+            err = whiten(err)
+        per_sample = (err ** 2).flatten(1).mean(1) * weight
         return per_sample, x0_hat

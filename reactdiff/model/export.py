@@ -25,7 +25,7 @@ def build_model(cfg, stats: FaceStats | None = None) -> ReactDiff:
     config.check_model_data(cfg)
     convention = getattr(cfg.data.normalisation, "value", cfg.data.normalisation)
     stats = stats or FaceStats(torch.zeros(58), torch.ones(58), convention)
-    return ReactDiff.from_config(cfg.model, stats)
+    return ReactDiff.from_config(cfg.model, stats, window=cfg.data.window)
 
 
 def save_export(folder: str | Path, model: ReactDiff, cfg, kind: str) -> Path:

@@ -13,6 +13,7 @@ from ..data import faceverse as fv
 from ..data.audio_features import LogMel, Wav2Vec2
 from .denoiser import Denoiser, SigmaDensity
 from .priors import FaceStats, ReactionPriors
+from .spectrum import TemporalSpectrum
 from .unet import PRESETS, TemporalUNet
 
 
@@ -52,7 +53,8 @@ class ReactDiff(nn.Module):
     def __init__(self, shape, audio: str = "feat", audio_dim: int = 80, predict_emotion: bool = False,
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
                  velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8), kinematics: str = "raw_pose",
-                 acceleration_weight: float = 0.0, cond_dropout: float = 0.0) -> None:
+                 acceleration_weight: float = 0.0, cond_dropout: float = 0.0, noise: str = "white",
+                 window: int = 64) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -60,6 +62,10 @@ class ReactDiff(nn.Module):
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
                                               null_speaker=cond_dropout > 0), sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
+        if noise not in ("white", "spectral"):
+            raise ValueError(f"noise {noise!r}: expected white or spectral")
+        # the data's temporal spectrum (fitted from the shards when training starts): see spectrum.py
+        self.spectrum = TemporalSpectrum(window, self.dim, sigma_data) if noise == "spectral" else None
         self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
                                      velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data,
                                      kinematics=kinematics, acceleration_weight=acceleration_weight)
@@ -75,7 +81,8 @@ class ReactDiff(nn.Module):
         return self.priors.stats
 
     @classmethod
-    def from_config(cls, cfg, stats: FaceStats | None = None) -> "ReactDiff":
+    def from_config(cls, cfg, stats: FaceStats | None = None, window: int = 64) -> "ReactDiff":
+        """cfg: the model section; window: the training window (data.window), the spectrum's length."""
         size = getattr(cfg.size, "value", cfg.size)
         shape = PRESETS[size]
         if cfg.dropout:
@@ -88,7 +95,8 @@ class ReactDiff(nn.Module):
                    density=SigmaDensity(kind, cfg.p_mean, cfg.p_std, cfg.sigma_data),
                    velocity_weight=cfg.velocity_weight, au_weight=cfg.au_weight, lags=tuple(cfg.kinematics_lags),
                    kinematics=getattr(cfg.kinematics, "value", cfg.kinematics),
-                   acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout)
+                   acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout,
+                   noise=getattr(cfg.noise, "value", cfg.noise), window=window)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -111,6 +119,10 @@ class ReactDiff(nn.Module):
             cond["drop"] = drop
         return cond
 
+    def colour_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """White noise (B, W, dim) -> the diffusion's noise (the data's spectrum with model.noise=spectral)."""
+        return eps if self.spectrum is None else self.spectrum.colour(eps)
+
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         return self.denoiser(x, sigma, **cond)
 
@@ -120,12 +132,13 @@ class ReactDiff(nn.Module):
         b = x0.shape[0]
         # drawn on the CPU in fp32 from the trainer's generator: the same values on every device and precision
         sigma = self.density.sample(b, generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype)
+        noise = self.colour_noise(torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype))
         drop = None
         if self.training and self.cond_dropout > 0:  # classifier-free guidance's unconditional mode; never in eval
             drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(x0.device)
         cond = self.condition(batch, past, drop)
-        per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, **cond)
+        whiten = None if self.spectrum is None else self.spectrum.whiten
+        per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, whiten=whiten, **cond)
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
         denoise = per_sample.mean()
         return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import atomic, config, dist
-from ..data.reader import BatchStream
+from ..data.reader import BatchStream, listener_windows
 from ..model.export import build_model, save_export
 from ..model.priors import FaceStats
 from . import checkpoint
@@ -97,6 +97,9 @@ def train(cfg) -> int:
     stream = BatchStream(cfg.data, env.rank, env.world_size, train=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser))
+    if model.spectrum is not None:  # the same windows on every rank, so the same spectrum; a resume restores it
+        model.spectrum.fit(listener_windows(cfg.data, cfg.data.window, cfg.model.spectrum_clips,
+                                            cfg.model.predict_emotion))
     precision = resolve_precision(t.precision.value, device.type)
     ds_cfg = deepspeed_config(cfg, env.world_size, precision)
     if dist.is_main():

@@ -1,0 +1,74 @@
+"""Noise with the data's temporal spectrum: the DCT, colour/whiten, the fit from shards, the loss, and samples."""
+import numpy as np
+import pytest
+import torch
+
+from reactdiff import config
+from reactdiff.data.reader import listener_windows
+from reactdiff.model.export import build_model
+from reactdiff.model.spectrum import TemporalSpectrum, dct_matrix, window_rms
+
+
+def test_dct_is_orthonormal_and_is_the_dct_ii():
+    c = dct_matrix(12, dtype=torch.float64)
+    torch.testing.assert_close(c @ c.T, torch.eye(12, dtype=torch.float64))
+    x = np.random.default_rng(0).normal(size=12)
+    k, n = 3, np.arange(12)
+    assert (c @ torch.from_numpy(x))[k].item() == pytest.approx(np.sqrt(2 / 12) * np.sum(x * np.cos(np.pi / 12 * (n + 0.5) * k)))
+
+
+def test_colour_and_whiten_before_and_after_the_fit():
+    spec = TemporalSpectrum(16, 3, sigma_data=1.0)
+    eps = torch.randn(2000, 16, 3, dtype=torch.float64)
+    torch.testing.assert_close(spec.colour(eps), eps)  # unfitted: white
+    t = torch.arange(16.0).view(1, 16, 1)
+    smooth = torch.sin(2 * np.pi * t / 16 * torch.rand(500, 1, 3) * 2 + torch.rand(500, 1, 3) * 6)
+    spec.fit(smooth.numpy())
+    rms = torch.from_numpy(window_rms(smooth.numpy()))
+    coloured = spec.colour(eps.float()).double()
+    coef = torch.einsum("kt,ntd->nkd", dct_matrix(16, dtype=torch.float64), coloured)
+    torch.testing.assert_close(coef.square().mean(0).sqrt(), rms.float().double(), rtol=0.1, atol=1e-3)  # data's RMS
+    whitened = spec.whiten(coloured.float())
+    torch.testing.assert_close(whitened.std(), torch.tensor(1.0), rtol=0.03, atol=0)
+    # another window length: the spectrum is interpolated over normalised frequency
+    assert spec.scale(8, "cpu", torch.float32).shape == (8, 3)
+    with pytest.raises(ValueError, match=r"\(N, 16, 3\)"):
+        spec.fit(np.zeros((4, 8, 3)))
+
+
+def test_the_spectrum_comes_from_the_shards_and_the_loss_is_whitened(tiny_shards):
+    cfg = config.load(None, ["model.size=tiny", "data.history=8", "data.window=32", f"data.shards={tiny_shards}"])
+    windows = listener_windows(cfg.data, 32, clips=4)
+    assert windows.shape[1:] == (32, 58) and np.array_equal(windows, listener_windows(cfg.data, 32, clips=4))
+    model = build_model(cfg)
+    model.spectrum.fit(windows)
+    assert "spectrum.rms" in model.state_dict()  # saved with the weights (exports, checkpoints)
+    b, h, w = 3, 8, 32
+    g = torch.Generator().manual_seed(0)
+    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g), "listener_fv": torch.randn(b, h + w, 58, generator=g),
+             "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+    x0 = batch["listener_fv"][:, h:]
+    sigma = torch.tensor([0.1, 1.0, 5.0])
+    noise = model.colour_noise(torch.randn(b, w, 58, generator=g))
+    cond = model.condition(batch, batch["listener_fv"][:, :h])
+    per_sample, x0_hat = model.denoiser.loss(x0, sigma, noise, whiten=model.spectrum.whiten, **cond)
+    coef = torch.einsum("kt,btd->bkd", dct_matrix(w), x0_hat - x0) / (model.spectrum.rms / 1.0)
+    lam = (sigma ** 2 + 1) / sigma ** 2
+    torch.testing.assert_close(per_sample, coef.square().mean((1, 2)) * lam, rtol=1e-5, atol=0)
+
+
+def test_an_untrained_model_samples_the_data_spectrum(tiny_shards, tmp_path):
+    """Zero output layer: D = c_skip x is the exact denoiser of N(0, sigma_data^2) in whitened coordinates, so the
+    samples are noise with the data's spectrum: frame-to-frame motion like the data's, not white noise's."""
+    from reactdiff.sampling.online import generate
+
+    cfg = config.load(None, ["model.size=tiny", "data.history=8", "data.window=32", f"data.shards={tiny_shards}"])
+    windows = listener_windows(cfg.data, 32, clips=6)
+    model = build_model(cfg).eval()
+    model.spectrum.fit(windows)
+    batch = {"speaker_fv": torch.zeros(2, 120, 58), "speaker_feat": torch.zeros(2, 120, 80), "key": ["x", "y"],
+             "role": ["a", "b"]}
+    y = generate(model, batch, k=8, history=8, window=32, overlap=0, sampler="dpmpp_2m", steps=6)
+    jitter = lambda v: float(np.abs(np.diff(np.asarray(v), axis=-2)).mean())  # noqa: E731
+    data = jitter(windows)
+    assert 0.6 * data < jitter(y) < 1.6 * data, (jitter(y), data)  # white noise of the same std: ~7x the data's
