@@ -64,6 +64,11 @@ class NoiseKind(str, enum.Enum):
     spectral = "spectral"  # whitened DCT coordinates of the window: every coordinate has std sigma_data (spectrum.py)
 
 
+class Anchor(str, enum.Enum):
+    none = "none"  # windows are denoised as absolute (normalised) values
+    last_frame = "last_frame"  # relative to the last known listener frame (continuity with the past by default)
+
+
 class Kinematics(str, enum.Enum):
     loss = "loss"  # all 58 dims, standardised, at the denoising loss's EDM weight
     raw_pose = "raw_pose"  # head pose in raw radians/metres with the SNR weight (exports made before `loss`)
@@ -89,6 +94,9 @@ class ModelConfig:
     kinematics_lags: list[int] = dataclasses.field(default_factory=lambda: [1, 8])  # velocity lags (frames)
     cond_dropout: float = 0.0  # training: share of windows whose speaker streams are replaced by a learned "none"
     noise: NoiseKind = NoiseKind.spectral  # diffusion noise: white, or with the data's temporal spectrum
+    anchor: Anchor = Anchor.none  # denoise windows as absolute values, or relative to the last known listener frame
+    aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
+    #                               to the U-Net input, frame by frame
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
 
 
@@ -202,6 +210,8 @@ LEGACY_DEFAULTS = {
     "model.acceleration_weight": 0.0,
     "model.cond_dropout": 0.0,
     "model.noise": "white",
+    "model.anchor": "none",
+    "model.aligned_speaker": False,
 }
 
 

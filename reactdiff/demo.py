@@ -5,7 +5,8 @@
     -> DeepSpeed training of a tiny model (2 processes over gloo, ZeRO-2, EMA, checkpoints, export)
     -> evaluation as on a cluster (launch/slurm.py eval, submitit's local executor): K reactions per test speaker
        clip by online generation from the EMA weights in 2 array tasks, then the aggregation job: REACT metrics
-       against the ground truth and the mime / random baselines -> metrics.json + report.md
+       against the ground truth, the mean / random (train split) / mime baselines and the ground-truth reference,
+       with motion statistics -> metrics.json + report.md
     -> rendering (reactdiff render): grey FaceVerse-mesh mp4s of a clip's reactions and its true listener, the
        speaker beside them with the speaker's audio (a synthetic head in the FaceVerse model-file format)
 
@@ -31,6 +32,7 @@ from .data.layout import pair_list_path, read_pair_list
 from .data.make_shards import make_shards
 from .data.reader import BatchStream
 from .data.synthetic import generate_dataset
+from .eval.report import verdict
 from .sampling.writer import load_manifest, reaction_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,8 +109,13 @@ def run(args) -> int:
     ok = ok and report is not None
     if report is not None:
         model = report["results"]["model"]
+        jitter = " / ".join(f"{model['motion'][g]['jitter_ratio']:.2f}" for g in ("expression", "rotation",
+                                                                                   "translation"))
         print("[demo] 7/8 metrics: " + ", ".join(f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv",
-              "FRVar", "FRSyn")) + f"; the table with the mime and random baselines: {work / 'eval' / 'report.md'}")
+              "FRVar", "FRSyn")) + f"; jitter vs real listeners (expression / rotation / translation) {jitter}; "
+              f"the table with the mean, random (from the train split) and mime baselines: "
+              f"{work / 'eval' / 'report.md'}")
+        print(f"           {verdict(report['results'])}")
     ok = ok and report is not None and _render(work, shards / "test", args)
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")

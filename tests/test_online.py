@@ -215,8 +215,9 @@ def test_guidance_needs_a_model_with_an_unconditional_mode(setup, tiny_shards):
 
 
 def test_exports_made_before_new_defaults_load_and_sample_as_they_did(setup, tmp_path):
-    """An export whose config.yaml predates model.kinematics / acceleration_weight / cond_dropout keeps the
-    behaviour of its day (LEGACY_DEFAULTS), not today's defaults; its recorded sigma_data wins."""
+    """An export whose config.yaml predates the keys of LEGACY_DEFAULTS (kinematics, acceleration, condition
+    dropout, spectral noise, anchor, aligned speaker) keeps the behaviour of its day, not today's defaults; its
+    recorded sigma_data wins."""
     import yaml
 
     cfg, _, batch = setup
@@ -226,12 +227,36 @@ def test_exports_made_before_new_defaults_load_and_sample_as_they_did(setup, tmp
     model = build_model(old).eval()
     save_export(tmp_path / "old", model, old, kind="test")
     doc = yaml.safe_load((tmp_path / "old/config.yaml").read_text())
-    for key in ("kinematics", "acceleration_weight", "cond_dropout"):
-        del doc["model"][key]
+    for key in config.LEGACY_DEFAULTS:  # a config of the day before these keys existed
+        section, name = key.split(".")
+        del doc[section][name]
     del doc["sample"]["guidance"]
     (tmp_path / "old/config.yaml").write_text(yaml.safe_dump(doc))
     loaded, cfg2, _ = load_export(tmp_path / "old")
     assert cfg2.model.kinematics.value == "raw_pose" and cfg2.model.acceleration_weight == 0
     assert cfg2.model.cond_dropout == 0 and cfg2.model.sigma_data == 0.5 and cfg2.sample.guidance == 1
     assert loaded.unet.context.null_speaker is None and loaded.priors.kinematics == "raw_pose"
+    assert loaded.spectrum is None and not loaded.anchored and loaded.unet.aligned_norm is None
     torch.testing.assert_close(run(loaded, sub(batch, [0])), run(model, sub(batch, [0])), rtol=0, atol=0)
+
+
+def test_the_aligned_speaker_reaches_the_window_frame_by_frame(tiny_shards):
+    cfg = config.load(None, [f"data.shards={tiny_shards}", "data.history=8", "model.size=tiny", "model.cond_dropout=0.2"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    assert cfg.model.aligned_speaker and model.unet.inp.in_channels == 58 + 58 + 80 + 58
+    torch.nn.init.normal_(model.unet.out.weight, std=0.05)
+    b, h, w = 2, 8, 16
+    cond = {"speaker_fv": torch.randn(b, h + w, 58), "audio": torch.randn(b, h + w, 80),
+            "past_listener": torch.zeros(b, h, 58), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+    cache = model.unet.prepare(**cond)
+    assert cache["aligned"].shape == (b, w, 58 + 80 + 58)  # the window's own frames, not the history's
+    x, sigma = torch.randn(b, w, 58), torch.full((b,), 1.0)
+    base = model.denoise(x, sigma, cache=cache)
+    later = {**cond, "speaker_fv": cond["speaker_fv"].clone()}
+    later["speaker_fv"][:, h + 10] += 3.0  # a cue at window frame 10
+    moved = (model.denoise(x, sigma, cache=model.unet.prepare(**later)) - base).abs().sum(-1)
+    assert moved[:, 10].min() > 0 and moved[:, 0].max() < moved[:, 10].min()  # local effect (conv receptive field)
+    dropped = model.unet.prepare(**cond, drop=torch.tensor([True, False]))
+    assert (dropped["aligned"][0, :, :138] == 0).all() and torch.equal(dropped["aligned"][1], cache["aligned"][1])
+    assert torch.equal(dropped["aligned"][0, :, 138:], cache["aligned"][0, :, 138:])  # the listener's past stays

@@ -72,3 +72,32 @@ def test_an_untrained_model_samples_the_data_spectrum(tiny_shards, tmp_path):
     jitter = lambda v: float(np.abs(np.diff(np.asarray(v), axis=-2)).mean())  # noqa: E731
     data = jitter(windows)
     assert 0.6 * data < jitter(y) < 1.6 * data, (jitter(y), data)  # white noise of the same std: ~7x the data's
+
+
+def test_windows_are_denoised_relative_to_the_last_known_frame(tiny_shards):
+    cfg = config.load(None, ["model.size=tiny", "data.history=8", "data.window=32", f"data.shards={tiny_shards}",
+                             "model.anchor=last_frame"])
+    model = build_model(cfg)
+    assert model.anchored
+    past = torch.randn(3, 8, 58)
+    torch.testing.assert_close(model.anchor(past), past[:, -1:])
+    assert torch.equal(model.anchor(torch.zeros(3, 0, 58)), torch.zeros(3, 1, 58))  # no history: the mean face
+    # the spectrum is measured on the same relative windows: each minus the frame before it
+    absolute = listener_windows(cfg.data, 32, clips=2)
+    relative = listener_windows(cfg.data, 32, clips=2, relative=True)
+    np.testing.assert_allclose(relative[0], absolute[0])  # the clip's first window: relative to 0
+    assert np.abs(relative[1:]).mean() < np.abs(absolute[1:]).mean()
+    # the loss: the denoiser sees x0 - anchor, the priors the absolute estimate
+    b, h, w = 2, 8, 32
+    g = torch.Generator().manual_seed(0)
+    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g), "listener_fv": torch.randn(b, h + w, 58, generator=g),
+             "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+    out = model.training_loss(batch, h, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    sigma = model.density.sample(b, generator=g)
+    noise = model.colour_noise(torch.randn(b, w, 58, generator=g))
+    x = batch["listener_fv"]
+    anchor = x[:, h - 1:h]
+    manual, _ = model.denoiser.loss(x[:, h:] - anchor, sigma, noise, whiten=model.spectrum.whiten,
+                                    **model.condition(batch, x[:, :h]))
+    torch.testing.assert_close(out["denoise"], manual.mean())

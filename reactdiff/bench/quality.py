@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/bench_quality", help="dataset, shards, runs and evaluations")
     p.add_argument("--config", default=str(REPO / "configs/quality.yaml"), help="training + sampling config")
     p.add_argument("--train-sessions", type=int, default=12, help="train sessions of --clips dyads (default 12)")
+    p.add_argument("--val-sessions", type=int, default=1, help="validation sessions (default 1; not scored here)")
     p.add_argument("--test-sessions", type=int, default=3, help="test sessions (default 3)")
     p.add_argument("--clips", type=int, default=4, help="dyadic 751-frame clips per session (default 4)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
@@ -57,7 +58,7 @@ def dataset(work: Path, args) -> tuple[Path, dict]:
     """The synthetic dataset and its train/test shards (reused when the arguments match)."""
     root = work / "react"
     want = {"seed": args.seed, "clips_per_session": args.clips,
-            "sessions": {"train": args.train_sessions, "val": 0, "test": args.test_sessions}}
+            "sessions": {"train": args.train_sessions, "val": args.val_sessions, "test": args.test_sessions}}
     info = root / "synthetic.json"
     if not (info.is_file() and all(json.loads(info.read_text())["args"].get(k) == v for k, v in want.items())):
         generate_dataset(root, seed=args.seed, sessions=want["sessions"], clips_per_session=args.clips,

@@ -175,9 +175,10 @@ class BatchStream:
             yield batch
 
 
-def listener_windows(cfg, window: int, clips: int = 64, emotion: bool = False) -> np.ndarray:
+def listener_windows(cfg, window: int, clips: int = 64, emotion: bool = False, relative: bool = False) -> np.ndarray:
     """(N, window, 58 [+25]) normalised 3DMM windows (stride window / 2) of both persons of the first `clips`
-    dyadic samples of the shards: the same numbers on every rank (e.g. for the model's noise spectrum)."""
+    dyadic samples of the shards: the same numbers on every rank (e.g. for the model's noise spectrum).
+    relative=True: each window minus the frame before it (0 for a window at the clip start)."""
     index = ShardIndex.open(cfg.shards)
     normaliser = make_normaliser(cfg, index.folder)
     members = {"a.fv.npy", "b.fv.npy"} | ({"a.emotion.npy", "b.emotion.npy"} if emotion else set())
@@ -191,7 +192,8 @@ def listener_windows(cfg, window: int, clips: int = 64, emotion: bool = False) -
                 x = normaliser.normalise(decode_npy(raw[f"{person}.fv.npy"]).astype(np.float32))
                 if emotion:
                     x = np.concatenate([x, decode_npy(raw[f"{person}.emotion.npy"]).astype(np.float32)], axis=-1)
-                out += [x[s:s + window] for s in range(0, len(x) - window + 1, max(1, window // 2))]
+                for s in range(0, len(x) - window + 1, max(1, window // 2)):
+                    out.append(x[s:s + window] - (x[s - 1] if relative and s > 0 else 0))
             taken += 1
     if not out:
         raise ValueError(f"{cfg.shards}: no clip of at least {window} frames to measure the listener spectrum from")

@@ -63,6 +63,26 @@ def coupling_table(couplings: dict) -> list[str]:
     return lines
 
 
+def verdict(results: dict) -> str | None:
+    """Does the model beat the honest baselines (FRDist below every baseline, FRCorr above mean and random)?"""
+    model = results.get("model")
+    base = {n: r for n, r in results.items() if n.startswith("baseline:")}
+    if model is None or not base:
+        return None
+    best_dist = min(base, key=lambda n: base[n]["FRDist"])
+    corr = {n: r for n, r in base.items() if n in ("baseline: mean", "baseline: random")}
+    best_corr = max(corr, key=lambda n: corr[n]["FRCorr"]) if corr else None
+    dist_ok = model["FRDist"] < base[best_dist]["FRDist"]
+    corr_ok = best_corr is None or model["FRCorr"] > corr[best_corr]["FRCorr"]
+    parts = [f"FRDist below every baseline: {'yes' if dist_ok else 'no'} (model {model['FRDist']:.4g}, best "
+             f"baseline {best_dist.split(': ')[1]} {base[best_dist]['FRDist']:.4g})"]
+    if best_corr is not None:
+        parts.append(f"FRCorr above mean and random: {'yes' if corr_ok else 'no'} (model {model['FRCorr']:.4g}, "
+                     f"{best_corr.split(': ')[1]} {corr[best_corr]['FRCorr']:.4g})")
+    return ("**The model beats the honest baselines.** " if dist_ok and corr_ok else
+            "**The model does not beat the honest baselines.** ") + "; ".join(parts) + "."
+
+
 def markdown(report: dict) -> str:
     sampling = report["sampling"]
     lines = ["# REACT metrics", "",
@@ -77,6 +97,9 @@ def markdown(report: dict) -> str:
     for name, res in report["results"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(res[m]) for m in METRICS) + " |")
     lines += [""] + [f"- **{name}**: {DESCRIPTIONS[name]}" for name in report["results"] if name in DESCRIPTIONS]
+    summary = verdict(report["results"])
+    if summary:
+        lines += ["", summary]
     rea = report["results"]["model"].get("frrea")
     if rea is not None:
         lines += ["", f"FRRea (Frechet distance of rendered listener frames, lower is better): "

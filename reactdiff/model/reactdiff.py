@@ -54,13 +54,17 @@ class ReactDiff(nn.Module):
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
                  velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8), kinematics: str = "raw_pose",
                  acceleration_weight: float = 0.0, cond_dropout: float = 0.0, noise: str = "white",
-                 window: int = 64) -> None:
+                 window: int = 64, anchor: str = "none", aligned_speaker: bool = False) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
+        if anchor not in ("none", "last_frame"):
+            raise ValueError(f"anchor {anchor!r}: expected none or last_frame")
+        self.anchored = anchor == "last_frame"
         self.audio = AudioFrontend(audio, audio_dim)
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
-                                              null_speaker=cond_dropout > 0), sigma_data)
+                                              null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker),
+                                 sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
         if noise not in ("white", "spectral"):
             raise ValueError(f"noise {noise!r}: expected white or spectral")
@@ -96,7 +100,8 @@ class ReactDiff(nn.Module):
                    velocity_weight=cfg.velocity_weight, au_weight=cfg.au_weight, lags=tuple(cfg.kinematics_lags),
                    kinematics=getattr(cfg.kinematics, "value", cfg.kinematics),
                    acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout,
-                   noise=getattr(cfg.noise, "value", cfg.noise), window=window)
+                   noise=getattr(cfg.noise, "value", cfg.noise), window=window,
+                   anchor=getattr(cfg.anchor, "value", cfg.anchor), aligned_speaker=cfg.aligned_speaker)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -119,6 +124,16 @@ class ReactDiff(nn.Module):
             cond["drop"] = drop
         return cond
 
+    def anchor(self, past_listener: torch.Tensor) -> torch.Tensor | None:
+        """What the window is denoised relative to (model.anchor=last_frame): the last known listener frame, (B, 1,
+        dim) -- zeros (the mean face) before the clip starts or without history; None for absolute windows. Continuity
+        with the past is then the default, and a window cannot restart the listener's head pose or face elsewhere."""
+        if not self.anchored:
+            return None
+        if past_listener.shape[1] == 0:
+            return past_listener.new_zeros(past_listener.shape[0], 1, self.dim)
+        return past_listener[:, -1:]
+
     def colour_noise(self, eps: torch.Tensor) -> torch.Tensor:
         """White noise (B, W, dim) -> the diffusion's noise (the data's spectrum with model.noise=spectral)."""
         return eps if self.spectrum is None else self.spectrum.colour(eps)
@@ -138,7 +153,12 @@ class ReactDiff(nn.Module):
             drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(x0.device)
         cond = self.condition(batch, past, drop)
         whiten = None if self.spectrum is None else self.spectrum.whiten
-        per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, whiten=whiten, **cond)
+        anchor = self.anchor(past)
+        if anchor is None:
+            per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, whiten=whiten, **cond)
+        else:
+            per_sample, x0_hat = self.denoiser.loss(x0 - anchor, sigma, noise, whiten=whiten, **cond)
+            x0_hat = x0_hat + anchor
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
         denoise = per_sample.mean()
         return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}

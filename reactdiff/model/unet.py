@@ -4,6 +4,11 @@
             -> middle (res, self-attn, cross-attn, res)
             -> mirrored up path with skip connections -> out conv (zero-initialised)
 All residual blocks are modulated by a Fourier embedding of c_noise (adaptive group norm).
+With `aligned_speaker`, the speaker's 3DMM and audio features of the window's own frames also enter the input
+convolution, frame by frame next to the noisy listener window: a reaction a few frames after the speaker's cue is
+then a short convolution away (cross-attention alone must learn the lag from position encodings). So does the last
+known listener frame, repeated over the window (zeros = the mean face at the clip start): continuing the
+listener's pose and face from the previous window is then a copy, not an attention lookup.
 """
 from __future__ import annotations
 
@@ -58,16 +63,18 @@ class Level(nn.Module):
 
 class TemporalUNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape,
-                 null_speaker: bool = False) -> None:
+                 null_speaker: bool = False, aligned_speaker: bool = False) -> None:
         super().__init__()
         self.shape = shape
+        speaker_dim = fv_dim + audio_dim
+        self.aligned_norm = nn.LayerNorm(speaker_dim) if aligned_speaker else None  # audio features are unscaled
         ch, n_levels = shape.channels, len(shape.channels)
         emb_dim = shape.emb_mult * ch[0]
         self.noise_embed = nn.Sequential(FourierEmbedding(ch[0]), nn.Linear(ch[0], emb_dim), nn.SiLU(),
                                          nn.Linear(emb_dim, emb_dim))
         self.context = ContextEncoder(fv_dim, audio_dim, in_dim, shape.context_dim, shape.context_layers,
                                       shape.heads, shape.dropout, null_speaker)
-        self.inp = nn.Conv1d(in_dim, ch[0], 3, padding=1)
+        self.inp = nn.Conv1d(in_dim + (speaker_dim + in_dim if aligned_speaker else 0), ch[0], 3, padding=1)
         attn_from = n_levels - shape.self_attention_levels
         self.down, self.downsample, skips = nn.ModuleList(), nn.ModuleList(), [ch[0]]
         c = ch[0]
@@ -109,7 +116,16 @@ class TemporalUNet(nn.Module):
         history = past_listener.shape[1]
         tokens, times, mask = self.context(speaker_fv, audio, past_listener, valid, history, drop)
         kv = {level: level.cross.context_kv(tokens, times) for level in self.modules() if isinstance(level, Level)}
-        return {"kv": kv, "mask": mask}
+        cache = {"kv": kv, "mask": mask}
+        if self.aligned_norm is not None:  # the speaker over the window's frames (the last W of [history, window])
+            window = speaker_fv.shape[1] - history
+            spk = speaker_fv[:, history:] if audio is None else torch.cat([speaker_fv, audio], -1)[:, history:]
+            spk = self.aligned_norm(spk) * valid[:, history:, None].to(spk.dtype)
+            if drop is not None:  # the unconditional mode sees no speaker here either
+                spk = torch.where(drop.view(-1, 1, 1), torch.zeros((), dtype=spk.dtype, device=spk.device), spk)
+            last = past_listener[:, -1:] if history else past_listener.new_zeros(spk.shape[0], 1, past_listener.shape[2])
+            cache["aligned"] = torch.cat([spk[:, :window], last.to(spk.dtype).expand(-1, window, -1)], dim=-1)
+        return cache
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cache: dict | None = None, **cond) -> torch.Tensor:
         """x (B, W, in_dim) scaled noisy window; `cond`: speaker_fv and audio over [history, window] (B, H+W, .),
@@ -117,6 +133,8 @@ class TemporalUNet(nn.Module):
         w = x.shape[1]
         ctx = cache if cache is not None else self.prepare(**cond)
         emb = self.noise_embed(c_noise)
+        if "aligned" in ctx:
+            x = torch.cat([x, ctx["aligned"].to(x.dtype)], dim=-1)
         h = self.inp(x.transpose(1, 2))
         lengths, skips = [w], [h]
         for i, (blocks, down) in enumerate(zip(self.down, self.downsample)):

@@ -99,7 +99,7 @@ def train(cfg) -> int:
     model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser))
     if model.spectrum is not None:  # the same windows on every rank, so the same spectrum; a resume restores it
         model.spectrum.fit(listener_windows(cfg.data, cfg.data.window, cfg.model.spectrum_clips,
-                                            cfg.model.predict_emotion))
+                                            cfg.model.predict_emotion, relative=model.anchored))
     precision = resolve_precision(t.precision.value, device.type)
     ds_cfg = deepspeed_config(cfg, env.world_size, precision)
     if dist.is_main():
