@@ -98,6 +98,7 @@ class ModelConfig:
     aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
     #                               to the U-Net input, frame by frame
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
+    loss_weight_power: float = 0.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0 whitened, 2 frames)
 
 
 @dataclasses.dataclass
@@ -115,6 +116,7 @@ class SampleConfig:
     seed: int = 0  # reaction k of clip c always uses the same noise, whatever the batch or world size
     batch_size: int = 4  # speaker clips generated together (x k reactions)
     guidance: float = 1.0  # classifier-free guidance scale (1: off; > 1 needs model.cond_dropout > 0, 2x calls)
+    temperature: float = 1.0  # scale of the noise the sampler draws (< 1: less diverse, nearer the typical listener)
 
 
 class Precision(str, enum.Enum):
@@ -252,11 +254,12 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
     return cfg
 
 
-_POSITIVE = ("data.window", "model.spectrum_clips", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
+_POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
+                 "model.loss_weight_power",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
                  "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage")
 _DATA_AUDIO_FOR_MODEL = {"feat": "feat", "logmel": "raw", "wav2vec2": "raw", "none": "none"}

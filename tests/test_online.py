@@ -241,7 +241,8 @@ def test_exports_made_before_new_defaults_load_and_sample_as_they_did(setup, tmp
 
 
 def test_the_aligned_speaker_reaches_the_window_frame_by_frame(tiny_shards):
-    cfg = config.load(None, [f"data.shards={tiny_shards}", "data.history=8", "model.size=tiny", "model.cond_dropout=0.2"])
+    cfg = config.load(None, [f"data.shards={tiny_shards}", "data.history=8", "model.size=tiny",
+                             "model.cond_dropout=0.2"])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     assert cfg.model.aligned_speaker and model.unet.inp.in_channels == 58 + 58 + 80 + 58
@@ -260,3 +261,13 @@ def test_the_aligned_speaker_reaches_the_window_frame_by_frame(tiny_shards):
     dropped = model.unet.prepare(**cond, drop=torch.tensor([True, False]))
     assert (dropped["aligned"][0, :, :138] == 0).all() and torch.equal(dropped["aligned"][1], cache["aligned"][1])
     assert torch.equal(dropped["aligned"][0, :, 138:], cache["aligned"][0, :, 138:])  # the listener's past stays
+
+
+def test_temperature_one_is_the_plain_sampler_and_lower_is_less_diverse(setup):
+    _, model, batch = setup
+    b = sub(batch, [0])
+    plain = run(model, b)
+    assert torch.equal(run(model, b, temperature=1.0), plain)
+    cold = run(model, b, temperature=0.3)
+    spread = lambda y: float(y.std(dim=1).mean())  # noqa: E731 - across the K reactions
+    assert spread(cold) < spread(plain)

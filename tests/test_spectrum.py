@@ -14,7 +14,8 @@ def test_dct_is_orthonormal_and_is_the_dct_ii():
     torch.testing.assert_close(c @ c.T, torch.eye(12, dtype=torch.float64))
     x = np.random.default_rng(0).normal(size=12)
     k, n = 3, np.arange(12)
-    assert (c @ torch.from_numpy(x))[k].item() == pytest.approx(np.sqrt(2 / 12) * np.sum(x * np.cos(np.pi / 12 * (n + 0.5) * k)))
+    expected = np.sqrt(2 / 12) * np.sum(x * np.cos(np.pi / 12 * (n + 0.5) * k))
+    assert (c @ torch.from_numpy(x))[k].item() == pytest.approx(expected)
 
 
 def test_colour_and_whiten_before_and_after_the_fit():
@@ -45,7 +46,8 @@ def test_the_spectrum_comes_from_the_shards_and_the_loss_is_whitened(tiny_shards
     assert "spectrum.rms" in model.state_dict()  # saved with the weights (exports, checkpoints)
     b, h, w = 3, 8, 32
     g = torch.Generator().manual_seed(0)
-    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g), "listener_fv": torch.randn(b, h + w, 58, generator=g),
+    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
+             "listener_fv": torch.randn(b, h + w, 58, generator=g),
              "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
     x0 = batch["listener_fv"][:, h:]
     sigma = torch.tensor([0.1, 1.0, 5.0])
@@ -90,7 +92,8 @@ def test_windows_are_denoised_relative_to_the_last_known_frame(tiny_shards):
     # the loss: the denoiser sees x0 - anchor, the priors the absolute estimate
     b, h, w = 2, 8, 32
     g = torch.Generator().manual_seed(0)
-    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g), "listener_fv": torch.randn(b, h + w, 58, generator=g),
+    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
+             "listener_fv": torch.randn(b, h + w, 58, generator=g),
              "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
     out = model.training_loss(batch, h, torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)

@@ -85,10 +85,10 @@ def verdict(results: dict) -> str | None:
 
 def markdown(report: dict) -> str:
     sampling = report["sampling"]
+    summed = "summed" if report["convention"] == "react2024" else "averaged"
     lines = ["# REACT metrics", "",
              f"{report['rows']} speaker clips x {report['k']} reactions x {report['frames']} frames; convention "
-             f"`{report['convention']}` (FRCorr/FRDist {'summed' if report['convention'] == 'react2024' else 'averaged'}"
-             f" over the K samples); FRSyn over "
+             f"`{report['convention']}` (FRCorr/FRDist {summed} over the K samples); FRSyn over "
              f"{'the first sample only (reference quirk)' if report['reference_quirks'] else 'all K samples'}.",
              f"Samples: `{report['samples']}` ({sampling.get('weights')}, {sampling.get('sampler')} "
              f"{sampling.get('steps')} steps). Ground truth: `{report['shards']}`. Baselines drawn from: "

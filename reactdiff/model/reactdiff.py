@@ -54,7 +54,8 @@ class ReactDiff(nn.Module):
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
                  velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8), kinematics: str = "raw_pose",
                  acceleration_weight: float = 0.0, cond_dropout: float = 0.0, noise: str = "white",
-                 window: int = 64, anchor: str = "none", aligned_speaker: bool = False) -> None:
+                 window: int = 64, anchor: str = "none", aligned_speaker: bool = False,
+                 loss_weight_power: float = 0.0) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -69,7 +70,8 @@ class ReactDiff(nn.Module):
         if noise not in ("white", "spectral"):
             raise ValueError(f"noise {noise!r}: expected white or spectral")
         # the data's temporal spectrum (fitted from the shards when training starts): see spectrum.py
-        self.spectrum = TemporalSpectrum(window, self.dim, sigma_data) if noise == "spectral" else None
+        self.spectrum = (TemporalSpectrum(window, self.dim, sigma_data, loss_weight_power) if noise == "spectral"
+                         else None)
         self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
                                      velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data,
                                      kinematics=kinematics, acceleration_weight=acceleration_weight)
@@ -101,7 +103,8 @@ class ReactDiff(nn.Module):
                    kinematics=getattr(cfg.kinematics, "value", cfg.kinematics),
                    acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout,
                    noise=getattr(cfg.noise, "value", cfg.noise), window=window,
-                   anchor=getattr(cfg.anchor, "value", cfg.anchor), aligned_speaker=cfg.aligned_speaker)
+                   anchor=getattr(cfg.anchor, "value", cfg.anchor), aligned_speaker=cfg.aligned_speaker,
+                   loss_weight_power=cfg.loss_weight_power)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -152,7 +155,7 @@ class ReactDiff(nn.Module):
         if self.training and self.cond_dropout > 0:  # classifier-free guidance's unconditional mode; never in eval
             drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(x0.device)
         cond = self.condition(batch, past, drop)
-        whiten = None if self.spectrum is None else self.spectrum.whiten
+        whiten = None if self.spectrum is None else self.spectrum.loss_coordinates
         anchor = self.anchor(past)
         if anchor is None:
             per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, whiten=whiten, **cond)

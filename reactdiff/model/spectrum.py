@@ -53,9 +53,9 @@ def window_rms(windows: np.ndarray) -> np.ndarray:
 class TemporalSpectrum(nn.Module):
     """The data's DCT-coefficient RMS per dim (a buffer saved with the weights) and the colour/whiten maps."""
 
-    def __init__(self, window: int, dim: int, sigma_data: float) -> None:
+    def __init__(self, window: int, dim: int, sigma_data: float, loss_weight_power: float = 0.0) -> None:
         super().__init__()
-        self.sigma_data = float(sigma_data)
+        self.sigma_data, self.loss_weight_power = float(sigma_data), float(loss_weight_power)
         # white until fitted: r = sigma_data everywhere makes colour/whiten the identity
         self.register_buffer("rms", torch.full((int(window), int(dim)), self.sigma_data))
 
@@ -90,3 +90,14 @@ class TemporalSpectrum(nn.Module):
         """(B, w, D) frames -> whitened DCT coefficients (B, w, D)."""
         w = x.shape[1]
         return torch.einsum("kt,btd->bkd", dct_matrix(w, x.device, x.dtype), x) / self.scale(w, x.device, x.dtype)
+
+    def loss_coordinates(self, err: torch.Tensor) -> torch.Tensor:
+        """The error in the coordinates the denoising loss is the mean square of: whitened, each coefficient weighted
+        by (r / sigma_data)^p normalised to mean 1 per dim (p = model.loss_weight_power: 0 every whitened coordinate
+        alike, 2 the plain per-frame MSE, 1 between: slow motion -- pose continuity, reactions -- is most of the
+        signal and most of what a viewer sees, jitter still costs)."""
+        white = self.whiten(err)
+        if not self.loss_weight_power:
+            return white
+        s = self.scale(err.shape[1], err.device, torch.float32) ** self.loss_weight_power
+        return white * (s / s.mean(0, keepdim=True)).sqrt().to(white.dtype)

@@ -65,8 +65,9 @@ def run(args) -> int:
                 "window": s.window,
                 "overlap": s.overlap, "history": d.history, "seed": s.seed, "frames": d.eval_frames,
                 "normalisation": d.normalisation.value, "outputs": "raw (de-normalised) FaceVerse 3DMM"}
-    if s.guidance != 1:  # recorded only when used, so folders sampled before guidance existed stay valid
-        settings["guidance"] = s.guidance
+    for key in ("guidance", "temperature"):  # recorded only when used: folders sampled before them stay valid
+        if s[key] != 1:
+            settings[key] = s[key]
     entries = {}
     part = part_name(args.rank, args.world_size) if args.world_size > 1 else None
     if (out / "manifest.json").is_file() or list(out.glob("manifests/part-*.json")):
@@ -98,7 +99,7 @@ def run(args) -> int:
                    for k, v in batch.items()}
             y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap,
                          sampler=s.sampler, steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
-                         seed=s.seed, frames=d.eval_frames, guidance=s.guidance)
+                         seed=s.seed, frames=d.eval_frames, guidance=s.guidance, temperature=s.temperature)
             face = model.stats.denormalise(y[..., :58]).cpu().numpy()  # the stats live with the model
             y = y.cpu()
             for j, i in enumerate(idx):

@@ -7,6 +7,8 @@ it is the same reaction whatever the batch size, the number of ranks, or which o
 Classifier-free guidance (guidance w != 1, models trained with condition dropout): the denoiser's estimate is
 D_none + w (D_speaker - D_none), D_none conditioned on the learned "no speaker" and the same listener past.
 w = 1 is the plain conditional sampler, exactly (the unconditional branch is never built).
+Temperature t scales the noise the sampler draws (the starting point and the SDE's fresh noise): t < 1 trades
+diversity for reactions nearer the model's typical listener; t = 1 is the plain sampler.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def _guided(denoise, scale: float):
 @torch.inference_mode()
 def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: int, sampler: str, steps: int,
              sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0, seed: int = 0,
-             frames: int | None = None, guidance: float = 1.0) -> torch.Tensor:
+             frames: int | None = None, guidance: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
     """K reactions per role sample of an eval batch -> (B, K, frames, dim), normalised like the training data."""
     device = batch["speaker_fv"].device
     frames = frames or batch["speaker_fv"].shape[1]
@@ -79,6 +81,9 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
         x = model.colour_noise(randn_per_sample((w, model.dim), gens, device, torch.float32)) * sigmas[0]
         white = PerSampleNoiseSampler(gens, (w, model.dim), device, torch.float32)
         noise = lambda s, s_next: model.colour_noise(white(s, s_next))  # noqa: E731 - the diffusion's noise
+        if temperature != 1:
+            x = x * temperature
+            noise = lambda s, s_next, n=noise: n(s, s_next) * temperature  # noqa: E731
         denoise = model.denoise if guidance == 1 else _guided(model.denoise, guidance)
         new = sample(sampler, denoise, x, sigmas, extra_args=extra, noise_sampler=noise)
         anchor = model.anchor(cond["past_listener"])  # windows relative to the last generated frame
