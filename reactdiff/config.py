@@ -85,8 +85,8 @@ class ModelConfig:
     dropout: float = 0.0  # dropout in residual blocks and attention (training only)
     sigma_data: float = 1.0  # EDM sigma_data: the data's std (z-scored 3DMM has std 1; the release used 0.5)
     sigma_density: SigmaDensityKind = SigmaDensityKind.lognormal  # training noise-level density
-    p_mean: float = -1.2  # lognormal: mean of ln(sigma)
-    p_std: float = 1.2  # lognormal: std of ln(sigma)
+    p_mean: float = 0.0  # lognormal: mean of ln(sigma) (EDM's -1.2 / 1.2 never trains the sigmas > 5 where
+    p_std: float = 1.4  # lognormal: std of ln(sigma)   sampling decides a window's level; measured, see README)
     kinematics: Kinematics = Kinematics.loss  # scale of the kinematics prior (reactdiff/model/priors.py)
     velocity_weight: float = 1.0  # kinematics prior: velocity (lag differences) weight
     acceleration_weight: float = 1.0  # kinematics prior: acceleration (second differences) weight
@@ -98,7 +98,7 @@ class ModelConfig:
     aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
     #                               to the U-Net input, frame by frame
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
-    loss_weight_power: float = 0.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0 whitened, 2 frames)
+    loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0 whitened, 2 frames)
 
 
 @dataclasses.dataclass
@@ -108,7 +108,7 @@ class SampleConfig:
     sampler: str = "dpmpp_2m"  # euler | heun | dpmpp_2m | dpmpp_2m_sde
     steps: int = 25  # sampling steps per window
     sigma_min: float = 0.01  # Karras schedule
-    sigma_max: float = 80.0
+    sigma_max: float = 20.0  # whitened data has std sigma_data = 1: 20 is pure noise already (measured vs 80)
     rho: float = 7.0
     window: int = 64  # frames generated per window
     overlap: int = 8  # frames shared by consecutive windows, cross-faded (no "momentum" damping)

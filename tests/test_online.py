@@ -271,3 +271,13 @@ def test_temperature_one_is_the_plain_sampler_and_lower_is_less_diverse(setup):
     cold = run(model, b, temperature=0.3)
     spread = lambda y: float(y.std(dim=1).mean())  # noqa: E731 - across the K reactions
     assert spread(cold) < spread(plain)
+
+
+def test_a_folder_sampled_at_another_temperature_is_refused(tiny_shards, tmp_path, capsys):
+    args = ["--random-init", "--shards", str(tiny_shards), "--out", str(tmp_path / "out"), "--quiet", "--limit", "1",
+            "model.size=tiny", "data.history=8", f"data.eval_frames={FRAMES}", "sample.window=32",
+            "sample.steps=2", "sample.k=1"]
+    assert sample_main(args + ["sample.temperature=0.5"]) == 0
+    assert load_manifest(tmp_path / "out")["settings"]["temperature"] == 0.5
+    assert sample_main(args) == 2  # back to the default: a key the new settings lack still counts
+    assert "temperature: 0.5 -> None" in capsys.readouterr().err

@@ -104,3 +104,14 @@ def test_windows_are_denoised_relative_to_the_last_known_frame(tiny_shards):
     manual, _ = model.denoiser.loss(x[:, h:] - anchor, sigma, noise, whiten=model.spectrum.whiten,
                                     **model.condition(batch, x[:, :h]))
     torch.testing.assert_close(out["denoise"], manual.mean())
+
+
+def test_loss_weight_power_moves_the_loss_from_whitened_to_frames():
+    spec = TemporalSpectrum(8, 2, sigma_data=1.0)
+    spec.rms.copy_(torch.linspace(3.0, 0.1, 8)[:, None].expand(8, 2))
+    err = torch.randn(500, 8, 2, dtype=torch.float64)
+    torch.testing.assert_close(spec.loss_coordinates(err.float()), spec.whiten(err.float()))  # p = 0: whitened
+    spec.loss_weight_power = 2.0  # p = 2: the per-frame MSE (over the dim's mean coefficient power)
+    frames = err.square().mean() / spec.rms.double().square().mean(0)
+    torch.testing.assert_close(spec.loss_coordinates(err.float()).double().square().mean(), frames.mean(), rtol=1e-5,
+                               atol=0)

@@ -7,8 +7,10 @@ All residual blocks are modulated by a Fourier embedding of c_noise (adaptive gr
 With `aligned_speaker`, the speaker's 3DMM and audio features of the window's own frames also enter the input
 convolution, frame by frame next to the noisy listener window: a reaction a few frames after the speaker's cue is
 then a short convolution away (cross-attention alone must learn the lag from position encodings). So does the last
-known listener frame, repeated over the window (zeros = the mean face at the clip start): continuing the
-listener's pose and face from the previous window is then a copy, not an attention lookup.
+known listener frame, repeated over the window (zeros = the mean face at the clip start), and a linear map of that
+frame is added to the output: the group norms in front of the output convolution remove each sample's constant
+level, so without it the network cannot continue the listener's pose from the previous window at high noise,
+where the window's level is decided (measured: predicted window means with 1/8 of the data's spread).
 """
 from __future__ import annotations
 
@@ -102,6 +104,10 @@ class TemporalUNet(nn.Module):
         self.out = nn.Conv1d(c, out_dim, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.past_out = nn.Linear(in_dim, out_dim) if aligned_speaker else None  # the last frame -> the output level
+        if self.past_out is not None:
+            nn.init.zeros_(self.past_out.weight)
+            nn.init.zeros_(self.past_out.bias)
 
     @staticmethod
     def _times(h: torch.Tensor, level: int) -> torch.Tensor:
@@ -154,4 +160,7 @@ class TemporalUNet(nn.Module):
             if not isinstance(up, nn.Identity):
                 lengths.pop()
                 h = up(h, lengths[-1])
-        return self.out(F.silu(self.out_norm(h))).transpose(1, 2)
+        out = self.out(F.silu(self.out_norm(h))).transpose(1, 2)
+        if self.past_out is not None:
+            out = out + self.past_out(ctx["aligned"][:, :1, -self.past_out.in_features:].to(out.dtype))
+        return out

@@ -72,7 +72,8 @@ def run(args) -> int:
     part = part_name(args.rank, args.world_size) if args.world_size > 1 else None
     if (out / "manifest.json").is_file() or list(out.glob("manifests/part-*.json")):
         old = load_manifest(out)
-        diff = {k: (old["settings"].get(k), v) for k, v in settings.items() if old["settings"].get(k) != v}
+        diff = {k: (old["settings"].get(k), settings.get(k)) for k in {**old["settings"], **settings}
+                if old["settings"].get(k) != settings.get(k)}
         if diff and not args.overwrite:
             details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"{out} holds reactions made with other settings ({details}); use another --out "
