@@ -1,6 +1,7 @@
 """The command-line surface: every tool has --help, the demo runs end to end, the loader benchmark prints its table."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,7 @@ def test_bench_loader_prints_ratios(capsys):
                      "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "vs raw" in out and out.count("x\n") >= 4 and "the raw loader" in out
-    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render"}
+    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render", "quality"}
 
 
 def test_bench_train_prints_its_table(capsys):
@@ -82,3 +83,24 @@ def test_bench_model_prints_its_tables(capsys):
                      "--history", "16"]) == 0
     out = capsys.readouterr().out
     assert "vs released" in out and "training step" in out and "tiny" in out
+
+
+def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
+    """The whole quality benchmark, tiny: dataset -> shards -> 2-rank training -> sampling -> the table; a
+    sample-only variant reuses the base training."""
+    from reactdiff.cli import main as cli_main
+
+    work = tmp_path / "q"
+    args = ["bench", "quality", "--work", str(work), "--train-sessions", "2", "--val-sessions", "0",
+            "--test-sessions", "1", "--clips", "2", "--quiet", "--variant", "cold:sample.temperature=0.5",
+            "model.size=tiny", "train.steps=4", "train.log_every=2", "data.batch_size=4", "data.num_workers=0",
+            "sample.k=2", "sample.steps=2"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "| base |" in out and "| cold |" in out and "| baseline: random |" in out
+    assert "| reference: ground truth |" in out
+    assert "planted coupling" in out and "targets met" in out
+    results = json.loads((work / "quality.json").read_text())
+    assert [r["name"] for r in results] == ["base", "cold"] and results[1]["train_s"] == 0.0  # reused
+    assert set(results[0]["couplings"]) and set(results[0]["checks"])
+    assert (work / "quality.md").read_text().startswith("| run / row |")

@@ -86,7 +86,7 @@ def test_a_window_never_sees_the_future(setup):
 def test_sample_command_writes_resumes_and_denormalises(tiny_shards, tmp_path):
     args = ["--random-init", "--shards", str(tiny_shards), "--out", str(tmp_path / "out"), "--quiet",
             "model.size=tiny", "data.history=8", f"data.eval_frames={FRAMES}", "sample.window=32",
-            "sample.steps=10", "sample.k=2"]
+            "sample.steps=10", "sample.k=2", "sample.temperature=1.0"]
     assert sample_main(args + ["--limit", "3"]) == 0
     first = {r: reaction_path(tmp_path / "out", r).stat().st_mtime_ns for r in (0, 6, 1)}
     assert not load_manifest(tmp_path / "out")["complete"]
@@ -279,5 +279,9 @@ def test_a_folder_sampled_at_another_temperature_is_refused(tiny_shards, tmp_pat
             "sample.steps=2", "sample.k=1"]
     assert sample_main(args + ["sample.temperature=0.5"]) == 0
     assert load_manifest(tmp_path / "out")["settings"]["temperature"] == 0.5
-    assert sample_main(args) == 2  # back to the default: a key the new settings lack still counts
-    assert "temperature: 0.5 -> None" in capsys.readouterr().err
+    assert sample_main(args) == 2  # the default temperature (0.7) into the same folder: refused
+    assert "temperature: 0.5 -> 0.7" in capsys.readouterr().err
+    assert sample_main(args + ["sample.temperature=1", "--overwrite"]) == 0  # 1: not recorded, and still refused
+    assert "temperature" not in load_manifest(tmp_path / "out")["settings"]
+    assert sample_main(args + ["sample.temperature=0.5"]) == 2  # a key the new settings lack still counts
+    assert "temperature: None -> 0.5" in capsys.readouterr().err

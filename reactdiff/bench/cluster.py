@@ -41,15 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         generate_dataset(tmp / "react", sessions={"train": 1, "val": 0, "test": args.sessions}, video="png",
                          video_size=16, workers=2, progress=False)
-        make_shards(tmp / "react", "test", tmp / "shards", samples_per_shard=1, audio_features="logmel",
-                    progress=False)
-        cfg = config.load(None, [f"model.size={args.size}", f"data.shards={tmp / 'shards'}"])
+        for split in ("train", "test"):  # the aggregation draws its random/mean baselines from the train split
+            make_shards(tmp / "react", split, tmp / "shards" / split, samples_per_shard=1, audio_features="logmel",
+                        progress=False)
+        cfg = config.load(None, [f"model.size={args.size}", f"data.shards={tmp / 'shards/test'}"])
         torch.manual_seed(0)
         export = save_export(tmp / "export", build_model(cfg).eval(), cfg, kind="random-init")
         rows = []
         for tasks in (1, 2):
             out = tmp / f"eval{tasks}"
-            argv = ["eval", "--cluster", args.cluster, "--export", str(export), "--shards", str(tmp / "shards"),
+            argv = ["eval", "--cluster", args.cluster, "--export", str(export), "--shards", str(tmp / "shards/test"),
                     "--out", str(out), "--tasks", str(tasks), f"sample.k={args.k}", f"sample.steps={args.steps}"]
             t0 = time.perf_counter()
             jobs = launcher.submit_eval(launcher.parse(argv), cluster)

@@ -190,8 +190,12 @@ def plot_couplings(curves: dict, path, title: str = "speaker -> listener cross-c
 
     pairs = curves["pairs"]
     lags_s = np.asarray(curves["lags"]) / curves["fps"]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3.0), squeeze=False)
-    for ax, (name, entry) in zip(axes[0], pairs.items()):
+    cols = min(4, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat[len(pairs):]:
+        ax.axis("off")
+    for ax, (name, entry) in zip(axes.flat, pairs.items()):
         for who, style in (("true", dict(color="k", lw=2)), ("generated", dict(color="C0", lw=1.5, ls="--"))):
             if who in entry:
                 ax.plot(lags_s, entry[who]["curve"], label=f"{who} listeners", **style)

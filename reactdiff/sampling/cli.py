@@ -65,8 +65,11 @@ def run(args) -> int:
                 "window": s.window,
                 "overlap": s.overlap, "history": d.history, "seed": s.seed, "frames": d.eval_frames,
                 "normalisation": d.normalisation.value, "outputs": "raw (de-normalised) FaceVerse 3DMM"}
-    for key in ("guidance", "temperature"):  # recorded only when used: folders sampled before them stay valid
-        if s[key] != 1:
+    # recorded when they differ from the values every folder was sampled with before they were recorded, so those
+    # folders stay resumable
+    for key, before in (("guidance", 1.0), ("temperature", 1.0), ("sigma_min", 0.01), ("sigma_max", 80.0),
+                        ("rho", 7.0)):
+        if s[key] != before:
             settings[key] = s[key]
     entries = {}
     part = part_name(args.rank, args.world_size) if args.world_size > 1 else None
