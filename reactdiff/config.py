@@ -98,7 +98,7 @@ class ModelConfig:
     aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
     #                               to the U-Net input, frame by frame
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
-    loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0 whitened, 2 frames)
+    loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0: whitened)
 
 
 @dataclasses.dataclass
