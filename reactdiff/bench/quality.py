@@ -25,10 +25,10 @@ import numpy as np
 from .. import atomic, config
 from ..data.make_shards import make_shards
 from ..data.synthetic import generate_dataset
-from ..eval.evaluate import evaluate
+from ..eval.evaluate import evaluate, load_reactions
 from ..eval.ground_truth import load_ground_truth
 from ..eval.motion import GROUPS, PLANTED, coupling_curves, coupling_name
-from ..sampling.writer import reaction_path
+from ..sampling.writer import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent.parent
 TARGETS = {"jitter": (0.8, 1.25), "variance": (0.7, 1.4), "coupling_strength": 0.75, "peak_frames": 2,
@@ -133,7 +133,7 @@ def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarr
 def score(work: Path, name: str, samples: Path, lags: np.ndarray) -> dict:
     report = evaluate(samples, work / "shards/test", samples, baseline_shards=work / "shards/train")
     gt = load_ground_truth(work / "shards/test", frames=report["frames"])
-    face = np.stack([np.load(reaction_path(samples, r)) for r in range(gt.rows)])
+    face, _ = load_reactions(samples, load_manifest(samples), gt.rows)
     data = planted_couplings(gt.speaker_fv, gt.listener_fv, lags)
     model = planted_couplings(gt.speaker_fv, face, lags)
     couplings = {}

@@ -157,11 +157,9 @@ class ReactDiff(nn.Module):
         cond = self.condition(batch, past, drop)
         whiten = None if self.spectrum is None else self.spectrum.loss_coordinates
         anchor = self.anchor(past)
-        if anchor is None:
-            per_sample, x0_hat = self.denoiser.loss(x0, sigma, noise, whiten=whiten, **cond)
-        else:
-            per_sample, x0_hat = self.denoiser.loss(x0 - anchor, sigma, noise, whiten=whiten, **cond)
-            x0_hat = x0_hat + anchor
+        anchor = 0 if anchor is None else anchor  # the denoiser sees x0 - anchor, the priors the absolute estimate
+        per_sample, x0_hat = self.denoiser.loss(x0 - anchor, sigma, noise, whiten=whiten, **cond)
+        x0_hat = x0_hat + anchor
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
         denoise = per_sample.mean()
         return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}

@@ -130,7 +130,7 @@ class TemporalUNet(nn.Module):
             if drop is not None:  # the unconditional mode sees no speaker here either
                 spk = torch.where(drop.view(-1, 1, 1), torch.zeros((), dtype=spk.dtype, device=spk.device), spk)
             last = past_listener[:, -1:] if history else past_listener.new_zeros(len(spk), 1, past_listener.shape[2])
-            cache["aligned"] = torch.cat([spk[:, :window], last.to(spk.dtype).expand(-1, window, -1)], dim=-1)
+            cache["aligned"] = torch.cat([spk, last.to(spk.dtype).expand(-1, window, -1)], dim=-1)
         return cache
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cache: dict | None = None, **cond) -> torch.Tensor:
