@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reactdiff import config  # noqa: E402
+from reactdiff import cli_args, config  # noqa: E402
 
 
 def executor(cluster, folder: Path, name: str, nodes: int, tasks_per_node: int, gpus: int):
@@ -120,7 +120,8 @@ def submit_eval(args, cluster) -> list:
         Path(args.shards), Path(args.baseline_shards) if args.baseline_shards else None).resolve()
     spec = {"export": str(Path(args.export).resolve()), "shards": str(Path(args.shards).resolve()), "out": str(out),
             "overrides": args.overrides, "convention": args.convention, "threads": cluster.cpus_per_task,
-            "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None}
+            "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,
+            "wandb": args.wandb}
     todo = missing_tasks(out, index.num_samples, tasks)
     ex, params = array_executor(cluster, out, "eval")
     print(f"[launch] eval: {index.num_samples} dyadic clips ({2 * index.num_samples} speaker rows) in {tasks} tasks, "
@@ -193,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--baseline-shards", help="split the random/mean baselines draw from (default: the sibling "
                                               "`train` folder of --shards; never --shards itself)")
     ev.add_argument("--no-baselines", action="store_true", help="score the model only")
+    ev.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"),
+                    help="log the aggregated metrics, plots and report to wandb, grouped with the training run "
+                         "(default offline: a run folder in --out that `wandb sync` uploads)")
     rd = sub.choices["render"]
     rd.add_argument("--samples", required=True, help="output folder of sampling / eval (reactions/ + manifests)")
     rd.add_argument("--faceverse", help="FaceVerse v2 model file (grey meshes; needed unless --pirender)")
@@ -213,13 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Options and key=value overrides may come in any order."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    bad = [a for a in extra if a.startswith("-") or "=" not in a]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides = [*args.overrides, *extra]
-    return args
+    return cli_args.parse(build_parser(), argv)
 
 
 def main(argv: list[str] | None = None) -> int:

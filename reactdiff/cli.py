@@ -9,6 +9,7 @@ COMMANDS = {
     "synth": ("reactdiff.data.synthetic.cli", "write a synthetic REACT dataset (real layout, planted coupling)"),
     "shards": ("reactdiff.data.shards_cli", "pack a REACT split into WebDataset shards + index.json"),
     "inspect": ("reactdiff.data.inspect_cli", "read windows back from shards and print a summary"),
+    "config": ("reactdiff.config_cli", "print the resolved run config (--print) or every config key (--keys)"),
     "train": ("reactdiff.train.cli", "DeepSpeed training (run under torchrun / deepspeed / SLURM for several ranks)"),
     "export": ("reactdiff.train.export_cli", "write a checkpoint's EMA weights as an inference export"),
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),

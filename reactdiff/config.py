@@ -46,6 +46,7 @@ class DataConfig:
     std_face: str = ""  # std_face.npy (58,); empty: the copy next to index.json
     normalisation: Normalisation = Normalisation.zscore  # how 3DMM is normalised for the model
     eval_frames: int = 750  # frames per clip in eval mode (REACT scores frames 0..749)
+    val_shards: str = ""  # validation shards: "" = the sibling `val` folder of `shards` when it exists; none = off
 
 
 class ModelSize(str, enum.Enum):
@@ -67,6 +68,7 @@ class NoiseKind(str, enum.Enum):
 class Anchor(str, enum.Enum):
     none = "none"  # windows are denoised as absolute (normalised) values
     last_frame = "last_frame"  # relative to the last known listener frame (continuity with the past by default)
+    regression = "regression"  # relative to the window's least-squares prediction from that frame (mean-reverting)
 
 
 class Kinematics(str, enum.Enum):
@@ -85,8 +87,9 @@ class ModelConfig:
     dropout: float = 0.0  # dropout in residual blocks and attention (training only)
     sigma_data: float = 1.0  # EDM sigma_data: the data's std (z-scored 3DMM has std 1; the release used 0.5)
     sigma_density: SigmaDensityKind = SigmaDensityKind.lognormal  # training noise-level density
-    p_mean: float = 0.0  # lognormal: mean of ln(sigma) (EDM's -1.2 / 1.2 never trains the sigmas > 5 where
-    p_std: float = 1.4  # lognormal: std of ln(sigma)   sampling decides a window's level; measured, see README)
+    p_mean: float = 0.0  # lognormal: mean of ln(sigma) (with p_std 1.4 it trains the sigmas > 5 where sampling
+    #                      decides a window's level; EDM's -1.2 / 1.2 never does: measured, see README)
+    p_std: float = 1.4  # lognormal: std of ln(sigma)
     kinematics: Kinematics = Kinematics.loss  # scale of the kinematics prior (reactdiff/model/priors.py)
     velocity_weight: float = 1.0  # kinematics prior: velocity (lag differences) weight
     acceleration_weight: float = 1.0  # kinematics prior: acceleration (second differences) weight
@@ -160,6 +163,14 @@ class TrainConfig:
     wandb: WandbMode = WandbMode.offline  # wandb mode
     wandb_project: str = "reactdiff"  # wandb project
     resume: bool = True  # continue from the latest complete checkpoint of the run folder
+    val_every: int = 1000  # optimiser steps between validation losses (and at the end; 0: off)
+    val_windows: int = 256  # fixed validation windows (the same ones at every validation and in every run)
+    val_levels: int = 8  # fixed noise levels, log-spaced over the training density's 1st-99th percentiles
+    sample_every: int = 5000  # optimiser steps between samples of validation clips (and at the end; 0: off)
+    sample_clips: int = 2  # validation clips sampled (the first ones of data.val_shards)
+    sample_k: int = 4  # reactions per sampled clip
+    sample_steps: int = 10  # sampler steps of those reactions (the other settings: the sample section)
+    render_faceverse: str = ""  # FaceVerse model file: also a grey-mesh grid video of each sampled clip
 
 
 @dataclasses.dataclass
@@ -259,11 +270,13 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
 _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
-             "train.log_every", "train.keep_checkpoints")
+             "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
+             "train.sample_clips", "train.sample_k", "train.sample_steps")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
                  "model.loss_weight_power",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
-                 "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage")
+                 "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage",
+                 "train.val_every", "train.sample_every")
 _DATA_AUDIO_FOR_MODEL = {"feat": "feat", "logmel": "raw", "wav2vec2": "raw", "none": "none"}
 
 
@@ -315,3 +328,49 @@ def check_model_data(cfg: DictConfig) -> None:
         raise ConfigError(f"model.audio={cfg.model.audio} needs data.audio={need}, got data.audio={cfg.data.audio.value}")
     if cfg.model.predict_emotion and not cfg.data.emotion:
         raise ConfigError("model.predict_emotion=true needs data.emotion=true")
+
+
+def schema_keys(schema: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, comment) of every leaf key of the schema, the comments read from the dataclasses'
+    source (a field's trailing comment and the comment lines that continue it)."""
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    last = None
+    for line in inspect.getsource(schema).splitlines():
+        field = re.match(r"\s+(\w+)\s*:.*?#\s?(.*)$", line)
+        if field and "=" in line.split("#")[0]:
+            last = field.group(1)
+            comments[last] = field.group(2).strip()
+        elif last and re.match(r"\s+#", line):
+            comments[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
+    out = []
+    hints = {f.name: f for f in dataclasses.fields(schema)}
+    for name, f in hints.items():
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            out += schema_keys(type(default), f"{prefix}{name}.")
+            continue
+        kind = type(default)
+        if isinstance(default, enum.Enum):
+            type_name, value = " | ".join(m.value for m in kind), default.value
+        else:
+            type_name, value = kind.__name__, default
+        out.append((f"{prefix}{name}", type_name, repr(value) if isinstance(value, str) else str(value),
+                    comments.get(name, "")))
+    return out
+
+
+def describe_keys(schema: type = RunConfig) -> str:
+    """Every config key with its type, default and comment, for --help."""
+    import textwrap
+
+    lines = []
+    for key, type_name, default, comment in schema_keys(schema):
+        lines.append(f"  {key} = {default}  ({type_name})")
+        if comment:
+            lines += textwrap.wrap(comment, 112, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines)

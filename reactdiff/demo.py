@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
+from . import cli_args, config
 from .data import manifest as mf
 from .data.inspect_cli import describe_index, read_batches
 from .data.layout import pair_list_path, read_pair_list
@@ -197,7 +197,7 @@ def _render(work: Path, test_shards: Path, args) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli_args.parse(build_parser(), argv)
     try:
         return run(args)
     except (config.ConfigError, FileNotFoundError, ValueError) as exc:

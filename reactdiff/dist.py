@@ -283,6 +283,16 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return (x / _env.world_size).to(t.device)
 
 
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of `t` over ranks, as a new tensor on t's device."""
+    x = t.detach().clone()
+    if (dev := _comm_device()) is None:
+        return x
+    x = x.to(dev)
+    tdist.all_reduce(x, op=tdist.ReduceOp.SUM)
+    return x.to(t.device)
+
+
 def all_reduce_max_int(value: int) -> int:
     """Largest `value` over ranks (e.g. "did any rank get a preemption signal")."""
     if (dev := _comm_device()) is None:
@@ -299,3 +309,22 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if rank() == src else None]
     tdist.broadcast_object_list(box, src=src, device=dev)
     return box[0]
+
+
+def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Rank `src`'s values of `t` into `t` on every rank (in place; t has the same shape everywhere)."""
+    if (dev := _comm_device()) is None:
+        return t
+    x = t.detach().to(dev)
+    tdist.broadcast(x, src=src)
+    t.copy_(x)
+    return t
+
+
+def all_gather_objects(obj: Any) -> list:
+    """Every rank's `obj` (picklable, from within this job), in rank order, on every rank."""
+    if _comm_device() is None:
+        return [obj]
+    out = [None] * world_size()
+    tdist.all_gather_object(out, obj)
+    return out

@@ -29,6 +29,39 @@ def test_tools_run_without_install(tool):
     assert res.returncode == 0 and "usage" in res.stdout, res.stderr
 
 
+def test_train_help_lists_every_config_key(capsys):
+    from reactdiff import config
+
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    out = capsys.readouterr().out
+    for key in ("data.window = 64  (int)", "model.anchor = 'none'  (none | last_frame | regression)",
+                "sample.temperature = 0.7", "train.val_every = 1000", "name = 'reactdiff'"):
+        assert key in out, key
+    assert "frames the model denoises at once" in out  # the schema's comments
+    assert "U-Net input, frame by frame" in " ".join(out.split())  # a comment continued on the next line
+    assert all(f"  {key} = " in out for key, *_ in config.schema_keys())
+
+
+def test_config_print_and_overrides_in_any_order(capsys):
+    from reactdiff import cli_args
+    from reactdiff.train.cli import build_parser as train_parser
+    from reactdiff.sampling.cli import build_parser as sample_parser
+
+    assert cli_main(["config", "train.steps=7", "--config", str(REPO / "configs/demo.yaml"), "data.window=32"]) == 0
+    out = capsys.readouterr().out
+    assert "name: demo" in out and "steps: 7" in out and "window: 32" in out
+    assert cli_main(["config", "--keys"]) == 0 and "data.val_shards" in capsys.readouterr().out
+    assert cli_main(["config", "nope.key=1"]) == 2 and "nope" in capsys.readouterr().err
+    args = cli_args.parse(train_parser(), ["a.b=1", "--config", "x.yaml", "c.d=2"])
+    assert args.config == "x.yaml" and args.overrides == ["a.b=1", "c.d=2"]
+    args = cli_args.parse(sample_parser(), ["sample.k=2", "--export", "e", "--shards", "s", "--out", "o", "x.y=3",
+                                            "--quiet"])
+    assert args.export == "e" and args.quiet and args.overrides == ["sample.k=2", "x.y=3"]
+    with pytest.raises(SystemExit):
+        cli_args.parse(train_parser(), ["--config", "x.yaml", "a.b=1", "--nope"])
+
+
 def test_unknown_command_is_an_error(capsys):
     assert cli_main(["nope"]) == 2 and "unknown command" in capsys.readouterr().err
     assert cli_main(["--help"]) == 0

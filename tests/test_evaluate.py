@@ -14,6 +14,7 @@ from reactdiff.eval.ground_truth import load_ground_truth
 from reactdiff.eval.metrics import compute_all
 from reactdiff.sampling.writer import reaction_path
 from conftest import sample_random_init
+from wandb_records import history, offline_runs, run_info
 
 FRAMES = 120
 
@@ -60,6 +61,17 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, tiny_test_shar
     assert "| model |" in text and "| model |" in capsys.readouterr().out
     assert "never the evaluated one" in text and "## Motion" in text and "couplings.png" in text
     assert (samples / "metrics.png").stat().st_size > 1000
+    # and in wandb (offline by default), grouped with the run the sampled export came from (its config's name)
+    [log] = offline_runs(samples / "wandb")
+    assert run_info(log)["group"] == "reactdiff" and run_info(log)["job_type"] == "eval"
+    [row] = history(log)
+    assert row["eval/model/FRCorr"] == pytest.approx(report["results"]["model"]["FRCorr"])
+    assert row["eval/baseline: mean/FRDist"] == pytest.approx(report["results"]["baseline: mean"]["FRDist"])
+    assert row["eval/model/jitter_ratio/rotation"] == pytest.approx(
+        report["results"]["model"]["motion"]["rotation"]["jitter_ratio"])
+    assert row["eval/metrics/_type"] == "image-file" and row["eval/couplings/_type"] == "image-file"
+    assert row["eval/table/_type"] == "table-file"
+    assert (log.parent / "files/report.md").read_text() == text
 
 
 def test_random_baseline_never_draws_from_the_evaluated_split(tiny_shards, tiny_test_shards):

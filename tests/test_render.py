@@ -323,3 +323,35 @@ def test_render_without_shards_and_errors(samples, tiny_shards, model_file, tmp_
     assert render_main([*base, "--faceverse", str(model_file), "--frames", "0"]) == 2
     assert "--frames must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_render_grid_shows_speaker_true_listener_and_reactions(samples, tiny_shards, model_file, tmp_path, capsys):
+    out = tmp_path / "grid"
+    args = ["--samples", str(samples), "--faceverse", str(model_file), "--out", str(out), "--shards",
+            str(tiny_shards), "--grid", "--rows", "1", "--size", "32", "--quiet"]
+    assert render_main(args) == 0
+    assert videos(out) == ["00001/grid.mp4"]
+    with av.open(str(out / "00001/grid.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (4 * 32, 32 + 16)  # labels over 4 panels
+        assert len(c.streams.audio) == 1
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(decoded) == FRAMES
+    # each panel is what the plain render draws of its sequence: the true listener's panel is gt.mp4's listener half
+    single = tmp_path / "single"
+    assert render_main(["--samples", str(samples), "--faceverse", str(model_file), "--out", str(single),
+                        "--shards", str(tiny_shards), "--ground-truth", "--rows", "1", "--k", "1", "--size", "32",
+                        "--quiet"]) == 0
+    with av.open(str(single / "00001/gt.mp4")) as c:
+        gt = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(single / "00001/k0.mp4")) as c:
+        k0 = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    for t in (0, FRAMES - 1):
+        assert np.abs(decoded[t][16:, 32:64].astype(int) - gt[t][:, 32:].astype(int)).mean() < 6
+        assert np.abs(decoded[t][16:, 64:96].astype(int) - k0[t][:, 32:].astype(int)).mean() < 6
+        assert np.abs(decoded[t][16:, :32].astype(int) - gt[t][:, :32].astype(int)).mean() < 6  # the speaker
+    strip = decoded[0][:16].astype(int)
+    assert strip.max() > 150 and np.median(strip) < 50  # light labels on a dark strip, on top of every frame
+    assert np.abs(decoded[-1][:16].astype(int) - strip).mean() < 3
+    assert json.loads((out / "render.json").read_text())["videos"][0]["video"] == "00001/grid.mp4"
+    assert render_main([a for a in args if a not in ("--shards", str(tiny_shards))]) == 2
+    assert "--grid needs --shards" in capsys.readouterr().err

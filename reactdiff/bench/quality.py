@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic, config
+from .. import atomic, cli_args, config
 from ..data.make_shards import make_shards
 from ..data.synthetic import generate_dataset
 from ..eval.evaluate import evaluate, load_reactions
@@ -197,7 +197,7 @@ def parse_variant(spec: str) -> tuple[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli_args.parse(build_parser(), argv)
     work = Path(args.work)
     variants = ([] if args.no_base else [("base", [])]) + [parse_variant(v) for v in args.variant]
     t0 = time.time()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .. import config
+from .. import cli_args, config
 from ..data.make_shards import make_shards
 from ..data.synthetic import generate_dataset
 from ..model.export import build_model
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli_args.parse(build_parser(), argv)
     window, history = 64, 64
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         tmp = Path(tmp)

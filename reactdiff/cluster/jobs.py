@@ -84,8 +84,9 @@ def aggregate(spec: dict) -> dict:
     baseline_shards = spec.get("baseline_shards")
     report = evaluate(out, Path(spec["shards"]), out, spec.get("convention", "react2024"),
                       spec.get("reference_quirks", False), spec.get("baselines", True),
-                      baseline_shards=Path(baseline_shards) if baseline_shards else None)
-    return {"metrics": report["results"]["model"], "out": str(out / "metrics.json")}
+                      baseline_shards=Path(baseline_shards) if baseline_shards else None, progress=True,
+                      wandb=spec.get("wandb", "offline"))
+    return {"metrics": report["results"]["model"], "out": str(out / "metrics.json"), "wandb": report.get("wandb")}
 
 
 def render_task(spec: dict, rank: int, world_size: int) -> dict:

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from .. import config
+from .. import cli_args, config
 from . import manifest as mf
 from .reader import BatchStream
 
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli_args.parse(build_parser(), argv)
     try:
         cfg = config.load(args.config, args.overrides)
         lines = describe_index(cfg.data.shards)

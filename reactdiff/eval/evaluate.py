@@ -21,6 +21,7 @@ from .ground_truth import load_ground_truth
 from .metrics import compute_all
 from .motion import couplings, group_stats, plot_couplings
 from .report import METRICS, markdown, plot_metrics
+from .wandb_log import log_evaluation
 
 __all__ = ["METRICS", "evaluate", "load_reactions", "main"]
 
@@ -42,11 +43,13 @@ def load_reactions(samples: Path, manifest: dict, rows: int) -> tuple[np.ndarray
 def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: str = "react2024",
              reference_quirks: bool = False, with_baselines: bool = True, device: str | None = None,
              renders: Path | None = None, fid_weights: Path | None = None, frame_step: int = 10,
-             extractor=None, baseline_shards: Path | None = None, progress: bool = False) -> dict:
+             extractor=None, baseline_shards: Path | None = None, progress: bool = False,
+             wandb: str = "disabled") -> dict:
     """The metrics and motion statistics of every row, next to the baselines (drawn from `baseline_shards`,
     default the sibling `train` folder) and the ground-truth reference; FRRea too when `renders` (a `reactdiff
     render --ground-truth` folder) is given, with pytorch-fid's InceptionV3 from `fid_weights` (or an injected
-    `extractor`)."""
+    `extractor`). wandb: offline / online logs the report to wandb, grouped with the training run
+    (wandb_log.py)."""
     t0 = time.time()
     manifest = load_manifest(samples)  # merged once (fan-out tasks write parts)
     settings = manifest["settings"]
@@ -82,6 +85,7 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
         plot_metrics(report, out / "metrics.png")
         plot_couplings(report["couplings"], out / "couplings.png")
         atomic.write_text(out / "report.md", markdown(report))
+        report["wandb"] = log_evaluation(report, out, wandb)
     return report
 
 
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fid-weights", help="pytorch-fid's InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth), "
                                          "for FRRea")
     p.add_argument("--frame-step", type=int, default=10, help="FRRea on every N-th frame (default 10)")
+    p.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"),
+                   help="log metrics, plots and report to wandb, grouped with the training run the export names "
+                        "(default offline: a run folder under --out that `wandb sync` uploads)")
     return p
 
 
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.reference_quirks, not args.no_baselines, args.device,
                           Path(args.renders) if args.renders else None, args.fid_weights, args.frame_step,
                           baseline_shards=Path(args.baseline_shards) if args.baseline_shards else None,
-                          progress=True)
+                          progress=True, wandb=args.wandb)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"reactdiff evaluate: error: {exc}", file=sys.stderr)
         return 2

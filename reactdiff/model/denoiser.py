@@ -33,6 +33,16 @@ class SigmaDensity:
         self.kind, self.p_mean, self.p_std = kind, p_mean, p_std
         self.sigma_data, self.sigma_min, self.sigma_max = sigma_data, sigma_min, sigma_max
 
+    def quantile(self, p: float) -> float:
+        """The noise level below which a share p of training draws fall."""
+        if self.kind == "lognormal":
+            import statistics
+
+            return math.exp(self.p_mean + self.p_std * statistics.NormalDist().inv_cdf(p))
+        lo = math.atan(self.sigma_min / self.sigma_data) * 2 / math.pi
+        hi = math.atan(self.sigma_max / self.sigma_data) * 2 / math.pi
+        return math.tan((lo + p * (hi - lo)) * math.pi / 2) * self.sigma_data
+
     def sample(self, n: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
         if self.kind == "lognormal":
             z = torch.randn(n, generator=generator, device=device)

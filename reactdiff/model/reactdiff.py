@@ -12,6 +12,7 @@ from torch import nn
 from ..data import faceverse as fv
 from ..data.audio_features import LogMel, Wav2Vec2
 from .denoiser import Denoiser, SigmaDensity
+from .past_regression import PastRegression
 from .priors import FaceStats, ReactionPriors
 from .spectrum import TemporalSpectrum
 from .unet import PRESETS, TemporalUNet
@@ -59,9 +60,11 @@ class ReactDiff(nn.Module):
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
-        if anchor not in ("none", "last_frame"):
-            raise ValueError(f"anchor {anchor!r}: expected none or last_frame")
-        self.anchored = anchor == "last_frame"
+        if anchor not in ("none", "last_frame", "regression"):
+            raise ValueError(f"anchor {anchor!r}: expected none, last_frame or regression")
+        self.anchored = anchor != "none"
+        # the window's prediction from the last known frame, fitted from the shards (past_regression.py)
+        self.past_regression = PastRegression(window, self.dim) if anchor == "regression" else None
         self.audio = AudioFrontend(audio, audio_dim)
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
                                               null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker),
@@ -127,15 +130,17 @@ class ReactDiff(nn.Module):
             cond["drop"] = drop
         return cond
 
-    def anchor(self, past_listener: torch.Tensor) -> torch.Tensor | None:
-        """What the window is denoised relative to (model.anchor=last_frame): the last known listener frame, (B, 1,
-        dim) -- zeros (the mean face) before the clip starts or without history; None for absolute windows. Continuity
-        with the past is then the default, and a window cannot restart the listener's head pose or face elsewhere."""
+    def anchor(self, past_listener: torch.Tensor, w: int) -> torch.Tensor | None:
+        """What a window of w frames is denoised relative to: (B, 1 or w, dim), or None for absolute windows.
+        model.anchor=last_frame: the last known listener frame; regression: its least-squares prediction of the window
+        from that frame (past_regression.py). Before the clip starts the past is the zero (mean) face."""
         if not self.anchored:
             return None
-        if past_listener.shape[1] == 0:
-            return past_listener.new_zeros(past_listener.shape[0], 1, self.dim)
-        return past_listener[:, -1:]
+        last = (past_listener[:, -1] if past_listener.shape[1] else
+                past_listener.new_zeros(past_listener.shape[0], self.dim))
+        if self.past_regression is not None:
+            return self.past_regression(last, w)
+        return last[:, None]
 
     def colour_noise(self, eps: torch.Tensor) -> torch.Tensor:
         """White noise (B, W, dim) -> the diffusion's noise (the data's spectrum with model.noise=spectral)."""
@@ -145,24 +150,33 @@ class ReactDiff(nn.Module):
         return self.denoiser(x, sigma, **cond)
 
     def training_loss(self, batch: dict, history: int, generator: torch.Generator | None = None) -> dict:
-        stream = self.listener_stream(batch).to(self.dtype)
-        x0, past = stream[:, history:], stream[:, :history]
+        x0 = self.listener_stream(batch)[:, history:]
         b = x0.shape[0]
         # drawn on the CPU in fp32 from the trainer's generator: the same values on every device and precision
         sigma = self.density.sample(b, generator=generator).to(x0.device)
-        noise = self.colour_noise(torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype))
+        noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=self.dtype)
         drop = None
         if self.training and self.cond_dropout > 0:  # classifier-free guidance's unconditional mode; never in eval
             drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(x0.device)
+        per_sample, terms = self.denoising_loss(batch, history, sigma, noise, drop)
+        denoise = per_sample.mean()
+        return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}
+
+    def denoising_loss(self, batch: dict, history: int, sigma: torch.Tensor, white: torch.Tensor,
+                       drop: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """The per-window EDM loss (B,) at noise levels sigma (B,) with white noise (B, W, dim) (coloured here),
+        and the prior terms; training draws sigma and the noise, validation fixes them."""
+        stream = self.listener_stream(batch).to(self.dtype)
+        x0, past = stream[:, history:], stream[:, :history]
+        noise = self.colour_noise(white.to(self.dtype))
         cond = self.condition(batch, past, drop)
         whiten = None if self.spectrum is None else self.spectrum.loss_coordinates
-        anchor = self.anchor(past)
+        anchor = self.anchor(past, x0.shape[1])
         anchor = 0 if anchor is None else anchor  # the denoiser sees x0 - anchor, the priors the absolute estimate
         per_sample, x0_hat = self.denoiser.loss(x0 - anchor, sigma, noise, whiten=whiten, **cond)
         x0_hat = x0_hat + anchor
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
-        denoise = per_sample.mean()
-        return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}
+        return per_sample, terms
 
     def num_parameters(self) -> int:
         """U-Net parameters (ZeRO-3 partitions them: ds_numel is the full size)."""

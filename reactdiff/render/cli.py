@@ -4,6 +4,7 @@ or photoreal frames from a PIRender checkpoint (--pirender, with the person's re
     out/<row>/k<k>.mp4     reaction k of neighbour-matrix row <row>; with --shards: [speaker | listener] side by
                            side with the speaker's audio
     out/<row>/gt.mp4       the true listener (--ground-truth), same layout
+    out/<row>/grid.mp4     --grid: [speaker | true listener | reaction 1..K] in one labelled video, speaker audio
     out/settings.json      the settings, written before rendering (a folder never mixes videos made otherwise)
     out/render.json        every video of the render, written once they all exist (by the last fan-out task)
 
@@ -12,7 +13,6 @@ Each video is written atomically; a rerun renders only the videos that are missi
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -20,17 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from .. import atomic
 from ..data.faceverse import AUDIO_RATE, FPS
-from ..data.sample_format import decode_audio, decode_json, decode_npy
-from ..data.shard_index import ShardIndex
 from ..media import write_mp4
 from ..sampling.writer import load_manifest, reaction_path
+from .clips import SpeakerSource
 from .faceverse import FaceVerseError, FaceVerseModel
 from .grey import GreyRenderer
+from .grid import write_grid
 from .pirender import PIRenderer, load_generator
 
 RENDER_JSON = "render.json"
@@ -49,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pirender", help="REACT-retrained PIRender generator checkpoint: photoreal frames (needs --shards "
                                       "for the reference images; --size a multiple of 32)")
     p.add_argument("--ground-truth", action="store_true", help="also render each row's true listener (gt.mp4)")
+    p.add_argument("--grid", action="store_true", help="one video per row instead: [speaker | true listener | "
+                                                        "reactions] side by side (grid.mp4; needs --shards)")
     p.add_argument("--identity", help="npy with the FaceVerse identity coefficients to render with (the first 150 "
                                       "values are used; e.g. reference_full.npy); default: the mean face")
     p.add_argument("--simplified", action="store_true", help="use the model's simplified mesh (select_id/tri_select)")
@@ -66,35 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class SpeakerSource:
-    """Speaker 3DMM, audio and true listener of a sample's role, read from the shards by key."""
-
-    def __init__(self, shards: Path) -> None:
-        self.index = ShardIndex.open(shards)
-        self.where = {key: (s, i) for s, keys in enumerate(self.index.keys) for i, key in enumerate(keys)}
-
-    def clip(self, key: str, role: str) -> dict:
-        if key not in self.where:
-            raise KeyError(f"sample {key} is not in {self.index.folder} (were the reactions made from other shards?)")
-        spk, lis = role.split("->")
-        want = {"meta.json", f"{spk}.fv.npy", f"{lis}.fv.npy", f"{spk}.ref.png", f"{lis}.ref.png"}
-        raw = self.index.read(*self.where[key], lambda name: name in want or name.startswith(f"{spk}.audio."))
-        meta = decode_json(raw["meta.json"])
-        audio_name = next((n for n in raw if n.startswith(f"{spk}.audio.")), None)
-        audio = decode_audio(raw[audio_name]) if audio_name else None
-        if audio is not None and meta.get("audio_rate", AUDIO_RATE) != AUDIO_RATE:
-            raise ValueError(f"{key}: audio at {meta['audio_rate']} Hz; shards store {AUDIO_RATE} Hz")
-        refs = {}
-        for who, person in (("speaker_ref", spk), ("listener_ref", lis)):
-            if f"{person}.ref.png" in raw:
-                refs[who] = np.asarray(Image.open(io.BytesIO(raw[f"{person}.ref.png"])).convert("RGB"))
-        return {"speaker": decode_npy(raw[f"{spk}.fv.npy"]), "listener": decode_npy(raw[f"{lis}.fv.npy"]),
-                "audio": audio, **refs}
-
-
-def plan(samples: Path, rows: str | None = None, k: int | None = None, ground_truth: bool = False):
+def plan(samples: Path, rows: str | None = None, k: int | None = None, ground_truth: bool = False,
+         grid: bool = False):
     """(manifest, every video of the render as (entry, name) in a fixed order, K used). Task R of W renders
-    videos R, R + W, R + 2W, ... of this list."""
+    videos R, R + W, R + 2W, ... of this list. grid: one "grid" video per row."""
     manifest = load_manifest(samples)
     entries = manifest["entries"]
     if rows:
@@ -107,6 +83,9 @@ def plan(samples: Path, rows: str | None = None, k: int | None = None, ground_tr
     k = min(k or k_all, k_all)
     jobs = []
     for e in entries:
+        if grid:
+            jobs.append((e, "grid"))
+            continue
         jobs += [(e, f"k{i}") for i in range(k)]
         if ground_truth:
             jobs.append((e, "gt"))
@@ -124,7 +103,8 @@ def write_index(out: Path) -> tuple[dict | None, list[str]]:
     if not (out / SETTINGS_JSON).is_file():
         raise FileNotFoundError(f"{out / SETTINGS_JSON} not found: nothing was rendered into {out}")
     settings = json.loads((out / SETTINGS_JSON).read_text())
-    _, videos, _ = plan(Path(settings["samples"]), settings["rows"], settings["k"], settings["ground_truth"])
+    _, videos, _ = plan(Path(settings["samples"]), settings["rows"], settings["k"], settings["ground_truth"],
+                      settings.get("grid", False))
     missing = [str(video_path(out, e, name)) for e, name in videos if not video_path(out, e, name).is_file()]
     if missing:
         return None, missing
@@ -169,11 +149,15 @@ def run(args) -> int:
             raise ValueError(f"--{name} must be >= 1; got {getattr(args, name)}")
     if args.ground_truth and not args.shards:
         raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
+    if args.grid and not args.shards:
+        raise ValueError("--grid needs --shards (the speaker and the true listener are read from them)")
+    if args.grid and args.pirender:
+        raise ValueError("--grid draws grey meshes; render PIRender videos without --grid")
     if not args.pirender and not args.faceverse:
         raise ValueError("grey mesh frames need --faceverse (the FaceVerse model file); or give --pirender")
     if args.pirender and not args.shards:
         raise ValueError("--pirender needs --shards (each person's reference frame is read from them)")
-    manifest, jobs, k = plan(samples, args.rows, args.k, args.ground_truth)
+    manifest, jobs, k = plan(samples, args.rows, args.k, args.ground_truth, args.grid)
     identity = np.load(args.identity, allow_pickle=False) if args.identity else None
     model = None
     if args.pirender:
@@ -192,6 +176,8 @@ def run(args) -> int:
                 "pirender": _resolved(args.pirender), "size": args.size, "fps": FPS, "frames": args.frames,
                 "speaker_beside": source is not None,
                 "renderer": "pirender" if args.pirender else "grey mesh (torch)"}
+    if args.grid:  # only when set: folders rendered before the option existed keep their settings
+        settings["grid"] = True
     _check_settings(out, settings, args.overwrite)
     jobs = jobs[args.rank::args.world_size]
     todo = [(e, name) for e, name in jobs if args.overwrite or not video_path(out, e, name).is_file()]
@@ -201,15 +187,16 @@ def run(args) -> int:
               f"{args.size}px, {args.device}", flush=True)
     t0, frames_done, cache = time.perf_counter(), 0, {}
     for e, name in tqdm(todo, desc="render", unit="video", disable=args.quiet):
-        if name == "gt":
-            listener = None
-        else:
-            reactions = cache.get(e["row"])
-            if reactions is None:
-                cache = {e["row"]: np.load(reaction_path(samples, e["row"]), allow_pickle=False)}  # one row at a time
-                reactions = cache[e["row"]]
-            listener = reactions[int(name[1:])]
+        reactions = cache.get(e["row"])
+        if reactions is None and name != "gt":
+            cache = {e["row"]: np.load(reaction_path(samples, e["row"]), allow_pickle=False)}  # one row at a time
+            reactions = cache[e["row"]]
         clip = source.clip(e["key"], e["role"]) if source else None
+        if name == "grid":
+            frames_done += write_grid(video_path(out, e, name), grey.frames, clip["speaker"], clip["listener"],
+                                      reactions[:k], args.size, clip["audio"], args.frames)
+            continue
+        listener = None if name == "gt" else reactions[int(name[1:])]
         if listener is None:
             listener = clip["listener"]
         n = len(listener) if clip is None else min(len(listener), len(clip["speaker"]))

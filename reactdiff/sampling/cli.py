@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .. import config
+from .. import cli_args, config
 from ..data.partition import slot_bounds
 from ..data.reader import BatchStream
 from ..model.export import build_model, load_export, save_export
@@ -124,7 +124,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli_args.parse(build_parser(), argv)
     try:
         return run(args)
     except (config.ConfigError, FileNotFoundError, ValueError) as exc:

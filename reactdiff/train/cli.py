@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import config
+from .. import cli_args, config
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reactdiff train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="config keys (set with key=value overrides, anywhere on the command line; "
+                                       "`reactdiff config --print` shows a resolved config):\n"
+                                       + config.describe_keys())
     p.add_argument("--config", help="YAML config (configs/*.yaml); omitted: built-in defaults")
     p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # the deepspeed launcher's
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 train.zero_stage=2")
@@ -20,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli_args.parse(build_parser(), argv)
     try:
         cfg = config.load(args.config, args.overrides)
     except config.ConfigError as exc:

@@ -24,6 +24,7 @@ from . import checkpoint
 from .ds_config import deepspeed_config, resolve_precision
 from .ema import EMA
 from .metrics import RunLog, count_flops
+from .watch import Watch
 
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: preempted, checkpoint saved, run again to continue
 
@@ -81,6 +82,20 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def fit_data_statistics(model, cfg) -> None:
+    """Measure what the model takes from the training data before training: the window's regression on the last
+    known frame (model.anchor=regression), then the spectrum of what the diffusion models. The same windows on every
+    rank, so the same numbers; a resume restores them from the checkpoint."""
+    w, clips, emotion = cfg.data.window, cfg.model.spectrum_clips, cfg.model.predict_emotion
+    if model.past_regression is not None:
+        x = listener_windows(cfg.data, w + 1, clips, emotion)  # the frame before each window, then the window
+        model.past_regression.fit(x[:, 0], x[:, 1:])
+        if model.spectrum is not None:
+            model.spectrum.fit(model.past_regression.residual(x[:, 0], x[:, 1:]))
+    elif model.spectrum is not None:
+        model.spectrum.fit(listener_windows(cfg.data, w, clips, emotion, relative=model.anchored))
+
+
 def train(cfg) -> int:
     import deepspeed
 
@@ -97,9 +112,7 @@ def train(cfg) -> int:
     stream = BatchStream(cfg.data, env.rank, env.world_size, train=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser))
-    if model.spectrum is not None:  # the same windows on every rank, so the same spectrum; a resume restores it
-        model.spectrum.fit(listener_windows(cfg.data, cfg.data.window, cfg.model.spectrum_clips,
-                                            cfg.model.predict_emotion, relative=model.anchored))
+    fit_data_statistics(model, cfg)
     precision = resolve_precision(t.precision.value, device.type)
     ds_cfg = deepspeed_config(cfg, env.world_size, precision)
     if dist.is_main():
@@ -126,6 +139,7 @@ def train(cfg) -> int:
                 f"ZeRO {t.zero_stage}, {precision}, micro-batch {cfg.data.batch_size} x accum {t.grad_accum} "
                 f"x {env.world_size} = {ds_cfg['train_batch_size']} windows/step, {stream.batches_per_epoch} "
                 f"batches/epoch/rank, steps {step} -> {t.steps}")
+    watch = Watch(cfg, model, run_dir, log, device, zero3=t.zero_stage == 3)
     preempt = Preemption()
     flops = None
     sums, n_in_window = {}, 0
@@ -163,6 +177,8 @@ def train(cfg) -> int:
             means["lr"] = scheduler.get_last_lr()[0]
             log.log(step, means, flops, n_in_window)
             sums, n_in_window = {}, 0
+        if step < t.steps:  # the last step's validation and samples come after its checkpoint
+            watch(step, model, ema)
         stop = dist.all_reduce_max_int(int(preempt.requested))
         if stop or step == t.steps or (t.checkpoint_every and step % t.checkpoint_every == 0):
             save(step)
@@ -171,6 +187,8 @@ def train(cfg) -> int:
             exit_code = EXIT_REQUEUE
             preempt.hand_over()
             break
+    if exit_code == 0:
+        watch(step, model, ema, final=True)
     if exit_code == 0 and dist.is_main():
         export_ema(cfg, model, ema, run_dir / "export")
         dist.print0(f"[train] done: {step} steps; EMA weights exported to {run_dir / 'export'}")

@@ -1,4 +1,6 @@
-"""What a training run reports: stdout lines, metrics.jsonl, wandb (offline by default), a loss-curve PNG.
+"""What a training run reports: stdout lines, metrics.jsonl (training), validation.jsonl and samples.jsonl (watch.py),
+wandb (offline by default; grouped by run name, so evaluations of the run join it), loss.png (training and
+validation curves, rewritten at every validation).
 
 Throughput: samples/s, the share of wall time spent waiting for data, peak memory, and on GPU an estimated MFU
 (model FLOPs per step, counted once with torch's FlopCounterMode, over the GPU's dense peak).
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .. import dist
+from .. import atomic, dist
+
+METRICS_JSONL, VALIDATION_JSONL, SAMPLES_JSONL = "metrics.jsonl", "validation.jsonl", "samples.jsonl"
 
 # dense bf16/fp16 tensor-core peaks (FLOP/s) for the MFU estimate
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "V100": 125e12,
@@ -54,7 +58,7 @@ class RunLog:
 
             os.environ.setdefault("WANDB_SILENT", "true")
             self.wandb = wandb.init(project=cfg.train.wandb_project, name=cfg.name, id=wandb_id, resume="allow",
-                                    mode=cfg.train.wandb.value, dir=str(run_dir),
+                                    mode=cfg.train.wandb.value, dir=str(run_dir), group=cfg.name, job_type="train",
                                     config=OmegaConf.to_container(cfg, resolve=True))
         self.window_start, self.data_wait, self.samples = time.perf_counter(), 0.0, 0
 
@@ -85,32 +89,63 @@ class RunLog:
             print(" | ".join(parts), flush=True)
         return row
 
+    def event(self, name: str, row: dict, images: dict | None = None, videos: dict | None = None) -> None:
+        """Rank 0: one validation / samples row -> run_dir/<name> and wandb (with pictures and videos by path)."""
+        append_jsonl(self.run_dir / name, row)
+        if self.wandb is not None:
+            import wandb
+
+            media = {k: wandb.Image(str(p)) for k, p in (images or {}).items()}
+            media.update({k: wandb.Video(str(p), format="mp4") for k, p in (videos or {}).items()})
+            self.wandb.log({k: v for k, v in row.items() if k != "step"} | media, step=row["step"])
+
+    def plot(self) -> None:
+        plot_loss_curve(self.run_dir / METRICS_JSONL, self.run_dir / "loss.png", self.run_dir / VALIDATION_JSONL)
+
     def finish(self) -> None:
         if not self.main:
             return
-        plot_loss_curve(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        self.plot()
         if self.wandb is not None:
             self.wandb.finish()
 
 
-def plot_loss_curve(metrics: Path, out: Path) -> None:
-    if not metrics.is_file():
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    """Add one row, atomically; rows at or after its step (left by a run that died before its next checkpoint and
+    now redoes those steps) are dropped."""
+    rows = [r for r in read_jsonl(path) if r["step"] < row["step"]]
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in [*rows, row]))
+
+
+def plot_loss_curve(metrics: Path, out: Path, validation: Path | None = None) -> None:
+    """Training loss terms and, when there are any, the validation loss (raw and EMA weights), written atomically."""
+    rows = read_jsonl(metrics)
+    val = read_jsonl(validation) if validation is not None else []
+    if not rows and not val:
         return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in ("loss", "denoise", "prior_total"):
-        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=key)
+        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=f"train {key}", lw=1)
+    for key, style in (("val/loss", dict(color="k", marker="o", ms=3)),
+                       ("val/loss_ema", dict(color="C3", marker="s", ms=3))):
+        if val:
+            ax.plot([r["step"] for r in val], [r[key] for r in val], label=key.replace("val/", "validation "),
+                    **style)
     ax.set_xlabel("optimiser step")
     ax.set_yscale("log")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic.save_figure(fig, out, dpi=100)
     plt.close(fig)
-    os.replace(tmp, out)
