@@ -155,8 +155,11 @@ def submit_render(args, cluster) -> list:
             value = str(Path(value).resolve()) if name in ("samples", "faceverse", "out", "shards", "identity",
                                                            "pirender") else value
             render_args += [f"--{name}", str(value)]
-    render_args += ["--ground-truth"] * args.ground_truth + ["--simplified"] * args.simplified
-    _, videos, _ = plan(Path(args.samples), args.rows, args.k, args.ground_truth)
+    if args.grid and not args.shards:
+        raise ValueError("--grid needs --shards (the speaker and the true listener are read from them)")
+    render_args += (["--ground-truth"] * args.ground_truth + ["--simplified"] * args.simplified
+                    + ["--grid"] * args.grid)
+    _, videos, _ = plan(Path(args.samples), args.rows, args.k, args.ground_truth, args.grid)
     tasks = max(1, min(args.tasks or cluster.eval_tasks or 1, len(videos)))
     todo = [r for r in range(tasks) if any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
     spec = {"args": render_args, "out": str(out), "threads": cluster.cpus_per_task}
@@ -203,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--out", required=True, help="folder for the videos")
     rd.add_argument("--shards", help="the shards the samples came from (speaker beside, audio, --ground-truth)")
     rd.add_argument("--ground-truth", action="store_true", help="also render each row's true listener")
+    rd.add_argument("--grid", action="store_true", help="one [speaker | true listener | reactions] video per row")
     rd.add_argument("--identity", help="FaceVerse identity coefficients (npy)")
     rd.add_argument("--pirender", help="REACT-retrained PIRender checkpoint: photoreal frames")
     rd.add_argument("--simplified", action="store_true", help="the model's simplified mesh")

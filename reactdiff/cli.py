@@ -16,7 +16,7 @@ COMMANDS = {
     "evaluate": ("reactdiff.eval.evaluate", "REACT metrics of generated reactions -> metrics.json + report.md"),
     "render": ("reactdiff.render.cli", "mp4 videos of generated reactions (grey FaceVerse meshes, speaker beside)"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
-    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|quality`"),
+    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|watch|quality`"),
 }
 BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
@@ -25,6 +25,7 @@ BENCHES = {
     "cluster": ("reactdiff.bench.cluster", "evaluation fan-out wall time on 1 vs 2 SLURM nodes"),
     "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
     "render": ("reactdiff.bench.render", "grey-mesh and PIRender frames/s, batched vs one frame per call"),
+    "watch": ("reactdiff.bench.watch", "validation + samples during training as a share of training time, per config"),
     "quality": ("reactdiff.bench.quality", "train -> sample -> evaluate on planted couplings: the model vs honest baselines"),
 }
 

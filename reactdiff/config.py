@@ -97,7 +97,8 @@ class ModelConfig:
     kinematics_lags: list[int] = dataclasses.field(default_factory=lambda: [1, 8])  # velocity lags (frames)
     cond_dropout: float = 0.0  # training: share of windows whose speaker streams are replaced by a learned "none"
     noise: NoiseKind = NoiseKind.spectral  # diffusion noise: white, or with the data's temporal spectrum
-    anchor: Anchor = Anchor.none  # denoise windows as absolute values, or relative to the last known listener frame
+    anchor: Anchor = Anchor.regression  # denoise windows as absolute values, or relative to the last known listener
+    #                                     frame (last_frame) or to their prediction from it (regression, measured best)
     aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
     #                               to the U-Net input, frame by frame
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
@@ -119,8 +120,8 @@ class SampleConfig:
     seed: int = 0  # reaction k of clip c always uses the same noise, whatever the batch or world size
     batch_size: int = 4  # speaker clips generated together (x k reactions)
     guidance: float = 1.0  # classifier-free guidance scale (1: off; > 1 needs model.cond_dropout > 0, 2x calls)
-    temperature: float = 0.7  # scale of the noise the sampler draws (< 1: less diverse, nearer the typical listener;
-    #                           0.7 measured best with the quality benchmark, see README)
+    temperature: float = 0.85  # scale of the noise the sampler draws (< 1: less diverse, nearer the typical
+    #                            listener; 0.85 measured best with the quality benchmark, see README)
 
 
 class Precision(str, enum.Enum):
@@ -171,6 +172,7 @@ class TrainConfig:
     sample_k: int = 4  # reactions per sampled clip
     sample_steps: int = 10  # sampler steps of those reactions (the other settings: the sample section)
     render_faceverse: str = ""  # FaceVerse model file: also a grey-mesh grid video of each sampled clip
+    render_size: int = 224  # pixels per panel of those videos (the REACT renderer's 224)
 
 
 @dataclasses.dataclass
@@ -271,7 +273,7 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
-             "train.sample_clips", "train.sample_k", "train.sample_steps")
+             "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
                  "model.loss_weight_power",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",

@@ -34,6 +34,7 @@ from .data.reader import BatchStream
 from .data.synthetic import generate_dataset
 from .eval.report import verdict
 from .sampling.writer import load_manifest, reaction_path
+from .train.metrics import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,9 +126,11 @@ def run(args) -> int:
 def _train(work: Path, train_shards: Path, args) -> Path | None:
     """Two training processes under torchrun (gloo on CPU); a rerun resumes from the last complete checkpoint."""
     run_dir = work / "runs" / "demo"
+    faceverse = _faceverse_model(work)  # the samples of validation clips during training come with a grid video
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(args.train_procs),
            "--rdzv_backend", "c10d", "--rdzv_endpoint", "127.0.0.1:0", "-m", "reactdiff.train", "--config", args.config,
-           f"data.shards={train_shards}", f"train.out={work / 'runs'}", "name=demo", *args.overrides]
+           f"data.shards={train_shards}", f"train.out={work / 'runs'}", "name=demo",
+           f"data.eval_frames={min(750, args.frames)}", f"train.render_faceverse={faceverse}", *args.overrides]
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -135,11 +138,11 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     if res.returncode != 0:
         print("[demo] 5/8 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
         return None
-    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_rows(run_dir / "metrics.jsonl")
     print(f"[demo] 5/8 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
           f"loss {rows[0]['loss']:.3f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.3f} (step {rows[-1]['step']}); "
           f"{run_dir}/loss.png, EMA export {run_dir / 'export'}")
-    for line in lines[-2:]:
+    for line in [l for l in lines if l.startswith(("[train] validation", "[train] samples"))][-2:] + lines[-1:]:
         print(f"           {line}")
     return run_dir / "export"
 
@@ -170,14 +173,21 @@ def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | N
     return report
 
 
-def _render(work: Path, test_shards: Path, args) -> bool:
-    """Videos of the first speaker clip's first two reactions and of its true listener (a rerun keeps them)."""
-    from .render.cli import main as render_main
+def _faceverse_model(work: Path) -> Path:
+    """A synthetic head in the FaceVerse model-file format (written once)."""
     from .render.synthetic_model import write_model
 
     model = work / "faceverse_synthetic.npy"
     if not model.is_file():
         write_model(model)
+    return model
+
+
+def _render(work: Path, test_shards: Path, args) -> bool:
+    """Videos of the first speaker clip's first two reactions and of its true listener (a rerun keeps them)."""
+    from .render.cli import main as render_main
+
+    model = _faceverse_model(work)
     out = work / "render"
     if (out / "render.json").is_file():
         rendered = json.loads((out / "render.json").read_text())["settings"].get("weights")

@@ -22,7 +22,8 @@ def test_every_command_has_help(command, capsys):
 
 
 @pytest.mark.parametrize("tool", ["make_shards.py", "make_synthetic_react.py", "bench_loader.py", "bench_model.py",
-                                  "bench_train.py", "bench_metrics.py", "bench_cluster.py", "bench_render.py"])
+                                  "bench_train.py", "bench_metrics.py", "bench_cluster.py", "bench_render.py",
+                                  "bench_watch.py"])
 def test_tools_run_without_install(tool):
     res = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--help"], capture_output=True, text=True,
                          cwd="/", check=False)
@@ -35,8 +36,8 @@ def test_train_help_lists_every_config_key(capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
     out = capsys.readouterr().out
-    for key in ("data.window = 64  (int)", "model.anchor = 'none'  (none | last_frame | regression)",
-                "sample.temperature = 0.7", "train.val_every = 1000", "name = 'reactdiff'"):
+    for key in ("data.window = 64  (int)", "model.anchor = 'regression'  (none | last_frame | regression)",
+                "sample.temperature = 0.85", "train.val_every = 1000", "name = 'reactdiff'"):
         assert key in out, key
     assert "frames the model denoises at once" in out  # the schema's comments
     assert "U-Net input, frame by frame" in " ".join(out.split())  # a comment continued on the next line
@@ -116,6 +117,17 @@ def test_bench_model_prints_its_tables(capsys):
                      "--history", "16"]) == 0
     out = capsys.readouterr().out
     assert "vs released" in out and "training step" in out and "tiny" in out
+
+
+def test_bench_watch_prints_its_table(capsys):
+    assert cli_main(["bench", "watch", "--configs", str(REPO / "configs/demo.yaml"), "--repeats", "1",
+                     "train.val_windows=4", "train.val_levels=2", "data.eval_frames=64", "train.sample_k=2",
+                     "train.sample_steps=2", "train.sample_clips=1"]) == 0
+    out = capsys.readouterr().out
+    assert "validation + samples as a share of training time" in out
+    [row] = [line for line in out.splitlines() if line.startswith("demo ")]
+    assert len(row.split()) == 10 and float(row.split()[-1]) > 0
+    assert "demo: validation = 4 windows x 2 levels x 2 (raw + EMA)" in out
 
 
 def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):

@@ -53,6 +53,15 @@ def test_dry_run_submits_nothing(tiny_shards, tmp_path, capsys):
     assert launcher.main(["train", "--cluster", str(tmp_path / "none.yaml"), "--dry-run"]) == 2
 
 
+def test_render_grid_dry_run_plans_one_video_per_row(tiny_shards, tmp_path, capsys):
+    samples = sample_random_init(tiny_shards, tmp_path / "samples", 30, k=2, window=16)
+    argv = ["render", "--cluster", str(CLUSTER), "--samples", str(samples), "--faceverse", "fv.npy", "--out",
+            str(tmp_path / "render"), "--rows", "0,1,2", "--grid", "--dry-run"]
+    assert launcher.main([*argv, "--shards", str(tiny_shards)]) == 0
+    assert "render: 3 videos in 1 tasks" in capsys.readouterr().out
+    assert launcher.main(argv) == 2 and "--grid needs --shards" in capsys.readouterr().err
+
+
 @needs_slurm
 def test_two_node_training_ranks_agree(tiny_shards, tmp_path):
     (job,) = submit(train_args(tiny_shards, tmp_path, "two", "train.steps=4", "train.log_every=1"))

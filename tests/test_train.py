@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from reactdiff.train.metrics import read_rows
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STEPS = 8
@@ -39,7 +41,7 @@ def launch(args: list[str], nproc: int, env_extra: dict | None = None, wait: boo
 
 
 def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    return {r["step"]: r["loss"] for r in read_rows(run / "metrics.jsonl")}
 
 
 @pytest.fixture(scope="module")

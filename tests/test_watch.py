@@ -18,6 +18,7 @@ import torch
 from reactdiff import config
 from reactdiff.model.denoiser import SigmaDensity
 from reactdiff.model.export import build_model
+from reactdiff.train.metrics import read_rows
 from reactdiff.train.validation import ValidationSet, resolve_val_shards, sigma_grid
 from test_train import base_args, launch
 from wandb_records import history, offline_runs, run_info
@@ -97,7 +98,7 @@ def watched_run(tiny_shards, tiny_test_shards, tmp_path_factory):
 
 def test_validation_during_training(watched_run):
     run, stdout = watched_run
-    rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
+    rows = read_rows(run / "metrics.jsonl", "validation")
     assert [r["step"] for r in rows] == [4, 8]
     assert all(len([k for k in r if k.startswith("val/loss_ema@")]) == 4 for r in rows)
     assert all(np.isfinite(r["val/loss"]) and np.isfinite(r["val/loss_ema"]) for r in rows)
@@ -105,7 +106,8 @@ def test_validation_during_training(watched_run):
     assert (run / "loss.png").is_file()
     assert "[train] validation at step 4: loss" in stdout and "% of the run's wall time" in stdout
     # training rows stay where they were
-    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == list(range(1, 9))
+    assert [r["step"] for r in read_rows(run / "metrics.jsonl")] == list(range(1, 9))
+    assert [r["step"] for r in read_rows(run / "metrics.jsonl", "samples")] == [8]
 
 
 def test_samples_during_training_equal_reactdiff_sample(watched_run, tiny_test_shards, tmp_path):

@@ -21,6 +21,7 @@ from .. import cli_args, config
 from ..data.make_shards import make_shards
 from ..data.synthetic import generate_dataset
 from ..model.export import build_model
+from ..train.metrics import read_rows
 
 
 def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps: int, window: int, history: int,
@@ -40,15 +41,14 @@ def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"training run {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    rows = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
-    return rows[-1]["samples_per_s"]
+    return read_rows(out / name / "metrics.jsonl")[-1]["samples_per_s"]
 
 
 def run_setting(run: Path) -> tuple[str, float | None, float]:
     """(precision the trainer chose, MFU % (GPU only), data-wait % of its last logged window) of a finished run."""
     ds = json.loads((run / "deepspeed.json").read_text())
     precision = "bf16" if ds["bf16"]["enabled"] else "fp16" if ds["fp16"]["enabled"] else "fp32"
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    last = read_rows(run / "metrics.jsonl")[-1]
     return precision, last.get("mfu_pct"), last["data_wait_pct"]
 
 

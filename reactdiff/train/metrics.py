@@ -1,6 +1,6 @@
-"""What a training run reports: stdout lines, metrics.jsonl (training), validation.jsonl and samples.jsonl (watch.py),
-wandb (offline by default; grouped by run name, so evaluations of the run join it), loss.png (training and
-validation curves, rewritten at every validation).
+"""What a training run reports: stdout lines, metrics.jsonl (one JSON row per log line; rows with "kind":
+"validation" / "samples" come from watch.py, training rows have no kind), wandb (offline by default; grouped by run
+name, so evaluations of the run join it), loss.png (training and validation curves, rewritten at every validation).
 
 Throughput: samples/s, the share of wall time spent waiting for data, peak memory, and on GPU an estimated MFU
 (model FLOPs per step, counted once with torch's FlopCounterMode, over the GPU's dense peak).
@@ -17,7 +17,7 @@ import torch
 
 from .. import atomic, dist
 
-METRICS_JSONL, VALIDATION_JSONL, SAMPLES_JSONL = "metrics.jsonl", "validation.jsonl", "samples.jsonl"
+METRICS_JSONL = "metrics.jsonl"
 
 # dense bf16/fp16 tensor-core peaks (FLOP/s) for the MFU estimate
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "V100": 125e12,
@@ -89,9 +89,11 @@ class RunLog:
             print(" | ".join(parts), flush=True)
         return row
 
-    def event(self, name: str, row: dict, images: dict | None = None, videos: dict | None = None) -> None:
-        """Rank 0: one validation / samples row -> run_dir/<name> and wandb (with pictures and videos by path)."""
-        append_jsonl(self.run_dir / name, row)
+    def event(self, kind: str, row: dict, images: dict | None = None, videos: dict | None = None) -> None:
+        """Rank 0: one validation / samples row -> metrics.jsonl (with its kind) and wandb (pictures and videos
+        by path)."""
+        with open(self.run_dir / METRICS_JSONL, "a") as f:
+            f.write(json.dumps({"kind": kind, **row}) + "\n")
         if self.wandb is not None:
             import wandb
 
@@ -100,7 +102,7 @@ class RunLog:
             self.wandb.log({k: v for k, v in row.items() if k != "step"} | media, step=row["step"])
 
     def plot(self) -> None:
-        plot_loss_curve(self.run_dir / METRICS_JSONL, self.run_dir / "loss.png", self.run_dir / VALIDATION_JSONL)
+        plot_loss_curve(self.run_dir / METRICS_JSONL, self.run_dir / "loss.png")
 
     def finish(self) -> None:
         if not self.main:
@@ -110,23 +112,17 @@ class RunLog:
             self.wandb.finish()
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
+def read_rows(path: Path, kind: str = "train") -> list[dict]:
+    """The rows of one kind of a run's metrics.jsonl: "train" (the log lines), "validation" or "samples"."""
+    if not Path(path).is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = (json.loads(line) for line in Path(path).read_text().splitlines() if line.strip())
+    return [r for r in rows if r.get("kind", "train") == kind]
 
 
-def append_jsonl(path: Path, row: dict) -> None:
-    """Add one row, atomically; rows at or after its step (left by a run that died before its next checkpoint and
-    now redoes those steps) are dropped."""
-    rows = [r for r in read_jsonl(path) if r["step"] < row["step"]]
-    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in [*rows, row]))
-
-
-def plot_loss_curve(metrics: Path, out: Path, validation: Path | None = None) -> None:
+def plot_loss_curve(metrics: Path, out: Path) -> None:
     """Training loss terms and, when there are any, the validation loss (raw and EMA weights), written atomically."""
-    rows = read_jsonl(metrics)
-    val = read_jsonl(validation) if validation is not None else []
+    rows, val = read_rows(metrics), read_rows(metrics, "validation")
     if not rows and not val:
         return
     import matplotlib

@@ -2,9 +2,9 @@
 of validation clips (previews.py) every `train.sample_every` steps, both also at the end.
 
 Every rank takes part with its share of the work and the same (raw or EMA) weights in a plain fp32 copy of the
-model (eval_copy.py); rank 0 writes validation.jsonl / samples.jsonl, the plots and the wandb entries. Grid videos
-(train.render_faceverse) are rendered by the rank that generated the clip. The time spent is printed as a share
-of the run's wall time, so a config whose watching costs too much shows it.
+model (eval_copy.py); rank 0 writes the rows (metrics.jsonl, kinds validation / samples), the plots and the
+wandb entries. Grid videos (train.render_faceverse) are rendered by the rank that generated the clip. The time
+spent is printed as a share of the run's wall time, so a config whose watching costs too much shows it.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pathlib import Path
 from .. import dist
 from .eval_copy import EvalCopy
 from .previews import PreviewClips, write_preview
-from .metrics import SAMPLES_JSONL, VALIDATION_JSONL
 from .validation import ValidationSet, resolve_val_shards
 
 
@@ -41,7 +40,7 @@ class Watch:
                 from ..render.faceverse import FaceVerseModel
                 from ..render.grey import GreyRenderer
 
-                self.grey = GreyRenderer(FaceVerseModel.load(t.render_faceverse), 224, None, device)
+                self.grey = GreyRenderer(FaceVerseModel.load(t.render_faceverse), t.render_size, None, device)
                 self.source = SpeakerSource(self.shards)
         self.copy = EvalCopy(cfg, model, device, zero3)
         what = []
@@ -76,7 +75,7 @@ class Watch:
         for sigma, a, b in zip(self.vset.sigmas.tolist(), raw.tolist(), avg.tolist()):
             row[f"val/loss@{sigma:.3g}"], row[f"val/loss_ema@{sigma:.3g}"] = a, b
         if dist.is_main():
-            self.log.event(VALIDATION_JSONL, row)
+            self.log.event("validation", row)
             self.log.plot()
         self.spent["validation"] += time.perf_counter() - started
         dist.print0(f"[train] validation at step {step}: loss {row['val/loss']:.4f}, EMA {row['val/loss_ema']:.4f} "
@@ -98,8 +97,8 @@ class Watch:
                 e = {"key": self.clips.batch["key"][c], "role": self.clips.batch["role"][c]}
                 clip = self.source.clip(e["key"], e["role"])
                 path = out / f"grid_{self.clips.rows[c]:05d}.mp4"
-                write_grid(path, self.grey.frames, clip["speaker"], clip["listener"], reactions[c], 224,
-                           clip["audio"], self.cfg.data.eval_frames)
+                write_grid(path, self.grey.frames, clip["speaker"], clip["listener"], reactions[c],
+                           self.cfg.train.render_size, clip["audio"], self.cfg.data.eval_frames)
             videos = [out / f"grid_{r:05d}.mp4" for r in self.clips.rows]
         dist.barrier()  # every rank's videos exist
         row = None
@@ -107,7 +106,7 @@ class Watch:
             scores = self.clips.score(reactions)
             write_preview(out, self.clips, reactions, scores, step)
             row = {"step": step, **{f"samples/{k}": float(v) for k, v in scores.items()}}
-            self.log.event(SAMPLES_JSONL, row, images={"samples/curves": out / "curves.png"},
+            self.log.event("samples", row, images={"samples/curves": out / "curves.png"},
                            videos={f"samples/grid_{p.stem[5:]}": p for p in videos})
         self.spent["samples"] += time.perf_counter() - started
         if row is not None:
