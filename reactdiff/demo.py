@@ -142,7 +142,8 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     print(f"[demo] 5/8 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
           f"loss {rows[0]['loss']:.3f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.3f} (step {rows[-1]['step']}); "
           f"{run_dir}/loss.png, EMA export {run_dir / 'export'}")
-    for line in [l for l in lines if l.startswith(("[train] validation", "[train] samples"))][-2:] + lines[-1:]:
+    watched = [line for line in lines if line.startswith(("[train] validation", "[train] samples"))]
+    for line in [line for line in lines if "parameters," in line][-1:] + watched[-2:] + lines[-1:]:
         print(f"           {line}")
     return run_dir / "export"
 

@@ -95,7 +95,7 @@ def test_bench_loader_prints_ratios(capsys):
                      "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "vs raw" in out and out.count("x\n") >= 4 and "the raw loader" in out
-    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render", "quality"}
+    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render", "watch", "quality"}
 
 
 def test_bench_train_prints_its_table(capsys):

@@ -279,8 +279,8 @@ def test_a_folder_sampled_at_another_temperature_is_refused(tiny_shards, tmp_pat
             "sample.steps=2", "sample.k=1"]
     assert sample_main(args + ["sample.temperature=0.5"]) == 0
     assert load_manifest(tmp_path / "out")["settings"]["temperature"] == 0.5
-    assert sample_main(args) == 2  # the default temperature (0.7) into the same folder: refused
-    assert "temperature: 0.5 -> 0.7" in capsys.readouterr().err
+    assert sample_main(args) == 2  # the default temperature (0.85) into the same folder: refused
+    assert "temperature: 0.5 -> 0.85" in capsys.readouterr().err
     assert sample_main(args + ["sample.temperature=1", "--overwrite"]) == 0  # 1: not recorded, and still refused
     assert "temperature" not in load_manifest(tmp_path / "out")["settings"]
     assert sample_main(args + ["sample.temperature=0.5"]) == 2  # a key the new settings lack still counts

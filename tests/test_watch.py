@@ -90,7 +90,8 @@ def watched_run(tiny_shards, tiny_test_shards, tmp_path_factory):
     args = base_args(tiny_shards, out, "watched", "train.zero_stage=3", f"data.val_shards={tiny_test_shards}",
                      "train.val_every=4", "train.val_windows=12", "train.val_levels=4", "train.sample_every=100",
                      "train.sample_clips=3", "train.sample_k=2", "train.sample_steps=3", "data.eval_frames=60",
-                     f"train.render_faceverse={faceverse}", "sample.window=16", "sample.overlap=4")
+                     f"train.render_faceverse={faceverse}", "train.render_size=32", "sample.window=16",
+                     "sample.overlap=4")
     res = launch(args, nproc=2)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return out / "watched", res.stdout
@@ -128,7 +129,7 @@ def test_samples_during_training_equal_reactdiff_sample(watched_run, tiny_test_s
                                    np.load(out / "reactions" / f"{row:05d}.npy"), rtol=0, atol=1e-4)
     for row in doc["rows"]:  # a grid video per clip: [speaker | true listener | 2 reactions], with audio
         with av.open(str(preview / f"grid_{row:05d}.mp4")) as c:
-            assert (c.streams.video[0].width, c.streams.video[0].height) == (4 * 224, 224 + 16)
+            assert (c.streams.video[0].width, c.streams.video[0].height) == (4 * 32, 32 + 16)
             assert len(c.streams.audio) == 1 and sum(1 for _ in c.decode(video=0)) == 60
 
 

@@ -139,7 +139,7 @@ def train(cfg) -> int:
                 f"ZeRO {t.zero_stage}, {precision}, micro-batch {cfg.data.batch_size} x accum {t.grad_accum} "
                 f"x {env.world_size} = {ds_cfg['train_batch_size']} windows/step, {stream.batches_per_epoch} "
                 f"batches/epoch/rank, steps {step} -> {t.steps}")
-    watch = Watch(cfg, model, run_dir, log, device, zero3=t.zero_stage == 3)
+    watch, first_step = Watch(cfg, model, run_dir, log, device, zero3=t.zero_stage == 3), step
     preempt = Preemption()
     flops = None
     sums, n_in_window = {}, 0
@@ -187,7 +187,7 @@ def train(cfg) -> int:
             exit_code = EXIT_REQUEUE
             preempt.hand_over()
             break
-    if exit_code == 0:
+    if exit_code == 0 and step > first_step:  # a rerun of a finished run has nothing new to show
         watch(step, model, ema, final=True)
     if exit_code == 0 and dist.is_main():
         export_ema(cfg, model, ema, run_dir / "export")
