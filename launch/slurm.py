@@ -157,6 +157,10 @@ def submit_render(args, cluster) -> list:
             render_args += [f"--{name}", str(value)]
     if args.grid and not args.shards:
         raise ValueError("--grid needs --shards (the speaker and the true listener are read from them)")
+    if not args.pirender:  # resolved here, once: every task of the array draws with the same backend
+        from reactdiff.render.p3d import resolve
+
+        render_args += ["--rasteriser", resolve(args.rasteriser, "cuda" if cluster.gpus_per_node > 0 else "cpu")]
     render_args += (["--ground-truth"] * args.ground_truth + ["--simplified"] * args.simplified
                     + ["--grid"] * args.grid)
     _, videos, _ = plan(Path(args.samples), args.rows, args.k, args.ground_truth, args.grid)
@@ -207,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--shards", help="the shards the samples came from (speaker beside, audio, --ground-truth)")
     rd.add_argument("--ground-truth", action="store_true", help="also render each row's true listener")
     rd.add_argument("--grid", action="store_true", help="one [speaker | true listener | reactions] video per row")
+    rd.add_argument("--rasteriser", default="auto", choices=("auto", "torch", "pytorch3d"),
+                    help="grey meshes: pytorch3d, torch, or auto (pytorch3d for GPU tasks when it imports here, "
+                         "else torch; resolved at submission)")
     rd.add_argument("--identity", help="FaceVerse identity coefficients (npy)")
     rd.add_argument("--pirender", help="REACT-retrained PIRender checkpoint: photoreal frames")
     rd.add_argument("--simplified", action="store_true", help="the model's simplified mesh")

@@ -173,6 +173,7 @@ class TrainConfig:
     sample_steps: int = 10  # sampler steps of those reactions (the other settings: the sample section)
     render_faceverse: str = ""  # FaceVerse model file: also a grey-mesh grid video of each sampled clip
     render_size: int = 224  # pixels per panel of those videos (the REACT renderer's 224)
+    render_rasteriser: str = "auto"  # auto (pytorch3d on GPUs when it imports, else torch) | torch | pytorch3d
 
 
 @dataclasses.dataclass

@@ -107,9 +107,13 @@ def test_bench_train_prints_its_table(capsys):
 
 def test_bench_render_prints_its_table(capsys):
     assert cli_main(["bench", "render", "--frames", "6", "--pirender-frames", "2", "--size", "64", "--rings", "12",
-                     "--segments", "16", "--chunk", "4"]) == 0
+                     "--segments", "16", "--chunk", "4", "--p3d-frames", "4"]) == 0
     out = capsys.readouterr().out
-    assert "vs per-frame" in out and "PIRender   16 frames per call" in out and "grey mesh  4 frames per call" in out
+    assert "vs per-frame" in out and "PIRender   16 frames per call" in out and "grey torch 4 frames per call" in out
+    from reactdiff.render import p3d
+
+    assert ("grey p3d   4 frames per call" in out) == (p3d.unavailable() is None)  # the backend, when it imports
+    assert "vs torch batched" in out
 
 
 def test_bench_model_prints_its_tables(capsys):

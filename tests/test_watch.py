@@ -147,3 +147,30 @@ def test_wandb_holds_validation_samples_and_videos(watched_run):
     assert len(videos) == 3 and all(samples[k] == "video-file" for k in videos)
     paths = [samples[k.replace("/_type", "/path")] for k in videos]
     assert all((log.parent / "files" / p).stat().st_size > 1000 for p in paths)
+
+
+def test_a_finished_run_rerun_does_not_watch_again(watched_run, tiny_shards, tiny_test_shards):
+    run, _ = watched_run
+    before = (run / "metrics.jsonl").read_text()
+    args = base_args(tiny_shards, run.parent, "watched", "train.zero_stage=3", f"data.val_shards={tiny_test_shards}",
+                     "train.val_every=4", "train.val_windows=12", "train.val_levels=4", "train.sample_every=100",
+                     "train.sample_clips=3", "train.sample_k=2", "train.sample_steps=3", "data.eval_frames=60",
+                     "sample.window=16", "sample.overlap=4")
+    res = launch(args, nproc=2)  # the same world size (resuming on another is not supported yet)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "validation at step" not in res.stdout and (run / "metrics.jsonl").read_text() == before
+
+
+def test_an_unusable_sibling_val_folder_only_turns_watching_off(tiny_shards, tiny_test_shards, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_shards, tmp_path / "data" / "train")
+    shutil.copytree(tiny_test_shards, tmp_path / "data" / "val")  # 120-frame clips: too short for eval_frames 750
+    res = launch(base_args(tmp_path / "data" / "train", tmp_path / "runs", "sib", "train.steps=2",
+                           "train.sample_every=2"), nproc=1)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "warning: the validation shards" in res.stdout and "cannot be watched" in res.stdout
+    # named explicitly, the same folder is a config error
+    res = launch(base_args(tmp_path / "data" / "train", tmp_path / "runs", "named", "train.steps=2",
+                           "train.sample_every=2", f"data.val_shards={tmp_path / 'data' / 'val'}"), nproc=1)
+    assert res.returncode != 0 and "data.val_shards=" in res.stdout + res.stderr

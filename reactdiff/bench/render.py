@@ -1,9 +1,11 @@
 """`reactdiff bench render` (tools/bench_render.py): rendering speed of one 750-frame reaction, against rendering
 the same frames one at a time (how a per-frame render loop runs), in the same run.
 
-grey: the torch rasteriser on a synthetic head in the FaceVerse file format with about the real model's size
-(28.5k vertices, 57k triangles; the simplified real mesh has 6.3k); pirender: the generator with random weights
-(same cost as trained ones) at 224 px. Frames are produced, not encoded (mp4 encoding is the same for both).
+grey: the torch rasteriser and pytorch3d (when it imports; FaceVerse's ModelRenderer, the same frames) on a
+synthetic head in the FaceVerse file format with about the real model's size (28.5k vertices, 57k triangles; the
+simplified real mesh has 6.3k); pirender: the generator with random weights (same cost as trained ones) at 224 px.
+Frames are produced, not encoded (mp4 encoding is the same for all). Each backend's batched row is also compared
+with the torch rasteriser's batched row of the same run.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from ..render import p3d
 from ..render.faceverse import FaceVerseModel
 from ..render.grey import GreyRenderer
 from ..render.pirender import FaceGenerator, PIRenderer
@@ -42,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=750, help="grey-mesh frames to render (default 750)")
     p.add_argument("--pirender-frames", type=int, help="PIRender frames (default: 750 on GPU, 16 on CPU)")
+    p.add_argument("--p3d-frames", type=int, help="pytorch3d frames (default: 750 on GPU, 8 on CPU, where its "
+                                                  "rasteriser is ~100x slower)")
     p.add_argument("--size", type=int, default=224, help="frame size (default 224)")
     p.add_argument("--chunk", type=int, default=32, help="frames per batched call (default 32)")
     p.add_argument("--rings", type=int, default=150, help="synthetic head resolution (default 150 x 190 = 28.5k "
@@ -63,9 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     batched, single = GreyRenderer(model, args.size, device=device, chunk=args.chunk), \
         GreyRenderer(model, args.size, device=device, chunk=1)
     next(batched.frames(coeffs[:2]))  # warm-up
-    rows.append(("grey mesh", "one frame per call", args.frames, timed(lambda: single.frames(coeffs), device)))
-    rows.append(("grey mesh", f"{args.chunk} frames per call", args.frames, timed(lambda: batched.frames(coeffs),
-                                                                                  device)))
+    rows.append(("grey torch", "one frame per call", args.frames, timed(lambda: single.frames(coeffs), device)))
+    rows.append(("grey torch", f"{args.chunk} frames per call", args.frames, timed(lambda: batched.frames(coeffs),
+                                                                                   device)))
+    why = p3d.unavailable()
+    if why is None:
+        n3 = args.p3d_frames or (750 if device.type == "cuda" else 8)
+        c3 = coeffs[:n3]
+        b3 = GreyRenderer(model, args.size, device=device, chunk=args.chunk, rasteriser="pytorch3d")
+        s3 = GreyRenderer(model, args.size, device=device, chunk=1, rasteriser="pytorch3d")
+        next(b3.frames(c3[:2]))
+        rows.append(("grey p3d", "one frame per call", n3, timed(lambda: s3.frames(c3), device)))
+        rows.append(("grey p3d", f"{args.chunk} frames per call", n3, timed(lambda: b3.frames(c3), device)))
+    else:
+        print(f"[bench render] no pytorch3d rows: {why}")
     n = args.pirender_frames or (750 if device.type == "cuda" else 16)
     torch.manual_seed(0)
     gen = FaceGenerator()
@@ -75,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     next(pn.frames(pc[:2], ref))
     rows.append(("PIRender", "one frame per call", n, timed(lambda: p1.frames(pc, ref), device)))
     rows.append(("PIRender", "16 frames per call", n, timed(lambda: pn.frames(pc, ref), device)))
+    torch_fps = rows[1][2] / rows[1][3]
     print(f"{'renderer':<10} {'how':<22} {'frames':>6} {'seconds':>8} {'frames/s':>9} {'real-time x':>11} "
-          f"{'vs per-frame':>12}")
+          f"{'vs per-frame':>12} {'vs torch batched':>16}")
     for i, (name, how, frames, secs) in enumerate(rows):
         base = rows[i - i % 2]
+        vs_torch = f"{frames / secs / torch_fps:>15.3g}x" if name.startswith("grey") else f"{'':>16}"
         print(f"{name:<10} {how:<22} {frames:>6} {secs:>8.2f} {frames / secs:>9.1f} {frames / secs / 25:>11.2f} "
-              f"{(base[3] / base[2]) / (secs / frames):>11.1f}x")
+              f"{(base[3] / base[2]) / (secs / frames):>11.1f}x {vs_torch}")
     return 0

@@ -148,7 +148,8 @@ class BatchStream:
 
         data = OmegaConf.to_container(self.cfg, resolve=True) if not isinstance(self.cfg, dict) else self.cfg
         # paths may change (shards copied to a node's local disk); contents and the plan's inputs may not
-        keep = {k: str(v) for k, v in data.items() if k not in ("num_workers", "shards", "mean_face", "std_face")}
+        keep = {k: str(v) for k, v in data.items()
+                if k not in ("num_workers", "shards", "mean_face", "std_face", "val_shards")}  # val: not the stream
         facts = {"cfg": keep, "sizes": self.dataset.index.sizes, "world_size": self.world_size,
                  "workers": self.dataset.workers, "keys": self.dataset.index.keys}
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]

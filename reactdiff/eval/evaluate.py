@@ -85,7 +85,12 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
         plot_metrics(report, out / "metrics.png")
         plot_couplings(report["couplings"], out / "couplings.png")
         atomic.write_text(out / "report.md", markdown(report))
-        report["wandb"] = log_evaluation(report, out, wandb)
+        try:
+            report["wandb"] = log_evaluation(report, out, wandb)
+        except Exception as exc:  # noqa: BLE001 - the metrics are written; wandb is a copy of them
+            print(f"reactdiff evaluate: warning: wandb logging failed ({type(exc).__name__}: {exc}); "
+                  f"{out / 'metrics.json'} and report.md are written", file=sys.stderr)
+            report["wandb"] = None
     return report
 
 

@@ -13,8 +13,9 @@ Here, per window offset t and dim d, with l the last known frame,
 
 alpha and beta fitted by least squares on the training shards when training starts (the same numbers on every
 rank, saved with the weights), and the diffusion models the residual x - prediction, whose spectrum is measured
-after the fit. Before the clip starts the past is the zero (mean) face, so the first window is predicted as the
-mean. For a window longer than the fit, the last offset's coefficients hold.
+after the fit. Before the clip starts the past is the zero face (the mean face of z-scored data), so the first
+window is predicted as alpha (the mean, for zero-mean dims). For a window longer than the fit, the last offset's
+coefficients hold.
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from .. import atomic
 from ..data.faceverse import AUDIO_RATE, FPS
 from ..media import write_mp4
 from ..sampling.writer import load_manifest, reaction_path
+from . import p3d
 from .clips import SpeakerSource
 from .faceverse import FaceVerseError, FaceVerseModel
 from .grey import GreyRenderer
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", help="npy with the FaceVerse identity coefficients to render with (the first 150 "
                                       "values are used; e.g. reference_full.npy); default: the mean face")
     p.add_argument("--simplified", action="store_true", help="use the model's simplified mesh (select_id/tri_select)")
+    p.add_argument("--rasteriser", default="auto", choices=p3d.BACKENDS,
+                   help="grey meshes: pytorch3d (the REACT renderer's library; the `pytorch3d` extra), torch (ours; "
+                        "the same frames), or auto (default: pytorch3d on a GPU when it imports, else torch: on the "
+                        "CPU pytorch3d is 90-430x slower); recorded in settings.json")
     p.add_argument("--size", type=int, default=224, help="frame size in pixels (default 224, as the REACT renderer)")
     p.add_argument("--rows", help="comma-separated neighbour-matrix rows (default: all in the manifest)")
     p.add_argument("--k", type=int, help="render only the first K reactions of each row (default: all)")
@@ -165,7 +170,8 @@ def run(args) -> int:
         draw = lambda coeffs, ref, n: pir.frames(coeffs, ref, n)  # noqa: E731  (windows see past the cut)
     else:
         model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
-        grey = GreyRenderer(model, args.size, identity, args.device, chunk=args.batch or 32)
+        grey = GreyRenderer(model, args.size, identity, args.device, chunk=args.batch or 32,
+                            rasteriser=args.rasteriser)
         draw = lambda coeffs, ref, n: grey.frames(coeffs[:n])  # noqa: E731
     source = SpeakerSource(Path(args.shards)) if args.shards else None
     settings = {"samples": _resolved(samples), "sampling": manifest["settings"],
@@ -175,14 +181,15 @@ def run(args) -> int:
                 "identity": _resolved(args.identity),
                 "pirender": _resolved(args.pirender), "size": args.size, "fps": FPS, "frames": args.frames,
                 "speaker_beside": source is not None,
-                "renderer": "pirender" if args.pirender else "grey mesh (torch)"}
+                "renderer": "pirender" if args.pirender else grey.name}
     if args.grid:  # only when set: folders rendered before the option existed keep their settings
         settings["grid"] = True
     _check_settings(out, settings, args.overwrite)
     jobs = jobs[args.rank::args.world_size]
     todo = [(e, name) for e, name in jobs if args.overwrite or not video_path(out, e, name).is_file()]
     if not args.quiet:
-        what = f"PIRender {args.pirender}" if args.pirender else f"grey mesh, {model.num_vertices} vertices"
+        what = (f"PIRender {args.pirender}" if args.pirender else
+                f"grey mesh ({grey.rasteriser} rasteriser), {model.num_vertices} vertices")
         print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), {what}, "
               f"{args.size}px, {args.device}", flush=True)
     t0, frames_done, cache = time.perf_counter(), 0, {}

@@ -6,15 +6,18 @@ inside when its three edge functions share the sign of the triangle's area (incl
 holes). Depth is interpolated perspective-correctly (1/z is linear in screen space); the nearest candidate of each
 pixel wins (scatter-min over depth, ties to the highest triangle index, so results are deterministic).
 
-Shading copies the REACT renderer's grey meshes (pytorch3d hard flat shading): vertex colour 200, a point light far
-along +z (towards the camera), ambient 0.1, diffuse 0.95, no specular, black background; lighting is two-sided, so
-a mesh's winding order does not matter.
+Shading is the REACT renderer's (FaceVerse's `ModelRenderer`: pytorch3d's HardFlatShader), the same model as the
+pytorch3d backend (p3d.py): grey vertex colour 200, a point light at (0, 0, 1e5) (towards the camera), ambient 0.1,
+diffuse 0.95 * max(0, n . l) with n the face normal by winding order (cross(v1 - v0, v2 - v0), pytorch3d's) and l
+the direction from the face's centre to the light, no specular, black background. One-sided like pytorch3d: a
+face whose winding turns its normal away from the light gets the ambient term only.
 """
 from __future__ import annotations
 
 import torch
 
 GREY, AMBIENT, DIFFUSE = 200.0, 0.1, 0.95
+LIGHT = (0.0, 0.0, 1e5)  # the point light's world position
 NEAR = 1e-2
 CANDIDATES = 1 << 22  # pixel candidates per batched step (bounds memory on large frames)
 
@@ -75,10 +78,13 @@ def rasterize(screen: torch.Tensor, tri: torch.Tensor, size: int) -> tuple[torch
 
 
 def face_shading(world: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
-    """(N, V, 3) world vertices -> (N, F) grey level of each triangle (flat, two-sided, light along +z)."""
+    """(N, V, 3) world vertices -> (N, F) grey level of each triangle (flat, one-sided, the point light LIGHT)."""
     tv = world[:, tri]
-    normal = torch.linalg.cross(tv[:, :, 1] - tv[:, :, 0], tv[:, :, 2] - tv[:, :, 0], dim=-1)
-    cos = normal[..., 2].abs() / normal.norm(dim=-1).clamp(min=1e-12)
+    normal = torch.nn.functional.normalize(
+        torch.linalg.cross(tv[:, :, 1] - tv[:, :, 0], tv[:, :, 2] - tv[:, :, 0], dim=-1), dim=-1, eps=1e-12)
+    to_light = torch.nn.functional.normalize(torch.tensor(LIGHT, dtype=world.dtype, device=world.device)
+                                             - tv.mean(2), dim=-1, eps=1e-12)
+    cos = (normal * to_light).sum(-1).clamp(min=0)
     return GREY * (AMBIENT + DIFFUSE * cos)
 
 

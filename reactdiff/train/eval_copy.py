@@ -16,7 +16,8 @@ from ..model.priors import FaceStats
 class EvalCopy:
     def __init__(self, cfg, model: nn.Module, device: torch.device, zero3: bool) -> None:
         stats = FaceStats(model.stats.mean.cpu(), model.stats.std.cpu(), model.stats.convention)
-        self.model = build_model(cfg, stats).to(device).eval().requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):  # building draws random weights: not from the training's stream
+            self.model = build_model(cfg, stats).to(device).eval().requires_grad_(False)
         self.zero3 = zero3
         self.names = [n for n, _ in self.model.named_parameters()]
 

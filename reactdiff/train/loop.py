@@ -177,21 +177,21 @@ def train(cfg) -> int:
             means["lr"] = scheduler.get_last_lr()[0]
             log.log(step, means, flops, n_in_window)
             sums, n_in_window = {}, 0
-        if step < t.steps:  # the last step's validation and samples come after its checkpoint
-            watch(step, model, ema)
         stop = dist.all_reduce_max_int(int(preempt.requested))
         if stop or step == t.steps or (t.checkpoint_every and step % t.checkpoint_every == 0):
             save(step)
-        if stop:
+        if stop:  # no watching now: the grace period is for the checkpoint
             dist.print0(f"[train] preempted: checkpoint at step {step} saved, exiting with {EXIT_REQUEUE}")
             exit_code = EXIT_REQUEUE
             preempt.hand_over()
             break
-    if exit_code == 0 and step > first_step:  # a rerun of a finished run has nothing new to show
-        watch(step, model, ema, final=True)
+        if step < t.steps:  # the last step's validation and samples come after the export
+            watch(step, model, ema)
     if exit_code == 0 and dist.is_main():
         export_ema(cfg, model, ema, run_dir / "export")
         dist.print0(f"[train] done: {step} steps; EMA weights exported to {run_dir / 'export'}")
+    if exit_code == 0 and (step > first_step or not watch.has_final(step)):  # a rerun of a finished run: only
+        watch(step, model, ema, final=True)                                  # what is missing
     log.finish()
     dist.barrier()
     return exit_code

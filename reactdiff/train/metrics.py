@@ -62,6 +62,10 @@ class RunLog:
                                     config=OmegaConf.to_container(cfg, resolve=True))
         self.window_start, self.data_wait, self.samples = time.perf_counter(), 0.0, 0
 
+    def exclude(self, secs: float) -> None:
+        """Time spent outside training steps (watching): left out of the current throughput window."""
+        self.window_start += secs
+
     def waited(self, secs: float, samples: int) -> None:
         self.data_wait += secs
         self.samples += samples
@@ -117,7 +121,12 @@ def read_rows(path: Path, kind: str = "train") -> list[dict]:
     if not Path(path).is_file():
         return []
     rows = (json.loads(line) for line in Path(path).read_text().splitlines() if line.strip())
-    return [r for r in rows if r.get("kind", "train") == kind]
+    by_step = {}  # a run resumed from an earlier checkpoint logs its steps again: the later row wins
+    for r in rows:
+        if r.get("kind", "train") == kind:
+            by_step.pop(r["step"], None)
+            by_step[r["step"]] = r
+    return sorted(by_step.values(), key=lambda r: r["step"])
 
 
 def plot_loss_curve(metrics: Path, out: Path) -> None:

@@ -40,7 +40,10 @@ class PreviewClips:
 
     @classmethod
     def from_shards(cls, cfg, shards: Path, clips: int) -> "PreviewClips":
-        data = OmegaConf.merge(cfg.data, {"shards": str(shards), "num_workers": 0, "batch_size": clips})
+        d = cfg.data  # normalised with the training statistics, which the model was built with
+        stats = {"mean_face": d.mean_face or str(Path(d.shards) / "mean_face.npy"),
+                 "std_face": d.std_face or str(Path(d.shards) / "std_face.npy")}
+        data = OmegaConf.merge(d, {"shards": str(shards), "num_workers": 0, "batch_size": clips, **stats})
         batch = next(iter(BatchStream(data, train=False)))  # eval order: the first clips of the shards
         gt = load_ground_truth(shards, frames=cfg.data.eval_frames, need_neighbours=False)
         rows = batch["matrix_row"].tolist()

@@ -67,7 +67,7 @@ class ValidationSet:
                     seed: int = 0) -> "ValidationSet":
         d = cfg.data
         index = ShardIndex.open(shards)
-        normaliser = make_normaliser(d, index.folder)
+        normaliser = make_normaliser(d, Path(d.shards))  # the training statistics, which the model was built with
         audio = getattr(d.audio, "value", d.audio)
         pairs = [(s, i, role) for s, size in enumerate(index.sizes) for i in range(size) for role in (0, 1)]
         if not pairs:

@@ -30,18 +30,31 @@ class Watch:
                             f"{cfg.data.shards}): no validation loss or samples during training")
             return
         started = time.perf_counter()
-        if t.val_every:
-            self.vset = ValidationSet.from_shards(cfg, model.dim, model.density, self.shards, t.val_windows,
-                                                  t.val_levels, seed=cfg.seed)
-        if t.sample_every:
-            self.clips = PreviewClips.from_shards(cfg, self.shards, t.sample_clips)
-            if t.render_faceverse:
-                from ..render.clips import SpeakerSource
-                from ..render.faceverse import FaceVerseModel
-                from ..render.grey import GreyRenderer
+        try:
+            if t.val_every:
+                self.vset = ValidationSet.from_shards(cfg, model.dim, model.density, self.shards, t.val_windows,
+                                                      t.val_levels, seed=cfg.seed)
+            if t.sample_every:
+                self.clips = PreviewClips.from_shards(cfg, self.shards, t.sample_clips)
+        except (ValueError, FileNotFoundError, KeyError) as exc:
+            if cfg.data.val_shards:  # asked for by name: a config error
+                raise ValueError(f"data.val_shards={cfg.data.val_shards}: {exc}") from exc
+            # found next to the training shards: train without watching rather than not at all (every rank reads
+            # the same files, so every rank takes this branch)
+            dist.print0(f"[train] warning: the validation shards {self.shards} cannot be watched ({exc}); no "
+                        f"validation loss or samples during training (set data.val_shards to a usable folder)")
+            self.shards = self.vset = self.clips = None
+            return
+        if self.clips is not None and t.render_faceverse:
+            from ..render.clips import SpeakerSource
+            from ..render.faceverse import FaceVerseModel
+            from ..render.grey import GreyRenderer
+            from ..render.p3d import resolve
 
-                self.grey = GreyRenderer(FaceVerseModel.load(t.render_faceverse), t.render_size, None, device)
-                self.source = SpeakerSource(self.shards)
+            rasteriser = dist.broadcast_object(resolve(t.render_rasteriser, device))  # rank 0's: one per run
+            self.grey = GreyRenderer(FaceVerseModel.load(t.render_faceverse), t.render_size, None, device,
+                                     rasteriser=rasteriser)
+            self.source = SpeakerSource(self.shards)
         self.copy = EvalCopy(cfg, model, device, zero3)
         what = []
         if self.vset is not None:
@@ -49,14 +62,39 @@ class Watch:
                         f"every {t.val_every} steps")
         if self.clips is not None:
             what.append(f"{t.sample_k} reactions to {len(self.clips.rows)} clips every {t.sample_every} steps"
-                        + (" with grid videos" if self.grey else ""))
+                        + (f" with grid videos ({self.grey.rasteriser} rasteriser)" if self.grey else ""))
         dist.print0(f"[train] watching {self.shards}: {'; '.join(what)} (set up in "
                     f"{time.perf_counter() - started:.1f} s)")
+
+    def _spent(self, what: str, secs: float) -> None:
+        self.spent[what] += secs
+        self.log.exclude(secs)  # the next throughput row counts training only
 
     def _share(self) -> str:
         total = max(time.perf_counter() - self.t0, 1e-9)
         spent = sum(self.spent.values())
         return f"watching so far: {spent:.1f} s = {100 * spent / total:.1f}% of the run's wall time"
+
+    def has_final(self, step: int) -> bool:
+        """Whether the run's records already hold the end-of-run validation and samples at `step` (rank 0's answer,
+        on every rank)."""
+        done = True
+        if dist.is_main():
+            from .metrics import read_rows
+
+            path = self.run_dir / "metrics.jsonl"
+            for kind, wanted in (("validation", self.vset), ("samples", self.clips)):
+                if wanted is not None and not any(r["step"] == step for r in read_rows(path, kind)):
+                    done = False
+        return bool(dist.broadcast_object(done))
+
+    def _rank0(self, what: str, fn) -> None:
+        """Rank 0's share (scores, files, plots, wandb): a failure is reported, never left to hang the other ranks
+        at their next collective or to stop training."""
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - watching must not kill a run
+            print(f"[train] warning: {what} failed ({type(exc).__name__}: {exc}); training goes on", flush=True)
 
     def __call__(self, step: int, model, ema, final: bool = False) -> None:
         """After optimiser step `step`, on every rank (they all take part)."""
@@ -72,12 +110,11 @@ class Watch:
         raw = self.vset.loss(self.copy.load_raw(model), rank, world, bs)
         avg = self.vset.loss(self.copy.load_ema(ema, model), rank, world, bs)
         row = {"step": step, "val/loss": float(raw.mean()), "val/loss_ema": float(avg.mean())}
-        for sigma, a, b in zip(self.vset.sigmas.tolist(), raw.tolist(), avg.tolist()):
-            row[f"val/loss@{sigma:.3g}"], row[f"val/loss_ema@{sigma:.3g}"] = a, b
+        for j, (sigma, a, b) in enumerate(zip(self.vset.sigmas.tolist(), raw.tolist(), avg.tolist())):
+            row[f"val/loss@{j}:{sigma:.4g}"], row[f"val/loss_ema@{j}:{sigma:.4g}"] = a, b
         if dist.is_main():
-            self.log.event("validation", row)
-            self.log.plot()
-        self.spent["validation"] += time.perf_counter() - started
+            self._rank0("logging the validation loss", lambda: (self.log.event("validation", row), self.log.plot()))
+        self._spent("validation", time.perf_counter() - started)
         dist.print0(f"[train] validation at step {step}: loss {row['val/loss']:.4f}, EMA {row['val/loss_ema']:.4f} "
                     f"({self.vset.windows} windows x {len(self.vset.sigmas)} levels, {world} rank(s), "
                     f"{time.perf_counter() - started:.1f} s; {self._share()})")
@@ -101,20 +138,23 @@ class Watch:
                            self.cfg.train.render_size, clip["audio"], self.cfg.data.eval_frames)
             videos = [out / f"grid_{r:05d}.mp4" for r in self.clips.rows]
         dist.barrier()  # every rank's videos exist
-        row = None
+        row = {}
         if dist.is_main():
-            scores = self.clips.score(reactions)
-            write_preview(out, self.clips, reactions, scores, step)
-            row = {"step": step, **{f"samples/{k}": float(v) for k, v in scores.items()}}
-            self.log.event("samples", row, images={"samples/curves": out / "curves.png"},
-                           videos={f"samples/grid_{p.stem[5:]}": p for p in videos})
-        self.spent["samples"] += time.perf_counter() - started
-        if row is not None:
+            def finish() -> None:
+                scores = self.clips.score(reactions)
+                write_preview(out, self.clips, reactions, scores, step)
+                row.update({"step": step, **{f"samples/{k}": float(v) for k, v in scores.items()}})
+                self.log.event("samples", row, images={"samples/curves": out / "curves.png"},
+                               videos={f"samples/grid_{p.stem[5:]}": p for p in videos if p.is_file()})
+
+            self._rank0("scoring and logging the samples", finish)
+        self._spent("samples", time.perf_counter() - started)
+        if row:
             dist.print0(f"[train] samples at step {step}: {len(self.clips.rows)} clips x {self.cfg.train.sample_k} "
                         f"reactions, FRCorr {row['samples/FRCorr']:.3f}, FRDist {row['samples/FRDist']:.1f}, jitter "
                         f"ratio {row['samples/jitter_ratio/expression']:.2f} / "
                         f"{row['samples/jitter_ratio/rotation']:.2f} / {row['samples/jitter_ratio/translation']:.2f} "
                         f"-> {out} (generation {generated:.1f} s, total {time.perf_counter() - started:.1f} s; "
                         f"{self._share()})")
-        return row
+        return row or None
 
