@@ -76,7 +76,8 @@ def test_the_loss_and_the_anchor(regression_model):
     torch.testing.assert_close(model.anchor(torch.zeros(3, 0, 58), 32), reg.alpha.expand(3, 32, 58))  # no past
     b, h, w = 2, 8, 32
     g = torch.Generator().manual_seed(0)
-    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g), "listener_fv": torch.randn(b, h + w, 58, generator=g),
+    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
+             "listener_fv": torch.randn(b, h + w, 58, generator=g),
              "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
     out = model.training_loss(batch, h, torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)

@@ -33,7 +33,8 @@ def fake_validation(cfg, model) -> ValidationSet:
     d, t = cfg.data, cfg.train
     g = torch.Generator().manual_seed(0)
     n, frames = t.val_windows, d.history + d.window
-    batch = {"speaker_fv": torch.randn(n, frames, 58, generator=g), "listener_fv": torch.randn(n, frames, 58, generator=g),
+    batch = {"speaker_fv": torch.randn(n, frames, 58, generator=g),
+             "listener_fv": torch.randn(n, frames, 58, generator=g),
              "speaker_feat": torch.randn(n, frames, cfg.model.audio_dim, generator=g),
              "valid": torch.ones(n, frames, dtype=torch.bool)}
     noise = torch.randn(n, t.val_levels, d.window, model.dim, generator=g)
