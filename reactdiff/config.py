@@ -164,6 +164,9 @@ class TrainConfig:
     wandb: WandbMode = WandbMode.offline  # wandb mode
     wandb_project: str = "reactdiff"  # wandb project
     resume: bool = True  # continue from the latest complete checkpoint of the run folder
+    compile: bool = False  # torch.compile the U-Net (dynamic=False: fixed window shapes); measured slower on CPU
+    sync_every: int = 10  # optimiser steps between the ranks' preemption agreement (a host sync; also at
+    #                       checkpoint steps and the last step)
     val_every: int = 1000  # optimiser steps between validation losses (and at the end; 0: off)
     val_windows: int = 256  # fixed validation windows (the same ones at every validation and in every run)
     val_levels: int = 8  # fixed noise levels, log-spaced over the training density's 1st-99th percentiles
@@ -274,7 +277,8 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
-             "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size")
+             "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size",
+             "train.sync_every")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
                  "model.loss_weight_power",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",

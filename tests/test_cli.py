@@ -117,10 +117,13 @@ def test_bench_render_prints_its_table(capsys):
 
 
 def test_bench_model_prints_its_tables(capsys):
-    assert cli_main(["bench", "model", "--sizes", "tiny", "--steps", "2", "--train-batch", "2", "--window", "32",
+    assert cli_main(["bench", "model", "--sizes", "tiny", "--steps", "2", "--train-batches", "2", "--window", "32",
                      "--history", "16"]) == 0
     out = capsys.readouterr().out
     assert "vs released" in out and "training step" in out and "tiny" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("tiny ") and len(line.split()) == 11]
+    assert [(r[2], r[3]) for r in rows] == [("2", "eager"), ("2", "compiled")]
+    assert all(r[8] == "1.00x" for r in rows if r[3] == "eager")  # each batch's compiled row against its eager one
 
 
 def test_bench_watch_prints_its_table(capsys):

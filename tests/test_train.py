@@ -247,3 +247,18 @@ def test_gpu_bf16_zero2(tiny_shards, tmp_path):
     batch, before = initial_probe(tmp_path / "gpu")
     after = probe_loss(load_export(tmp_path / "gpu" / "export")[0], batch)  # fp32 EMA weights, on the CPU
     assert after < 0.95 * before, (before, after)
+
+
+def test_compiled_training_follows_eager(tiny_shards, tmp_path):
+    """torch.compile of the U-Net (train.compile) inside the DeepSpeed engine: the same losses as eager, 2 ranks."""
+    got = {}
+    for name, extra in (("eager", []), ("compiled", ["train.compile=true"])):
+        res = launch(base_args(tiny_shards, tmp_path, name, "train.zero_stage=2", "train.steps=20",
+                               "train.checkpoint_every=0", *extra), nproc=2)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        got[name] = losses(tmp_path / name)
+    assert sorted(got["eager"]) == list(range(1, 21))
+    for step, eager in got["eager"].items():
+        assert got["compiled"][step] == pytest.approx(eager, rel=2e-3), step
+    res = launch(base_args(tiny_shards, tmp_path, "z3", "train.zero_stage=3", "train.compile=true"), nproc=1)
+    assert res.returncode == 2 and "train.compile=true with train.zero_stage=3" in res.stderr

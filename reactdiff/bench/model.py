@@ -17,7 +17,7 @@ from .. import config
 from ..model.export import build_model
 from ..sampling.online import generate, window_starts
 from ..sampling.samplers import network_evaluations
-from .train import step_time
+from .train import train_step_times
 
 FRAMES, K = 750, 10
 
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=8, help="cross-faded frames between windows (default 8)")
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--train-batch", type=int, default=32, help="windows per training step (default 32)")
+    p.add_argument("--train-batches", help="comma-separated batch sizes for the eager vs compiled training table "
+                                           "(default: --train-batch)")
+    p.add_argument("--no-compile", action="store_true", help="skip the compiled training rows")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available); fp32 either way")
     return p
@@ -88,10 +91,17 @@ def main(argv: list[str] | None = None) -> int:
             nfe_secs = timed(lambda: model.denoise(x, sigma, cache=cache), repeats=10, device=device)
         released[size] = (nfe_secs, math.ceil(FRAMES / 16))  # evaluations per sampling step and reaction
         print(f"[bench] {size}: {nfe_secs * 1000:.1f} ms per network evaluation of one 16-frame window", flush=True)
-        # training step: forward + backward + AdamW on a batch of windows (the same measurement as bench train)
-        secs = step_time(size, args.train_batch, args.window, args.history, cfg.model.audio_dim, repeats=3,
-                         device=device)
-        train_rows.append((size, n_params, secs))
+        # training step: forward + backward + AdamW on a batch of windows, eager and compiled (train.compile)
+        for batch in [int(b) for b in (args.train_batches or str(args.train_batch)).split(",")]:
+            for compiled in (False,) if args.no_compile else (False, True):
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                first, secs, flops = train_step_times(size, batch, args.window, args.history, cfg.model.audio_dim,
+                                                      repeats=3, device=device, compile=compiled)
+                mem = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+                train_rows.append((size, n_params, batch, compiled, first, secs, flops, mem))
+                print(f"[bench] {size}, batch {batch}, {'compiled' if compiled else 'eager'}: {secs:.3f} s/step "
+                      f"(first step {first:.1f} s)", flush=True)
 
     print(f"\ngeneration of {K} reactions x {FRAMES} frames (30 s each)")
     print(f"{'size':<6} {'params':>11} {'steps':>5} {'evals':>6} {'wall s':>8} {'s/reaction':>10} {'frames/s':>9} "
@@ -107,10 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     for size, (nfe_secs, per_step) in released.items():
         print(f"  {size}: {nfe_secs * 1000:.1f} ms per evaluation x {per_step * 25} evaluations = "
               f"{nfe_secs * per_step * 25:.1f} s per reaction at 25 steps")
-    print(f"\ntraining step (forward + backward + AdamW), batch {args.train_batch} windows of {args.window} frames "
-          f"+ {args.history} context")
-    print(f"{'size':<6} {'params':>11} {'s/step':>8} {'windows/s':>10} {'frames/s':>9}")
-    for size, n, secs in train_rows:
-        print(f"{size:<6} {n:>11,} {secs:>8.3f} {args.train_batch / secs:>10.1f} "
-              f"{args.train_batch * args.window / secs:>9.0f}")
+    print(f"\ntraining step (forward + backward + AdamW, fp32, the model alone), windows of {args.window} frames "
+          f"+ {args.history} context; compiled = torch.compile of the U-Net (train.compile), first step = compile")
+    from ..train.metrics import peak_flops
+
+    peak = peak_flops()
+    print(f"{'size':<6} {'params':>11} {'batch':>5} {'mode':<9} {'first s':>8} {'s/step':>8} {'windows/s':>10} "
+          f"{'frames/s':>9} {'vs eager':>8} {'MFU %':>6} {'peak GB':>7}")
+    eager = {}
+    for size, n, batch, compiled, first, secs, flops, mem in train_rows:
+        if not compiled:
+            eager[(size, batch)] = secs
+        mfu = f"{100 * flops / secs / peak:>6.1f}" if peak else f"{'n/a':>6}"
+        print(f"{size:<6} {n:>11,} {batch:>5} {'compiled' if compiled else 'eager':<9} {first:>8.1f} {secs:>8.3f} "
+              f"{batch / secs:>10.1f} {batch * args.window / secs:>9.0f} {eager[(size, batch)] / secs:>7.2f}x {mfu} "
+              f"{'n/a' if mem is None else f'{mem:.2f}':>7}")
     return 0

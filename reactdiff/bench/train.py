@@ -55,15 +55,27 @@ def run_setting(run: Path) -> tuple[str, float | None, float]:
 def step_time(size: str, batch: int, window: int, history: int, audio_dim: int = 80, repeats: int = 2,
               device: str | torch.device = "cpu") -> float:
     """Seconds per fwd+bwd+AdamW step of the model alone (no data loading), fp32."""
+    return train_step_times(size, batch, window, history, audio_dim, repeats, device)[1]
+
+
+def train_step_times(size: str, batch: int, window: int, history: int, audio_dim: int = 80, repeats: int = 2,
+                     device: str | torch.device = "cpu", compile: bool = False) -> tuple[float, float, int]:
+    """(seconds of the first step -- compilation included --, seconds per later step, FLOPs per step) of the model
+    alone (no data loading), fp32; compile: torch.compile of the U-Net as train.compile does it."""
+    from ..train.metrics import count_flops
+
     cfg = config.load(None, [f"model.size={size}", f"model.audio_dim={audio_dim}"])
     torch.manual_seed(0)
     model = build_model(cfg).train().to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=torch.device(device).type == "cuda")
     g = torch.Generator().manual_seed(0)
     t = history + window
     data = {"speaker_fv": torch.randn(batch, t, 58, generator=g), "listener_fv": torch.randn(batch, t, 58, generator=g),
             "speaker_feat": torch.randn(batch, t, audio_dim, generator=g), "valid": torch.ones(batch, t, dtype=torch.bool)}
     data = {k: v.to(device) for k, v in data.items()}
+    flops = 3 * count_flops(lambda: model.training_loss(data, history, torch.Generator()))  # fwd + 2x for bwd
+    if compile:
+        model.unet.compile(dynamic=False)
 
     def step():
         loss = model.training_loss(data, history)["loss"]
@@ -73,11 +85,13 @@ def step_time(size: str, batch: int, window: int, history: int, audio_dim: int =
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
 
+    t0 = time.perf_counter()
     step()
+    first = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(repeats):
         step()
-    return (time.perf_counter() - t0) / repeats
+    return first, (time.perf_counter() - t0) / repeats, flops
 
 
 def wav2vec2_time(batch: int, frames: int) -> float:

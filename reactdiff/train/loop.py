@@ -117,8 +117,13 @@ def train(cfg) -> int:
     ds_cfg = deepspeed_config(cfg, env.world_size, precision)
     if dist.is_main():
         atomic.write_json(run_dir / "deepspeed.json", ds_cfg)
+    if t.compile:
+        if t.zero_stage == 3:
+            raise config.ConfigError("train.compile=true with train.zero_stage=3: ZeRO-3's parameter hooks break "
+                                     "the compiled graph; use stage 0-2")
+        model.unet.compile(dynamic=False)  # in place: parameter names (checkpoints, exports) stay the same
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas), eps=t.eps,
-                                  weight_decay=t.weight_decay)
+                                  weight_decay=t.weight_decay, fused=device.type == "cuda")  # one kernel per group
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     engine, _, _, scheduler = deepspeed.initialize(model=TrainStep(model, hist), optimizer=optimizer,
                                                    lr_scheduler=scheduler, config=ds_cfg)
@@ -177,8 +182,11 @@ def train(cfg) -> int:
             means["lr"] = scheduler.get_last_lr()[0]
             log.log(step, means, flops, n_in_window)
             sums, n_in_window = {}, 0
-        stop = dist.all_reduce_max_int(int(preempt.requested))
-        if stop or step == t.steps or (t.checkpoint_every and step % t.checkpoint_every == 0):
+        due = t.checkpoint_every and step % t.checkpoint_every == 0
+        # the agreement is a host sync: every few steps, not every step (a signal waits at most sync_every steps)
+        stop = dist.all_reduce_max_int(int(preempt.requested)) if (
+            step % t.sync_every == 0 or due or step == t.steps) else 0
+        if stop or step == t.steps or due:
             save(step)
         if stop:  # no watching now: the grace period is for the checkpoint
             dist.print0(f"[train] preempted: checkpoint at step {step} saved, exiting with {EXIT_REQUEUE}")
