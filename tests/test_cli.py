@@ -124,6 +124,8 @@ def test_bench_model_prints_its_tables(capsys):
     rows = [line.split() for line in out.splitlines() if line.startswith("tiny ") and len(line.split()) == 11]
     assert [(r[2], r[3]) for r in rows] == [("2", "eager"), ("2", "compiled")]
     assert all(r[8] == "1.00x" for r in rows if r[3] == "eager")  # each batch's compiled row against its eager one
+    clips = [line.split() for line in out.splitlines() if line.startswith("tiny ") and len(line.split()) == 7]
+    assert [r[1] for r in clips] == ["1", "4"] and clips[0][-1] == "1.00x"
 
 
 def test_bench_watch_prints_its_table(capsys):

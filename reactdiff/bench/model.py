@@ -22,11 +22,12 @@ from .train import train_step_times
 FRAMES, K = 750, 10
 
 
-def fake_clip(frames: int, audio_dim: int, device: torch.device = torch.device("cpu")) -> dict:
+def fake_clip(frames: int, audio_dim: int, device: torch.device = torch.device("cpu"), clips: int = 1) -> dict:
     g = torch.Generator().manual_seed(0)
-    return {"speaker_fv": torch.randn(1, frames, 58, generator=g).to(device),
-            "speaker_feat": torch.randn(1, frames, audio_dim, generator=g).to(device),
-            "valid": torch.ones(1, frames, dtype=torch.bool, device=device), "key": ["bench"], "role": ["a->b"]}
+    return {"speaker_fv": torch.randn(clips, frames, 58, generator=g).to(device),
+            "speaker_feat": torch.randn(clips, frames, audio_dim, generator=g).to(device),
+            "valid": torch.ones(clips, frames, dtype=torch.bool, device=device),
+            "key": [f"bench{i}" for i in range(clips)], "role": ["a->b"] * clips}
 
 
 def timed(fn, repeats: int = 1, device: torch.device = torch.device("cpu")) -> float:
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batches", help="comma-separated batch sizes for the eager vs compiled training table "
                                            "(default: --train-batch)")
     p.add_argument("--no-compile", action="store_true", help="skip the compiled training rows")
+    p.add_argument("--gen-clips", default="1,4", help="speaker clips per generation call (sample.batch_size) to "
+                                                      "compare, each with K reactions (default 1,4)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available); fp32 either way")
     return p
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"[bench] torch {torch.__version__}, {device} ({where}), {K} reactions x {FRAMES} frames, "
           f"window {args.window}, history {args.history}, overlap {args.overlap}, {args.sampler}")
-    gen_rows, train_rows, released = [], [], {}
+    gen_rows, train_rows, clip_rows, released = [], [], [], {}
     for size in args.sizes.split(","):
         cfg = config.load(None, [f"model.size={size}", f"data.history={args.history}"])
         torch.manual_seed(0)
@@ -82,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             nfe = network_evaluations(args.sampler, steps) * windows
             gen_rows.append((size, n_params, steps, nfe, secs))
             print(f"[bench] {size}, {steps} steps: {secs:.2f} s for {K} reactions", flush=True)
+        # clips x K reactions per network call (sample.batch_size clips): throughput per batch, at the first steps
+        for clips in [int(c) for c in args.gen_clips.split(",")]:
+            batch = fake_clip(FRAMES, cfg.model.audio_dim, device, clips)
+            secs = timed(lambda: generate(model, batch, k=K, history=args.history, window=args.window,
+                                          overlap=args.overlap, sampler=args.sampler, steps=steps_list[0]),
+                         device=device)
+            clip_rows.append((size, clips, steps_list[0], secs))
         # the released schedule: one reaction at a time, 16-frame windows, 25 steps -> ~1,200 evaluations
         small_clip = fake_clip(32, cfg.model.audio_dim, device)
         with torch.inference_mode():
@@ -117,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     for size, (nfe_secs, per_step) in released.items():
         print(f"  {size}: {nfe_secs * 1000:.1f} ms per evaluation x {per_step * 25} evaluations = "
               f"{nfe_secs * per_step * 25:.1f} s per reaction at 25 steps")
+    print(f"\ngeneration throughput vs speaker clips per call (sample.batch_size; {K} reactions each, "
+          f"{FRAMES} frames, the same reactions whatever the batch)")
+    print(f"{'size':<6} {'clips':>5} {'rows/call':>9} {'steps':>5} {'wall s':>8} {'reactions/s':>11} {'vs 1 clip':>9}")
+    one = {}
+    for size, clips, steps, secs in clip_rows:
+        one.setdefault(size, secs / clips)
+        print(f"{size:<6} {clips:>5} {clips * K:>9} {steps:>5} {secs:>8.2f} {clips * K / secs:>11.2f} "
+              f"{one[size] / (secs / clips):>8.2f}x")
     print(f"\ntraining step (forward + backward + AdamW, fp32, the model alone), windows of {args.window} frames "
           f"+ {args.history} context; compiled = torch.compile of the U-Net (train.compile), first step = compile")
     from ..train.metrics import peak_flops
