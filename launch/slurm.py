@@ -93,15 +93,17 @@ def submit_train(args, cluster) -> list:
     return [job]
 
 
-def missing_tasks(out: Path, samples: int, tasks: int) -> list[int]:
-    """Tasks with at least one row whose reactions are not written yet."""
+def missing_tasks(out: Path, index, tasks: int) -> list[int]:
+    """Tasks with at least one row whose reactions are not written yet; a task's rows are its samples' matrix rows
+    as the shard index records them (with rejected clips or a partial split they are not the sample positions)."""
     from reactdiff.data.partition import slot_bounds
     from reactdiff.sampling.writer import reaction_path
 
+    rows_of = index.matrix_rows()
     todo = []
     for rank in range(tasks):
-        lo, hi = slot_bounds(samples, tasks, rank, equal=False)
-        rows = [r for s in range(lo, hi) for r in (s, samples + s)]  # both directions of dyadic sample s
+        lo, hi = slot_bounds(index.num_samples, tasks, rank, equal=False)
+        rows = [r for pair in rows_of[lo:hi] for r in pair]  # both directions of each dyadic sample
         if any(not reaction_path(out, r).is_file() for r in rows):
             todo.append(rank)
     return todo
@@ -122,7 +124,7 @@ def submit_eval(args, cluster) -> list:
             "overrides": args.overrides, "convention": args.convention, "threads": cluster.cpus_per_task,
             "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,
             "wandb": args.wandb}
-    todo = missing_tasks(out, index.num_samples, tasks)
+    todo = missing_tasks(out, index, tasks)
     ex, params = array_executor(cluster, out, "eval")
     print(f"[launch] eval: {index.num_samples} dyadic clips ({2 * index.num_samples} speaker rows) in {tasks} tasks, "
           f"{len(todo)} still to run {todo if len(todo) < 20 else ''}; then 1 aggregation job (baselines from "

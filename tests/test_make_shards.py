@@ -218,6 +218,30 @@ def test_some_rejects_do_not_stop_the_good_clips(react_copy, tmp_path):
     index = make_shards(react_copy, "train", tmp_path / "o", samples_per_shard=4, progress=False)
     assert index["totals"]["samples"] == 5 and index["totals"]["rejects"] == 1
     assert [k[:5] for e in index["shards"] for k in e["keys"]] == ["00000", "00001", "00003", "00004", "00005"]
+    # the neighbour-matrix rows of every sample are recorded in the index (row k, and L + k mirrored), and the
+    # index of an older run (without them) gives the same from the samples' meta.json
+    from reactdiff.data.shard_index import ShardIndex
+
+    expected = [(0, 6), (1, 7), (3, 9), (4, 10), (5, 11)]
+    assert [tuple(r) for e in index["shards"] for r in e["matrix_rows"]] == expected
+    assert ShardIndex.open(tmp_path / "o").matrix_rows() == expected
+    doc = json.loads((tmp_path / "o" / "index.json").read_text())
+    for e in doc["shards"]:
+        e.pop("matrix_rows", None)
+    (tmp_path / "o" / "index.json").write_text(json.dumps(doc))
+    old = ShardIndex.open(tmp_path / "o")
+    assert old.recorded_rows is None and old.matrix_rows() == expected
+    # the eval launcher checks a task's rows, not its sample positions
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "launch"))
+    import slurm as launcher
+    from reactdiff.sampling.writer import reaction_path
+
+    out = tmp_path / "eval"
+    assert launcher.missing_tasks(out, old, 2) == [0, 1]
+    for r in (0, 6, 1, 7, 3, 9):  # task 0 of 2: samples 0-2 = pair rows 0, 1, 3 and their mirrors
+        reaction_path(out, r).parent.mkdir(parents=True, exist_ok=True)
+        reaction_path(out, r).write_bytes(b"x")
+    assert launcher.missing_tasks(out, old, 2) == [1]
 
 
 def test_wav2vec2_features_from_a_local_folder(tiny_react, tmp_path):

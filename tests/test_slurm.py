@@ -131,7 +131,9 @@ def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tm
     # lose task 2's rows: a rerun submits that task only, then aggregates again
     for r in (3, 9):  # task 2 of 4 holds dyadic sample 3 (row 3 and its mirror 9)
         reaction_path(out, r).unlink()
-    assert launcher.missing_tasks(out, 6, 4) == [2]
+    from reactdiff.data.shard_index import ShardIndex
+
+    assert launcher.missing_tasks(out, ShardIndex.open(shards), 4) == [2]
     jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
                    str(out), "--tasks", "4", "--no-baselines", *EVAL_OVERRIDES])
     assert len(jobs) == 2

@@ -96,7 +96,7 @@ def process_row(row: PairRow, split_dir: Path, split: str, n_rows: int, audio_fo
         "source": meta_src, "format_version": FORMAT_VERSION,
     }
     fields["meta.json"] = encode_json(meta)
-    return {"key": key, "fields": fields}
+    return {"key": key, "fields": fields, "matrix_rows": [meta["matrix_rows"]["a"], meta["matrix_rows"]["b"]]}
 
 
 def _prepare_out(out: Path, settings: ShardSettings, resume: bool, overwrite: bool) -> dict:
@@ -200,7 +200,8 @@ def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers:
             name = mf.shard_file_name(split, i)
             atomic.write_bytes(out / name, data)
             entry.update(file=name, keys=builder.keys, offsets=builder.offsets, samples=len(accepted),
-                         bytes=len(data), sha256=mf.sha256_bytes(data))
+                         bytes=len(data), sha256=mf.sha256_bytes(data),
+                         matrix_rows=[r["matrix_rows"] for r in accepted])  # [a speaks, b speaks] per sample
         index["shards"] = sorted(index["shards"] + [entry], key=lambda e: e["index"])
         index["totals"] = mf.totals(index["shards"])
         mf.write_index(out, index)  # recorded only after the shard file is in place

@@ -20,6 +20,7 @@ class ShardIndex:
     first_id: list[int]  # global sample id (manifest order) of each shard's first sample
     features: dict | None  # audio features stored in the shards, or None
     split: str
+    recorded_rows: list[list[list[int]]] | None = None  # per shard, per sample: [row a speaks, row b speaks]
 
     @classmethod
     def open(cls, folder: str | Path) -> "ShardIndex":
@@ -39,11 +40,27 @@ class ShardIndex:
         spec = index["settings"]["audio_features"]
         return cls(folder=folder, files=files, sizes=sizes, offsets=[e["offsets"] for e in shards],
                    keys=[e["keys"] for e in shards], first_id=[0] + list(np.cumsum(sizes)[:-1].tolist()),
-                   features=None if spec == "none" else {"spec": spec}, split=index["settings"]["split"])
+                   features=None if spec == "none" else {"spec": spec}, split=index["settings"]["split"],
+                   recorded_rows=[e["matrix_rows"] for e in shards] if all("matrix_rows" in e for e in shards)
+                   else None)
 
     @property
     def num_samples(self) -> int:
         return sum(self.sizes)
+
+    def matrix_rows(self) -> list[tuple[int, int]]:
+        """Every sample's neighbour-matrix rows (a speaks, b speaks), in manifest order: as index.json records them
+        (make_shards writes them), or -- for indexes written before it did -- from each sample's meta.json."""
+        if self.recorded_rows is not None:
+            return [(int(a), int(b)) for shard in self.recorded_rows for a, b in shard]
+        from .sample_format import decode_json
+
+        out = []
+        for shard, size in enumerate(self.sizes):
+            for i in range(size):
+                meta = decode_json(self.read(shard, i, lambda name: name == "meta.json")["meta.json"])
+                out.append((int(meta["matrix_rows"]["a"]), int(meta["matrix_rows"]["b"])))
+        return out
 
     def read(self, shard: int, sample: int, fields=None) -> dict:
         """One sample's members as bytes (only the `fields` for which fields(name) is true, if given)."""
