@@ -143,7 +143,8 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
           f"loss {rows[0]['loss']:.3f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.3f} (step {rows[-1]['step']}); "
           f"{run_dir}/loss.png, EMA export {run_dir / 'export'}")
     watched = [line for line in lines if line.startswith(("[train] validation", "[train] samples"))]
-    for line in [line for line in lines if "parameters," in line][-1:] + watched[-2:] + lines[-1:]:
+    done = [line for line in lines if line.startswith("[train] done")]
+    for line in [line for line in lines if "parameters," in line][-1:] + watched[-2:] + done[-1:]:
         print(f"           {line}")
     return run_dir / "export"
 
