@@ -275,12 +275,8 @@ def barrier() -> None:
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     """Mean of `t` over ranks, as a new tensor on t's device (integer tensors become float32)."""
-    x = t.detach().clone() if t.is_floating_point() or t.is_complex() else t.detach().float()
-    if (dev := _comm_device()) is None:
-        return x
-    x = x.to(dev)
-    tdist.all_reduce(x, op=tdist.ReduceOp.SUM)
-    return (x / _env.world_size).to(t.device)
+    x = all_reduce_sum(t if t.is_floating_point() or t.is_complex() else t.float())
+    return x / _env.world_size if _comm_device() is not None else x
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

@@ -57,3 +57,23 @@ def tiny_test_shards(tiny_react, tiny_shards) -> Path:
     out = tiny_shards.parent / "test"
     make_shards(tiny_react, "test", out, samples_per_shard=2, audio_features="logmel", progress=False)
     return out
+
+
+def assert_denoise_loss_is(model, anchor_of, whiten, h: int = 8, w: int = 32) -> None:
+    """model.training_loss's denoising term equals the EDM loss computed by hand on x0 - anchor_of(x, h) (the window
+    relative to what the model anchors it to), with the same sigma and noise draws and `whiten`."""
+    import torch
+
+    b = 2
+    g = torch.Generator().manual_seed(0)
+    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
+             "listener_fv": torch.randn(b, h + w, 58, generator=g),
+             "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+    out = model.training_loss(batch, h, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    sigma = model.density.sample(b, generator=g)
+    noise = model.colour_noise(torch.randn(b, w, 58, generator=g))
+    x = batch["listener_fv"]
+    manual, _ = model.denoiser.loss(x[:, h:] - anchor_of(x, h), sigma, noise, whiten=whiten,
+                                    **model.condition(batch, x[:, :h]))
+    torch.testing.assert_close(out["denoise"], manual.mean())

@@ -10,6 +10,7 @@ from reactdiff.model.export import build_model, load_export, save_export
 from reactdiff.model.past_regression import PastRegression, fit_past_regression
 from reactdiff.model.spectrum import window_rms
 from reactdiff.train.loop import fit_data_statistics
+from conftest import assert_denoise_loss_is
 
 
 def ar1_windows(n: int, w: int, phi: float, mu: float, seed: int = 0) -> np.ndarray:
@@ -74,19 +75,7 @@ def test_the_loss_and_the_anchor(regression_model):
     reg = model.past_regression
     torch.testing.assert_close(model.anchor(past, 32), reg.alpha + reg.beta * past[:, -1:])
     torch.testing.assert_close(model.anchor(torch.zeros(3, 0, 58), 32), reg.alpha.expand(3, 32, 58))  # no past
-    b, h, w = 2, 8, 32
-    g = torch.Generator().manual_seed(0)
-    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
-             "listener_fv": torch.randn(b, h + w, 58, generator=g),
-             "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
-    out = model.training_loss(batch, h, torch.Generator().manual_seed(5))
-    g = torch.Generator().manual_seed(5)
-    sigma = model.density.sample(b, generator=g)
-    noise = model.colour_noise(torch.randn(b, w, 58, generator=g))
-    x = batch["listener_fv"]
-    manual, _ = model.denoiser.loss(x[:, h:] - reg(x[:, h - 1], w), sigma, noise,
-                                    whiten=model.spectrum.loss_coordinates, **model.condition(batch, x[:, :h]))
-    torch.testing.assert_close(out["denoise"], manual.mean())
+    assert_denoise_loss_is(model, lambda x, h: reg(x[:, h - 1], 32), model.spectrum.loss_coordinates)
 
 
 def test_sampling_adds_the_prediction_and_the_export_keeps_it(regression_model, tmp_path):

@@ -7,6 +7,7 @@ from reactdiff import config
 from reactdiff.data.reader import listener_windows
 from reactdiff.model.export import build_model
 from reactdiff.model.spectrum import TemporalSpectrum, dct_matrix, window_rms
+from conftest import assert_denoise_loss_is
 
 
 def test_dct_is_orthonormal_and_is_the_dct_ii():
@@ -90,20 +91,7 @@ def test_windows_are_denoised_relative_to_the_last_known_frame(tiny_shards):
     np.testing.assert_allclose(relative[0], absolute[0])  # the clip's first window: relative to 0
     assert np.abs(relative[1:]).mean() < np.abs(absolute[1:]).mean()
     # the loss: the denoiser sees x0 - anchor, the priors the absolute estimate
-    b, h, w = 2, 8, 32
-    g = torch.Generator().manual_seed(0)
-    batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
-             "listener_fv": torch.randn(b, h + w, 58, generator=g),
-             "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
-    out = model.training_loss(batch, h, torch.Generator().manual_seed(5))
-    g = torch.Generator().manual_seed(5)
-    sigma = model.density.sample(b, generator=g)
-    noise = model.colour_noise(torch.randn(b, w, 58, generator=g))
-    x = batch["listener_fv"]
-    anchor = x[:, h - 1:h]
-    manual, _ = model.denoiser.loss(x[:, h:] - anchor, sigma, noise, whiten=model.spectrum.whiten,
-                                    **model.condition(batch, x[:, :h]))
-    torch.testing.assert_close(out["denoise"], manual.mean())
+    assert_denoise_loss_is(model, lambda x, h: x[:, h - 1:h], model.spectrum.whiten)
 
 
 def test_loss_weight_power_moves_the_loss_from_whitened_to_frames():

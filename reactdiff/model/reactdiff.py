@@ -150,14 +150,14 @@ class ReactDiff(nn.Module):
         return self.denoiser(x, sigma, **cond)
 
     def training_loss(self, batch: dict, history: int, generator: torch.Generator | None = None) -> dict:
-        x0 = self.listener_stream(batch)[:, history:]
-        b = x0.shape[0]
+        b, frames = batch["listener_fv"].shape[:2]
+        device = batch["listener_fv"].device
         # drawn on the CPU in fp32 from the trainer's generator: the same values on every device and precision
-        sigma = self.density.sample(b, generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=self.dtype)
+        sigma = self.density.sample(b, generator=generator).to(device)
+        noise = torch.randn(b, frames - history, self.dim, generator=generator).to(device=device, dtype=self.dtype)
         drop = None
         if self.training and self.cond_dropout > 0:  # classifier-free guidance's unconditional mode; never in eval
-            drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(x0.device)
+            drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(device)
         per_sample, terms = self.denoising_loss(batch, history, sigma, noise, drop)
         denoise = per_sample.mean()
         return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}

@@ -20,6 +20,7 @@ class EvalCopy:
             self.model = build_model(cfg, stats).to(device).eval().requires_grad_(False)
         self.zero3 = zero3
         self.names = [n for n, _ in self.model.named_parameters()]
+        self.holds = None  # ("ema", step) while the copy holds that step's EMA weights
 
     def _gathered(self, model: nn.Module):
         if not self.zero3:
@@ -39,6 +40,7 @@ class EvalCopy:
     @torch.no_grad()
     def load_raw(self, model: nn.Module) -> nn.Module:
         """The training weights (every rank takes part under ZeRO-3: the parameters are gathered)."""
+        self.holds = None
         own = dict(self.model.named_parameters())
         with self._gathered(model):
             for name, p in model.named_parameters():
@@ -47,8 +49,12 @@ class EvalCopy:
         return self.model
 
     @torch.no_grad()
-    def load_ema(self, ema, model: nn.Module) -> nn.Module:
-        """The EMA weights: kept by rank 0 only, broadcast to every rank in one flat tensor."""
+    def load_ema(self, ema, model: nn.Module, step: int) -> nn.Module:
+        """The EMA weights after optimiser step `step`: kept by rank 0 only, broadcast to every rank in one flat
+        tensor (once per step: validation and samples at the same step share it)."""
+        if self.holds == ("ema", step):
+            return self.model
+        self.holds = ("ema", step)
         params = dict(self.model.named_parameters())
         flat = torch.empty(sum(p.numel() for p in params.values()), device=next(iter(params.values())).device)
         if dist.is_main():

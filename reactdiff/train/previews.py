@@ -29,9 +29,10 @@ from ..sampling.writer import write_reaction
 @dataclasses.dataclass
 class PreviewClips:
     batch: dict  # the clips' eval items (CPU), n of them
-    listeners: np.ndarray  # (M, T, 58) raw: every true listener of the shards (neighbour columns)
-    neighbours: np.ndarray  # (n, M) the clips' appropriate listeners (identity without a neighbour matrix)
-    speakers: np.ndarray  # (n, T, 58) raw: the clips' speakers
+    # the ground truth, for scoring and plotting (rank 0's work: None elsewhere)
+    listeners: np.ndarray | None  # (M, T, 58) raw: every true listener of the shards (neighbour columns)
+    neighbours: np.ndarray | None  # (n, M) the clips' appropriate listeners (identity without a neighbour matrix)
+    speakers: np.ndarray | None  # (n, T, 58) raw: the clips' speakers
     shards: Path
 
     @property
@@ -39,12 +40,15 @@ class PreviewClips:
         return self.batch["matrix_row"].tolist()
 
     @classmethod
-    def from_shards(cls, cfg, shards: Path, clips: int) -> "PreviewClips":
+    def from_shards(cls, cfg, shards: Path, clips: int, truth: bool = True) -> "PreviewClips":
+        """truth=False: without the ground truth (ranks that only generate)."""
         d = cfg.data  # normalised with the training statistics, which the model was built with
         stats = {"mean_face": d.mean_face or str(Path(d.shards) / "mean_face.npy"),
                  "std_face": d.std_face or str(Path(d.shards) / "std_face.npy")}
         data = OmegaConf.merge(d, {"shards": str(shards), "num_workers": 0, "batch_size": clips, **stats})
         batch = next(iter(BatchStream(data, train=False)))  # eval order: the first clips of the shards
+        if not truth:
+            return cls(batch, None, None, None, Path(shards))
         gt = load_ground_truth(shards, frames=cfg.data.eval_frames, need_neighbours=False)
         rows = batch["matrix_row"].tolist()
         return cls(batch, gt.listener_fv, gt.neighbours[rows], gt.speaker_fv[rows], Path(shards))

@@ -30,18 +30,21 @@ class Watch:
                             f"{cfg.data.shards}): no validation loss or samples during training")
             return
         started = time.perf_counter()
+        error = None
         try:
             if t.val_every:
                 self.vset = ValidationSet.from_shards(cfg, model.dim, model.density, self.shards, t.val_windows,
                                                       t.val_levels, seed=cfg.seed)
-            if t.sample_every:
-                self.clips = PreviewClips.from_shards(cfg, self.shards, t.sample_clips)
+            if t.sample_every:  # the ground truth only where it is scored: rank 0
+                self.clips = PreviewClips.from_shards(cfg, self.shards, t.sample_clips, truth=dist.is_main())
         except (ValueError, FileNotFoundError, KeyError) as exc:
+            error = exc
+        if dist.all_reduce_max_int(error is not None):  # every rank decides the same
+            reason = error or "another rank could not read them"
             if cfg.data.val_shards:  # asked for by name: a config error
-                raise ValueError(f"data.val_shards={cfg.data.val_shards}: {exc}") from exc
-            # found next to the training shards: train without watching rather than not at all (every rank reads
-            # the same files, so every rank takes this branch)
-            dist.print0(f"[train] warning: the validation shards {self.shards} cannot be watched ({exc}); no "
+                raise ValueError(f"data.val_shards={cfg.data.val_shards}: {reason}") from error
+            # found next to the training shards: train without watching rather than not at all
+            dist.print0(f"[train] warning: the validation shards {self.shards} cannot be watched ({reason}); no "
                         f"validation loss or samples during training (set data.val_shards to a usable folder)")
             self.shards = self.vset = self.clips = None
             return
@@ -108,7 +111,7 @@ class Watch:
         started = time.perf_counter()
         rank, world, bs = dist.rank(), dist.world_size(), self.cfg.data.batch_size
         raw = self.vset.loss(self.copy.load_raw(model), rank, world, bs)
-        avg = self.vset.loss(self.copy.load_ema(ema, model), rank, world, bs)
+        avg = self.vset.loss(self.copy.load_ema(ema, model, step), rank, world, bs)
         row = {"step": step, "val/loss": float(raw.mean()), "val/loss_ema": float(avg.mean())}
         for j, (sigma, a, b) in enumerate(zip(self.vset.sigmas.tolist(), raw.tolist(), avg.tolist())):
             row[f"val/loss@{j}:{sigma:.4g}"], row[f"val/loss_ema@{j}:{sigma:.4g}"] = a, b
@@ -123,7 +126,7 @@ class Watch:
     def preview(self, step: int, model, ema) -> dict | None:
         started = time.perf_counter()
         rank, world = dist.rank(), dist.world_size()
-        reactions = self.clips.sample(self.copy.load_ema(ema, model), self.cfg, rank, world)
+        reactions = self.clips.sample(self.copy.load_ema(ema, model, step), self.cfg, rank, world)
         out = self.run_dir / "samples" / f"step_{step:07d}"
         generated = time.perf_counter() - started
         videos = []
@@ -131,8 +134,7 @@ class Watch:
             from ..render.grid import write_grid
 
             for c in range(rank, len(self.clips.rows), world):
-                e = {"key": self.clips.batch["key"][c], "role": self.clips.batch["role"][c]}
-                clip = self.source.clip(e["key"], e["role"])
+                clip = self.source.clip(self.clips.batch["key"][c], self.clips.batch["role"][c])
                 path = out / f"grid_{self.clips.rows[c]:05d}.mp4"
                 write_grid(path, self.grey.frames, clip["speaker"], clip["listener"], reactions[c],
                            self.cfg.train.render_size, clip["audio"], self.cfg.data.eval_frames)
