@@ -1,6 +1,8 @@
 """The shard reader: role-assigned windows, normalisation, exact coverage in eval, exact resume in training."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,46 @@ def test_resume_sees_exactly_the_batches_it_would_have_seen(tiny_shards, workers
     assert first.batches_per_epoch < 10  # the comparison crosses an epoch boundary
 
 
+def windows_of(batches) -> list[tuple]:
+    return [(k, r, int(st)) for b in batches for k, r, st in zip(b["key"], b["role"], b["start"])]
+
+
+@pytest.mark.parametrize("layouts", [[(4, 0, 2), (2, 0, 1), (3, 0, None)],   # 4 ranks -> 2 -> 3
+                                     [(2, 2, 3), (1, 0, 2), (3, 2, None)],   # and other dataloader workers
+                                     [(2, 0, 0), (3, 0, None)]])             # a change at an epoch boundary
+def test_resume_on_other_ranks_reads_no_window_of_the_epoch_twice(tiny_shards, layouts):
+    """(world size, workers, batches each rank takes; None: the rest of the epoch), resuming from rank 0's state."""
+    state, seen, dropped = None, [], 0
+    for world, workers, n in layouts:
+        cfg = data_cfg(tiny_shards, "data.batch_size=1", f"data.num_workers={workers}")
+        streams = [BatchStream(cfg, rank, world) for rank in range(world)]
+        for stream in streams:
+            if state is not None:
+                stream.load_state_dict(state)
+        if state is not None and state["batch"]:
+            dropped += world - 1  # equal shares of the rest drop at most world - 1 windows
+        n = streams[0].batches_per_epoch if n is None else n
+        for stream in streams:
+            seen += windows_of(take(stream, n)) if n else []
+        states = [stream.state_dict() for stream in streams]
+        assert all(st == states[0] for st in states)  # one global position
+        state = states[0]
+    assert (state["epoch"], state["batch"], state["segments"]) == (1, 0, [])
+    cfg = data_cfg(tiny_shards, "data.batch_size=1")
+    whole = windows_of(take(BatchStream(cfg), BatchStream(cfg).batches_per_epoch))  # every window of the epoch
+    assert not Counter(seen) - Counter(whole)  # no window twice, none from outside the epoch
+    first = layouts[0]
+    straight = BatchStream(data_cfg(tiny_shards, "data.batch_size=1", f"data.num_workers={first[1]}"), 0, first[0])
+    assert len(seen) >= straight.batches_per_epoch * first[0] - dropped  # a straight epoch's windows, all but a few
+
+
+def test_resume_refuses_other_shards(tiny_shards):
+    cfg = data_cfg(tiny_shards)
+    state = BatchStream(cfg).state_dict()
+    with pytest.raises(ValueError, match="cannot resume the data position"):
+        BatchStream(data_cfg(tiny_shards, "data.window=20")).load_state_dict(state)
+
+
 def test_epochs_differ_and_ranks_split_the_data(tiny_shards):
     cfg = data_cfg(tiny_shards, "data.batch_size=2")
     stream = BatchStream(cfg)
@@ -119,11 +161,6 @@ def test_epochs_differ_and_ranks_split_the_data(tiny_shards):
 
 
 def test_clear_errors(tiny_react, tiny_shards, tmp_path):
-    cfg = data_cfg(tiny_shards, "data.num_workers=2")
-    state = BatchStream(cfg).state_dict()
-    other = BatchStream(data_cfg(tiny_shards, "data.num_workers=0"))
-    with pytest.raises(ValueError, match="cannot resume"):
-        other.load_state_dict(state)
     make_shards(tiny_react, "train", tmp_path / "nofeat", samples_per_shard=6, progress=False)
     with pytest.raises(ValueError, match="no audio features"):
         BatchStream(data_cfg(tmp_path / "nofeat"))

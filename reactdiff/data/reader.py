@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .normalise import FaceNormaliser
 from .partition import slot_index
-from .plan import slot_batches, slot_items
+from .plan import epoch_items, slot_batches, slot_items, taken_by_part
 from .sample_format import decode_npy
 from .shard_index import ShardIndex
 from .windows import cut_item, decode_sample, needed_fields, window_start
@@ -66,6 +66,7 @@ class WindowDataset(IterableDataset):
         self.history = cfg.history if train else 0
         self.per_clip = cfg.windows_per_clip if train else 1
         self.start = start
+        self.segments: list = []  # earlier layouts of the start epoch (a resume on other ranks/workers; plan.py)
         total = self.index.num_samples
         if train:
             share = total // (world_size * self.workers)
@@ -77,12 +78,17 @@ class WindowDataset(IterableDataset):
 
     @property
     def batches_per_epoch(self) -> int:
-        """Batches this rank yields per epoch (training)."""
-        return self.batches_per_slot * self.workers
+        """Batches this rank yields in the start epoch (training): a whole epoch, or what earlier layouts left."""
+        if not self.segments:
+            return self.batches_per_slot * self.workers
+        items = self._items(self.start[0], 0, self.world_size * self.workers, self.segments)
+        return slot_batches(len(items), self.cfg.batch_size, train=True) * self.workers
 
-    def _items(self, epoch: int, slot: int, num_slots: int):
-        return slot_items(self.index.sizes, self.cfg.seed, epoch, slot, num_slots, self.train,
-                          self.per_clip, self.cfg.shuffle_buffer)
+    def _items(self, epoch: int, slot: int, num_slots: int, segments=()):
+        if not self.train:
+            return slot_items(self.index.sizes, self.cfg.seed, epoch, slot, num_slots, False, 1, 0)
+        return epoch_items(self.index.sizes, self.cfg.seed, epoch, slot, num_slots, self.per_clip,
+                           self.cfg.shuffle_buffer, self.cfg.batch_size, segments)
 
     def __iter__(self):
         info = get_worker_info()
@@ -92,11 +98,12 @@ class WindowDataset(IterableDataset):
         epoch, batch = self.start
         part = (worker + batch) % self.workers  # see the module docstring
         slot, num_slots = slot_index(self.rank, self.world_size, part, self.workers)
-        first = len([b for b in range(batch) if b % self.workers == part])  # batches of this part already consumed
+        first = taken_by_part(batch, self.workers, part)  # batches of this part already consumed
         torch.set_num_threads(1) if info is not None else None
         fields = needed_fields(self.audio, self.cfg.emotion)
+        segments = self.segments
         while True:
-            items = self._items(epoch, slot, num_slots)
+            items = self._items(epoch, slot, num_slots, segments)
             n_batches = slot_batches(len(items), self.cfg.batch_size, self.train)
             last_use = {}
             for pos, (shard, sample, _, _) in enumerate(items):
@@ -127,7 +134,7 @@ class WindowDataset(IterableDataset):
                 yield collate(out)
             if not self.train:
                 return
-            epoch, first = epoch + 1, 0
+            epoch, first, segments = epoch + 1, 0, ()
 
 
 class BatchStream:
@@ -142,26 +149,44 @@ class BatchStream:
     def batches_per_epoch(self) -> int:
         return self.dataset.batches_per_epoch
 
-    def fingerprint(self) -> str:
-        """What must not change between save and resume: data settings, shard set, world size, workers."""
+    def fingerprint(self, legacy: bool = False) -> str:
+        """What must not change between save and resume: data settings and the shard set (the number of ranks and
+        workers may: see load_state_dict). legacy: the form older checkpoints hold, which included them."""
         from omegaconf import OmegaConf
 
         data = OmegaConf.to_container(self.cfg, resolve=True) if not isinstance(self.cfg, dict) else self.cfg
         # paths may change (shards copied to a node's local disk); contents and the plan's inputs may not
         keep = {k: str(v) for k, v in data.items()
                 if k not in ("num_workers", "shards", "mean_face", "std_face", "val_shards")}  # val: not the stream
-        facts = {"cfg": keep, "sizes": self.dataset.index.sizes, "world_size": self.world_size,
-                 "workers": self.dataset.workers, "keys": self.dataset.index.keys}
+        facts = {"cfg": keep, "sizes": self.dataset.index.sizes, "keys": self.dataset.index.keys}
+        if legacy:
+            facts = {**facts, "world_size": self.world_size, "workers": self.dataset.workers}
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def layout(self) -> list[int]:
+        return [self.world_size, self.dataset.workers]
+
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch, "fingerprint": self.fingerprint()}
+        """The same on every rank: the position is global (every rank has taken `batch` batches of this epoch)."""
+        return {"epoch": self.epoch, "batch": self.batch, "layout": self.layout,
+                "segments": [list(seg) for seg in self.dataset.segments], "fingerprint": self.fingerprint()}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("fingerprint") != self.fingerprint():
-            raise ValueError("cannot resume the data position: shards, data config, world size or num_workers "
-                             "differ from the run that saved it")
+        """Continue where `state` left off, also on another number of ranks or workers: the rest of the epoch is
+        then split among the new slots (plan.epoch_items), so no window of it is read twice."""
+        legacy = "layout" not in state
+        if state.get("fingerprint") != self.fingerprint(legacy=legacy):
+            what = "world size or num_workers" if legacy else "or data config"
+            raise ValueError(f"cannot resume the data position: the shards {what} differ from the run that saved it")
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        segments = [tuple(int(v) for v in seg) for seg in state.get("segments", [])]
+        old = [int(v) for v in state.get("layout", self.layout)]
+        if old != self.layout and (self.batch or segments):  # a new layout part way through the epoch
+            segments, self.batch = [*segments, (old[0], old[1], self.batch)], 0
+        self.dataset.start, self.dataset.segments = (self.epoch, self.batch), segments
+        if segments and self.batches_per_epoch == 0:  # too little left for the new layout: next epoch
+            self.epoch, self.dataset.segments = self.epoch + 1, []
 
     def __iter__(self):
         self.dataset.start = (self.epoch, self.batch)
@@ -172,7 +197,7 @@ class BatchStream:
             if self.train:
                 self.batch += 1
                 if self.batch == self.batches_per_epoch:
-                    self.epoch, self.batch = self.epoch + 1, 0
+                    self.epoch, self.batch, self.dataset.segments = self.epoch + 1, 0, []
             yield batch
 
 
