@@ -42,6 +42,16 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """One line appended with a single write (O_APPEND), flushed to disk: a crash never leaves half a line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def is_temp_file(name: str) -> bool:
     """Leftovers of an interrupted atomic write (safe to delete on resume)."""
     return name.startswith(".") and name.endswith(".tmp")

@@ -164,6 +164,8 @@ class TrainConfig:
     wandb: WandbMode = WandbMode.offline  # wandb mode
     wandb_project: str = "reactdiff"  # wandb project
     resume: bool = True  # continue from the latest complete checkpoint of the run folder
+    allow_config_change: bool = False  # let a rerun change what is trained (model, data, optimiser, schedule keys)
+    #                                    or the global batch; recorded in <run>/starts.jsonl
     compile: bool = False  # torch.compile the U-Net (dynamic=False: fixed window shapes); measured slower on CPU
     sync_every: int = 10  # optimiser steps between the ranks' preemption agreement (a host sync; also at
     #                       checkpoint steps and the last step)

@@ -170,3 +170,23 @@ def test_clear_errors(tiny_react, tiny_shards, tmp_path):
         BatchStream(data_cfg(tmp_path))
     with pytest.raises(FileNotFoundError, match="mean_face"):
         BatchStream(data_cfg(tiny_shards, f"data.mean_face={tmp_path / 'nope.npy'}"))
+
+
+def test_truncated_or_corrupt_shard_is_named(tiny_react, tmp_path, capsys):
+    from reactdiff.data.inspect_cli import main as inspect_main
+    from reactdiff.data.shard_index import ShardIndex
+
+    folder = tmp_path / "train"
+    make_shards(tiny_react, "train", folder, samples_per_shard=3, audio_features="logmel", progress=False)
+    index = ShardIndex.open(folder)
+    damaged, offset = index.files[1], index.offsets[1][1]
+    data = bytearray(damaged.read_bytes())
+    data[offset:offset + 512] = b"\x00" * 512  # the second sample's tar header, same size
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{damaged.name}.*is corrupt: its sha256"):
+        ShardIndex.open(folder).read(1, 1)
+    assert inspect_main(["--verify", f"data.shards={folder}"]) == 1
+    assert f"shard {damaged} is corrupt" in capsys.readouterr().err
+    damaged.write_bytes(bytes(data[:offset]))  # truncated
+    with pytest.raises(FileNotFoundError, match=rf"{damaged}.*wrong size \(index.json says {len(data)} bytes\)"):
+        ShardIndex.open(folder)

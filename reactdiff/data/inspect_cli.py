@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (default: built-in defaults)")
     p.add_argument("--batches", type=int, default=10, help="training batches to read (default 10)")
     p.add_argument("--eval", action="store_true", help="read every clip once, full length (eval mode)")
+    p.add_argument("--verify", action="store_true", help="check every shard's sha256 against index.json first "
+                                                          "(reads every byte; exit 1 naming the corrupt ones)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.shards=shards/demo/train data.window=32")
     return p
 
@@ -64,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(args.config, args.overrides)
         lines = describe_index(cfg.data.shards)
+        if args.verify:
+            from .shard_index import ShardIndex
+
+            index = ShardIndex.open(cfg.data.shards)
+            problems = [p for i in range(len(index.files)) if (p := index.verify(i))]
+            if problems:
+                print("\n".join(problems), file=sys.stderr)
+                return 1
+            lines.append(f"  verified: {len(index.files)} shards match the sha256 in index.json")
         more, _ = read_batches(cfg.data, args.batches, train=not args.eval)
     except (config.ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"reactdiff inspect: error: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ class ShardIndex:
     features: dict | None  # audio features stored in the shards, or None
     split: str
     recorded_rows: list[list[list[int]]] | None = None  # per shard, per sample: [row a speaks, row b speaks]
+    sha256: list[str | None] | None = None  # per shard, as make_shards recorded it
 
     @classmethod
     def open(cls, folder: str | Path) -> "ShardIndex":
@@ -42,7 +44,7 @@ class ShardIndex:
                    keys=[e["keys"] for e in shards], first_id=[0] + list(np.cumsum(sizes)[:-1].tolist()),
                    features=None if spec == "none" else {"spec": spec}, split=index["settings"]["split"],
                    recorded_rows=[e["matrix_rows"] for e in shards] if all("matrix_rows" in e for e in shards)
-                   else None)
+                   else None, sha256=[e.get("sha256") for e in shards])
 
     @property
     def num_samples(self) -> int:
@@ -62,12 +64,27 @@ class ShardIndex:
                 out.append((int(meta["matrix_rows"]["a"]), int(meta["matrix_rows"]["b"])))
         return out
 
+    def verify(self, shard: int) -> str | None:
+        """What is wrong with a shard's bytes (None: they match the sha256 index.json records, or none is recorded)."""
+        want = (self.sha256 or [None] * len(self.files))[shard]
+        if want is None:
+            return None
+        h = hashlib.sha256()
+        with open(self.files[shard], "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        if h.hexdigest() != want:
+            return (f"shard {self.files[shard]} is corrupt: its sha256 is {h.hexdigest()[:16]}..., index.json says "
+                    f"{want[:16]}... (copy it again, or re-shard with `tools/make_shards.py ... --resume`)")
+        return None
+
     def read(self, shard: int, sample: int, fields=None) -> dict:
         """One sample's members as bytes (only the `fields` for which fields(name) is true, if given)."""
         with open(self.files[shard], "rb") as f:
             try:
                 item = read_sample_at(f, self.offsets[shard][sample], self.keys[shard][sample], fields)
             except ValueError as exc:
-                raise ValueError(f"{self.files[shard]}: {exc}; index.json does not match this shard") from None
+                problem = self.verify(shard) or "index.json does not match this shard"
+                raise ValueError(f"{self.files[shard]}: {exc}; {problem}") from None
         item["__url__"] = str(self.files[shard])
         return item

@@ -33,6 +33,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return train(cfg)
-    except (config.ConfigError, FileNotFoundError) as exc:
+    except (config.ConfigError, FileNotFoundError, ValueError) as exc:  # ours: they name the file or key
         print(f"reactdiff train: error: {exc}", file=sys.stderr)
         return 2

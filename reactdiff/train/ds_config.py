@@ -27,12 +27,16 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def deepspeed_config(cfg, world_size: int, precision: str) -> dict:
+def deepspeed_config(cfg, world_size: int, precision: str, grad_accum: int | None = None,
+                     load_universal: bool = False) -> dict:
+    """grad_accum: micro-batches per step (default train.grad_accum; a resume on other ranks keeps the global
+    batch); load_universal: the checkpoint to load is DeepSpeed's universal form (re-partitioned)."""
     t = cfg.train
+    grad_accum = grad_accum or t.grad_accum
     ds = {
         "train_micro_batch_size_per_gpu": cfg.data.batch_size,
-        "gradient_accumulation_steps": t.grad_accum,
-        "train_batch_size": cfg.data.batch_size * t.grad_accum * world_size,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": cfg.data.batch_size * grad_accum * world_size,
         "gradient_clipping": float(t.grad_clip),
         "zero_optimization": {"stage": int(t.zero_stage)},
         "bf16": {"enabled": precision == "bf16"},
@@ -41,6 +45,8 @@ def deepspeed_config(cfg, world_size: int, precision: str) -> dict:
         "steps_per_print": 1 << 30,  # we log ourselves
         "wall_clock_breakdown": False,
     }
+    if load_universal:
+        ds["checkpoint"] = {"load_universal": True}
     if t.zero_stage == 3:
         ds["zero_optimization"].update({"stage3_gather_16bit_weights_on_model_save": False,
                                         "stage3_param_persistence_threshold": 0})

@@ -8,11 +8,13 @@ step through an all-reduce) and exit with EXIT_REQUEUE, which launchers treat as
 from __future__ import annotations
 
 import math
+import random
 import signal
 import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,7 +22,7 @@ from .. import atomic, config, dist
 from ..data.reader import BatchStream, listener_windows
 from ..model.export import build_model, save_export
 from ..model.priors import FaceStats
-from . import checkpoint
+from . import checkpoint, resume
 from .ds_config import deepspeed_config, resolve_precision
 from .ema import EMA
 from .metrics import RunLog, count_flops
@@ -104,17 +106,22 @@ def train(cfg) -> int:
     config.check_model_data(cfg)
     run_dir = Path(cfg.train.out) / cfg.name
     ckpt_dir = run_dir / "checkpoints"
-    if dist.is_main():
+    t, hist = cfg.train, cfg.data.history
+    usable = None
+    if dist.is_main():  # rank 0 checks the checkpoints (and sets broken ones aside) before anyone reads them
         run_dir.mkdir(parents=True, exist_ok=True)
+        usable = checkpoint.latest_usable(ckpt_dir) if t.resume else None
+    plan = resume.plan_resume(cfg, run_dir, env.world_size, dist.broadcast_object(usable))
+    if dist.is_main():
         config.save(cfg, run_dir / "config.yaml")
     dist.barrier()
-    t, hist = cfg.train, cfg.data.history
     stream = BatchStream(cfg.data, env.rank, env.world_size, train=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser))
     fit_data_statistics(model, cfg)
     precision = resolve_precision(t.precision.value, device.type)
-    ds_cfg = deepspeed_config(cfg, env.world_size, precision)
+    ds_cfg = deepspeed_config(cfg, env.world_size, precision, plan.grad_accum if plan else t.grad_accum,
+                              load_universal=bool(plan and plan.universal))
     if dist.is_main():
         atomic.write_json(run_dir / "deepspeed.json", ds_cfg)
     if t.compile:
@@ -129,19 +136,29 @@ def train(cfg) -> int:
                                                    lr_scheduler=scheduler, config=ds_cfg)
     ema = EMA(model, max_decay=t.ema_max, power=t.ema_power, keep=dist.is_main(), zero3=t.zero_stage == 3)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + env.rank)  # sigma and noise draws
-    step, wandb_id = 0, uuid.uuid4().hex[:12]
-    resumed = checkpoint.load(engine, ckpt_dir) if t.resume else None
-    if resumed:
-        client, rank_state, ema_state = resumed
+    step, samples, wandb_id = 0, 0, uuid.uuid4().hex[:12]
+    if plan:
+        client, rank_state, ema_state = checkpoint.load(engine, ckpt_dir, plan.tag, plan.universal, plan.same_ranks)
         step, wandb_id = client["step"], client["wandb_id"]
-        generator.set_state(rank_state["generator"])
+        samples = client.get("samples", step * plan.layout["train_batch_size"])
+        if plan.same_ranks:
+            generator.set_state(rank_state["generator"])
+        else:  # new ranks: fresh, distinct draws per rank, reproducible from (seed, step, rank)
+            reseed(generator, cfg.seed, step, env.rank)
         stream.load_state_dict(rank_state["data"])
         if ema_state is not None:
             ema.load_state_dict({k: v for k, v in ema_state.items() if k in ema.shadow})
-        dist.print0(f"[train] resumed {run_dir} at step {step} (epoch {stream.epoch}, batch {stream.batch})")
-    log = RunLog(run_dir, cfg, wandb_id, resumed=bool(resumed))
+        lay = plan.layout
+        moved = "" if plan.same_ranks and lay["zero_stage"] == t.zero_stage else (
+            f"; from {lay['world_size']} rank(s) ZeRO {lay['zero_stage']} to {env.world_size} rank(s) ZeRO "
+            f"{t.zero_stage}, {ds_cfg['train_batch_size']} windows/step (was {lay['train_batch_size']})")
+        dist.print0(f"[train] resumed {run_dir} at step {step} (epoch {stream.epoch}, batch {stream.batch}){moved}")
+    if dist.is_main():
+        resume.record_start(run_dir, step, env.world_size, ds_cfg, plan)
+    log = RunLog(run_dir, cfg, wandb_id, resumed=bool(plan))
     dist.print0(f"[train] {run_dir}: {model.num_parameters():,} parameters, {env.world_size} rank(s) ({env.source}), "
-                f"ZeRO {t.zero_stage}, {precision}, micro-batch {cfg.data.batch_size} x accum {t.grad_accum} "
+                f"ZeRO {t.zero_stage}, {precision}, micro-batch {cfg.data.batch_size} x accum "
+                f"{ds_cfg['gradient_accumulation_steps']} "
                 f"x {env.world_size} = {ds_cfg['train_batch_size']} windows/step, {stream.batches_per_epoch} "
                 f"batches/epoch/rank, steps {step} -> {t.steps}")
     watch, first_step = Watch(cfg, model, run_dir, log, device, zero3=t.zero_stage == 3), step
@@ -155,19 +172,21 @@ def train(cfg) -> int:
         ema_state = None
         if dist.is_main():  # EMA parameters + the model's buffers (normalisation stats, Fourier frequencies)
             ema_state = {**ema.state_dict(), **saved_buffers(model)}
-        checkpoint.save(engine, ckpt_dir, at, {"step": at, "samples": at * ds_cfg["train_batch_size"],
-                                               "wandb_id": wandb_id},
+        seen = samples + (at - first_step) * ds_cfg["train_batch_size"]
+        checkpoint.save(engine, ckpt_dir, at, {"step": at, "samples": seen, "wandb_id": wandb_id},
                         {"generator": generator.get_state(), "data": stream.state_dict()}, ema_state,
-                        keep=t.keep_checkpoints)
+                        keep=t.keep_checkpoints, layout={"world_size": env.world_size, "zero_stage": t.zero_stage,
+                                                         "train_batch_size": ds_cfg["train_batch_size"],
+                                                         "grad_accum": ds_cfg["gradient_accumulation_steps"]})
 
     while step < t.steps:
-        for _ in range(t.grad_accum):
+        for _ in range(ds_cfg["gradient_accumulation_steps"]):
             t0 = time.perf_counter()
             batch = to_device(next(it), device)
             log.waited(time.perf_counter() - t0, len(batch["key"]))
             if flops is None and device.type == "cuda":
                 flops = 3 * count_flops(lambda: model.training_loss(batch, hist, torch.Generator()))
-                flops *= t.grad_accum
+                flops *= ds_cfg["gradient_accumulation_steps"]
             out = engine(batch, generator)
             engine.backward(out["loss"])
             engine.step()
@@ -203,6 +222,15 @@ def train(cfg) -> int:
     log.finish()
     dist.barrier()
     return exit_code
+
+
+def reseed(generator: torch.Generator, seed: int, step: int, rank: int) -> None:
+    """Every RNG of this rank from (seed, step, rank): for ranks that did not exist when the checkpoint was saved."""
+    value = (seed * 1_000_003 + step) * 10_007 + rank
+    generator.manual_seed(value)
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    random.seed(value)
 
 
 def saved_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
