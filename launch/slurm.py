@@ -242,10 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"launch/slurm.py: error: {exc}", file=sys.stderr)
         return 2
+    code = 0
     if args.wait:
         for job in jobs:
-            print(f"[launch] job {job.job_id}: {job.results()}")
-    return 0
+            results = job.results()
+            print(f"[launch] job {job.job_id}: {results}")
+            if any(isinstance(r, dict) and r.get("exit") == 75 for r in results):
+                code = 75  # preempted and out of requeues (max_num_timeout): the checkpoint is saved, submit again
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ step through an all-reduce) and exit with EXIT_REQUEUE, which launchers treat as
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import time
@@ -22,7 +23,7 @@ from .. import atomic, config, dist
 from ..data.reader import BatchStream, listener_windows
 from ..model.export import build_model, save_export
 from ..model.priors import FaceStats
-from . import checkpoint, resume
+from . import checkpoint, launcher_watch, resume
 from .ds_config import deepspeed_config, resolve_precision
 from .ema import EMA
 from .metrics import RunLog, count_flops
@@ -163,6 +164,7 @@ def train(cfg) -> int:
                 f"batches/epoch/rank, steps {step} -> {t.steps}")
     watch, first_step = Watch(cfg, model, run_dir, log, device, zero3=t.zero_stage == 3), step
     preempt = Preemption()
+    launcher_watch.start()  # a launcher killed with SIGKILL: SIGTERM ourselves (checkpoint, exit), never orphans
     flops = None
     sums, n_in_window = {}, 0
     it = iter(stream)
@@ -221,6 +223,8 @@ def train(cfg) -> int:
         watch(step, model, ema, final=True)                                  # what is missing
     log.finish()
     dist.barrier()
+    if dist.is_main() and os.environ.get("REACTDIFF_EXIT_FILE"):  # torchrun reports any worker's exit as 1:
+        atomic.write_text(os.environ["REACTDIFF_EXIT_FILE"], f"{exit_code}\n")  # launch/local.sh reads ours
     return exit_code
 
 
