@@ -23,13 +23,14 @@ from .. import atomic, config, dist
 from ..data.reader import BatchStream, listener_windows
 from ..model.export import build_model, save_export
 from ..model.priors import FaceStats
-from . import checkpoint, launcher_watch, resume
+from . import checkpoint, launcher_watch, resume, run_lock
 from .ds_config import deepspeed_config, resolve_precision
 from .ema import EMA
 from .metrics import RunLog, count_flops
 from .watch import Watch
 
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: preempted, checkpoint saved, run again to continue
+LOST_LOCK = 2  # the ranks' stop agreement: 1 preempted, 2 the run lock was taken over
 
 
 class TrainStep(nn.Module):
@@ -100,17 +101,36 @@ def fit_data_statistics(model, cfg) -> None:
 
 
 def train(cfg) -> int:
-    import deepspeed
-
+    """Train (or continue) the run <train.out>/<name>; returns 0 when done, EXIT_REQUEUE when preempted."""
     env = dist.init()
-    device = dist.device()
     config.check_model_data(cfg)
     run_dir = Path(cfg.train.out) / cfg.name
+    lock, refused = None, None
+    if dist.is_main():  # one live run per folder, before anything in it is read or written
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = run_lock.RunLock(run_dir)
+        try:
+            lock.acquire()
+        except run_lock.RunLocked as exc:
+            lock, refused = None, str(exc)
+    refused = dist.broadcast_object(refused)
+    if refused:
+        raise run_lock.RunLocked(refused)
+    try:
+        return _train(cfg, env, run_dir, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg, env, run_dir: Path, lock) -> int:
+    import deepspeed
+
+    device = dist.device()
     ckpt_dir = run_dir / "checkpoints"
     t, hist = cfg.train, cfg.data.history
     usable = None
     if dist.is_main():  # rank 0 checks the checkpoints (and sets broken ones aside) before anyone reads them
-        run_dir.mkdir(parents=True, exist_ok=True)
         usable = checkpoint.latest_usable(ckpt_dir) if t.resume else None
     plan = resume.plan_resume(cfg, run_dir, env.world_size, dist.broadcast_object(usable))
     if dist.is_main():
@@ -205,8 +225,11 @@ def train(cfg) -> int:
             sums, n_in_window = {}, 0
         due = t.checkpoint_every and step % t.checkpoint_every == 0
         # the agreement is a host sync: every few steps, not every step (a signal waits at most sync_every steps)
-        stop = dist.all_reduce_max_int(int(preempt.requested)) if (
-            step % t.sync_every == 0 or due or step == t.steps) else 0
+        flag = LOST_LOCK if lock is not None and lock.lost else int(preempt.requested)
+        stop = dist.all_reduce_max_int(flag) if (step % t.sync_every == 0 or due or step == t.steps) else 0
+        if stop == LOST_LOCK:  # another launch took the folder over (we hung past the lock's stale time)
+            raise run_lock.RunLocked(f"{run_dir}: the run lock was taken over by another launch; stopping at step "
+                                     f"{step} without writing a checkpoint")
         if stop or step == t.steps or due:
             save(step)
         if stop:  # no watching now: the grace period is for the checkpoint
