@@ -141,6 +141,40 @@ def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tm
 
 
 @needs_slurm
+def test_a_preempted_eval_task_is_requeued_and_resumes_from_its_rows(tiny_react, tmp_path):
+    from reactdiff.eval.evaluate import evaluate
+    from reactdiff.sampling.cli import main as sample_main
+
+    shards = tmp_path / "shards"
+    from reactdiff.data.make_shards import make_shards
+
+    make_shards(tiny_react, "train", shards, samples_per_shard=3, audio_features="logmel", progress=False)
+    export = _export(tmp_path, shards)
+    out = tmp_path / "pre"
+    slow = [f"data.eval_frames={FRAMES}", "sample.window=32", "sample.steps=40", "sample.k=2", "sample.batch_size=1"]
+    jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
+                   str(out), "--tasks", "2", "--no-baselines", *slow])
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "reactions").glob("*.npy")):
+        time.sleep(0.1)
+    assert list((out / "reactions").glob("*.npy")), "task 0 wrote nothing"
+    written_before = {p.name: p.stat().st_mtime_ns for p in (out / "reactions").glob("*.npy")}
+    jobs[0]._interrupt()  # SIGTERM + SIGUSR2, as a preemption: submitit requeues the task
+    fan = jobs[-1].result()["metrics"]
+    log0 = "".join(p.read_text() for p in (out / "submitit").glob(f"{jobs[0].job_id}/*_log.out"))
+    assert "Requeued job" in log0 and log0.count("Starting with JobEnvironment") == 2, log0[-3000:]
+    for name, mtime in written_before.items():  # rows written before the preemption were kept, not redone
+        assert (out / "reactions" / name).stat().st_mtime_ns == mtime, name
+    agg = "".join(p.read_text() for p in (out / "submitit").glob(f"{jobs[-1].job_id}/*_log.out"))
+    assert agg.count("Starting with JobEnvironment") == 1  # the aggregation ran once, after every task
+    assert sample_main(["--export", str(export), "--shards", str(shards), "--out", str(tmp_path / "one"), "--quiet",
+                        *slow]) == 0
+    single = evaluate(tmp_path / "one", shards, with_baselines=False)["results"]["model"]
+    for m in ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn"):
+        assert fan[m] == pytest.approx(single[m], rel=1e-9), m
+
+
+@needs_slurm
 def test_a_failing_task_surfaces_a_clear_error(tiny_react, tiny_shards, tmp_path):
     import submitit
 

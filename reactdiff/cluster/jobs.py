@@ -1,9 +1,10 @@
 """The callables submitit runs on the nodes.
 
-TrainJob is Checkpointable: on SLURM's USR2 (time limit or preemption) the trainer saves at the next step boundary
-and then hands the signal to submitit, which calls checkpoint() and requeues the same job; the requeued job
-resumes from that checkpoint. Eval and render tasks are independent (rows / videos already written are skipped), so
-a rerun only redoes what is missing; aggregation refuses to score an incomplete set.
+Every job is Checkpointable: on SLURM's USR2 (time limit or preemption) submitit calls checkpoint() and requeues the
+same job. The trainer first saves at the next step boundary and only then hands the signal over, so the requeued job
+resumes from that checkpoint. Eval and render tasks write each row's reactions / each video atomically and skip what
+is there, so a requeued task (or a rerun) only redoes what is missing; the aggregation job waits (afterok) for
+every task, requeues included, and refuses to score an incomplete set.
 """
 from __future__ import annotations
 
@@ -67,7 +68,18 @@ def _run_command(command: str, main, args: list[str], threads: int | None, rank:
     return {"rank": rank, "world_size": world_size}
 
 
-def eval_task(spec: dict, rank: int, world_size: int) -> dict:
+class Requeueable(submitit.helpers.Checkpointable):
+    """A function run as a job that SLURM may stop (time limit, preemption) and submitit then requeues with the same
+    arguments: the function must be safe to run again, continuing from what it has written."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+def _sample_rows(spec: dict, rank: int, world_size: int) -> dict:
     """Generate the reactions of task `rank` of `world_size` (contiguous rows); rows already there are skipped."""
     from ..sampling.cli import main as sample_main
 
@@ -76,7 +88,7 @@ def eval_task(spec: dict, rank: int, world_size: int) -> dict:
     return _run_command("sample", sample_main, args, spec.get("threads"), rank, world_size)
 
 
-def aggregate(spec: dict) -> dict:
+def _aggregate(spec: dict) -> dict:
     """Merge every task's reactions in neighbour-matrix order and score them -> metrics.json + report.md."""
     from ..eval.evaluate import evaluate
 
@@ -89,7 +101,7 @@ def aggregate(spec: dict) -> dict:
     return {"metrics": report["results"]["model"], "out": str(out / "metrics.json"), "wandb": report.get("wandb")}
 
 
-def render_task(spec: dict, rank: int, world_size: int) -> dict:
+def _render_videos(spec: dict, rank: int, world_size: int) -> dict:
     """Render every world_size-th video of the plan, starting at `rank`; videos already there are skipped."""
     from ..render.cli import main as render_main
 
@@ -97,9 +109,13 @@ def render_task(spec: dict, rank: int, world_size: int) -> dict:
     return _run_command("render", render_main, args, spec.get("threads"), rank, world_size)
 
 
-def render_index(spec: dict) -> dict:
+def _render_index(spec: dict) -> dict:
     """After the array: render.json listing every video of the plan; fails, listing them, if any is missing."""
     from ..render.cli import finish_index
 
     doc = finish_index(Path(spec["out"]))
     return {"videos": len(doc["videos"]), "out": str(Path(spec["out"]) / "render.json")}
+
+
+eval_task, aggregate = Requeueable(_sample_rows), Requeueable(_aggregate)
+render_task, render_index = Requeueable(_render_videos), Requeueable(_render_index)
