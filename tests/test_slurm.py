@@ -68,9 +68,16 @@ def test_two_node_training_ranks_agree(tiny_shards, tmp_path):
     results = job.results()
     assert sorted(r["rank"] for r in results) == [0, 1] and {r["world_size"] for r in results} == {2}
     assert all(r["exit"] == 0 for r in results)
-    rows = [json.loads(l) for l in (tmp_path / "two/metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "two/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert (tmp_path / "two/export/model.safetensors").is_file()
+    # the cluster hands out one node next time: the run continues on it, the global batch kept
+    (job,) = submit([*train_args(tiny_shards, tmp_path, "two", "train.steps=6", "train.log_every=1"), "--nodes", "1"])
+    assert [r["exit"] for r in job.results()] == [0]
+    log = "".join(p.read_text() for p in (tmp_path / "two/submitit").glob(f"{job.job_id}/*_log.out"))
+    assert "at step 4" in log and "from 2 rank(s) ZeRO 0 to 1 rank(s) ZeRO 0, 8 windows/step (was 8)" in log
+    rows = [json.loads(line) for line in (tmp_path / "two/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
 
 
 @needs_slurm

@@ -28,7 +28,9 @@ def base_args(shards: Path, out: Path, name: str, *extra: str) -> list[str]:
 
 
 def launch(args: list[str], nproc: int, env_extra: dict | None = None, wait: bool = True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", **(env_extra or {})}
+    out = next((a.split("=", 1)[1] for a in args if a.startswith("train.out=")), "")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "REACTDIFF_TEST_RUN": out,
+           **(env_extra or {})}
     if nproc == 1:
         cmd = [sys.executable, "-m", "reactdiff.train", *args]
     else:
@@ -200,6 +202,32 @@ def test_kill_9_mid_run_leaves_a_usable_checkpoint(tiny_shards, tmp_path, runs):
     assert res.returncode == 0, res.stdout[-2000:]
     got, ref = losses(tmp_path / "killed"), losses(runs[0])
     assert got == ref  # steps logged twice (before the kill and after the resume) agree too
+
+
+def test_kill_9_of_one_rank_mid_step_loses_nothing(tiny_shards, tmp_path, runs):
+    args = base_args(tiny_shards, tmp_path, "one", "train.checkpoint_every=2", "train.zero_stage=0")
+    proc = launch(args, nproc=2, wait=False)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step 3 "):
+            break
+    rank1 = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _env_has(p, b"LOCAL_RANK=1")
+             and _env_has(p, f"REACTDIFF_TEST_RUN={tmp_path}".encode())]
+    assert len(rank1) == 1, rank1
+    os.kill(rank1[0], signal.SIGKILL)  # one rank dies mid-step: torchrun stops the other
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=300) != 0, rest[-2000:]
+    res = launch(args, nproc=2)
+    assert res.returncode == 0 and "resumed" in res.stdout, res.stdout[-2000:]
+    assert losses(tmp_path / "one") == losses(runs[0])  # the straight run's losses, exactly
+
+
+def _env_has(proc: Path, entry: bytes) -> bool:
+    try:
+        return entry in (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 def test_wrong_config_fails_fast(tiny_shards, tmp_path):
