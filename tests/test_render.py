@@ -92,6 +92,24 @@ def test_model_file_not_a_dict_or_missing(tmp_path, model_file):
         F.FaceVerseModel.load(tmp_path / "sel.npy", simplified=True)
 
 
+class _RunsCode:  # what a hostile "model file" could hold
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_model_file_that_asks_to_run_code_is_refused(model_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = np.load(model_file, allow_pickle=True).item()
+    d["payload"] = _RunsCode()
+    np.save(tmp_path / "hostile.npy", np.array(d, dtype=object), allow_pickle=True)
+    with pytest.raises(F.FaceVerseError, match="refusing to build posix.system"):
+        F.FaceVerseModel.load(tmp_path / "hostile.npy")
+    assert not (tmp_path / "pwned").exists()
+    assert F.FaceVerseModel.load(model_file).num_vertices > 0  # the real format still loads
+
+
 def test_simplified_mesh_selects_vertices(model_file, tmp_path):
     d = np.load(model_file, allow_pickle=True).item()
     d["select_id"] = np.arange(0, 40)

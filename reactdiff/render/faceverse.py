@@ -1,6 +1,8 @@
 """The FaceVerse v2 morphable model: load its file, turn 58-d REACT coefficients into meshes, and project them.
 
-The model file is an `np.save`d dict (`np.load(path, allow_pickle=True).item()`):
+The model file is an `np.save`d dict (what `np.load(path, allow_pickle=True).item()` returns). It is read with a
+restricted unpickler that builds numpy arrays, dtypes and plain containers only: a file that asks for anything else
+(a pickle can run code) is refused.
 
     meanshape (V, 3)       idBase (3V, 150)       exBase (3V, 52)       tri (F, 3), 0-based
     meantex, texBase, point_buf, keypoints, skinmask, exp_name_list   (read when present; not needed for grey meshes)
@@ -15,6 +17,7 @@ a 224 px image (scaled with the image size), principal point at the centre, imag
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +56,10 @@ class FaceVerseModel:
         if not path.is_file():
             raise FaceVerseError(f"{path}: FaceVerse model file not found")
         try:
-            raw = np.load(path, allow_pickle=True)
+            raw = load_npy_safely(path)
             d = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object else raw
+        except pickle.UnpicklingError as exc:
+            raise FaceVerseError(f"{path}: {exc}") from None
         except Exception as exc:  # noqa: BLE001  (any unreadable file gets the same explanation)
             raise FaceVerseError(f"{path}: not a FaceVerse model file (an np.save'd dict expected): {exc}") from None
         if not isinstance(d, dict):
@@ -153,3 +158,29 @@ def project(world: torch.Tensor, size: int) -> torch.Tensor:
     col = focal * world[..., 0] / depth + size / 2
     row = size / 2 - focal * world[..., 1] / depth
     return torch.stack([col, row, depth], dim=-1)
+
+
+# what np.save writes for an object array of arrays and containers; nothing else may be built from the file
+_NUMPY_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                  ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                  ("numpy._core.multiarray", "scalar")}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to build {module}.{name} from this file: a FaceVerse model file "
+                                         f"holds numpy arrays only (a pickle can run code)")
+        return super().find_class(module, name)
+
+
+def load_npy_safely(path: str | Path):
+    """np.load of an .npy file, object arrays included, without running what a pickle may ask for."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        if not dtype.hasobject:
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+        return _NumpyOnlyUnpickler(f).load()
