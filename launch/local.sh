@@ -3,10 +3,10 @@
 #
 #   bash launch/local.sh [-n NPROC] [-l deepspeed|torchrun] [-p PORT] [-r RETRIES] -- --config configs/demo.yaml ...
 #
-#   -n  processes (default: every GPU, or 2 on a CPU-only machine)
-#   -l  launcher: deepspeed (default) or torchrun; both give each process RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*
-#   -p  rendezvous port (default 29500 + a number from this shell's PID, so parallel runs do not collide)
-#   -r  after exit 75 (preempted, checkpoint saved) run again, up to RETRIES times (default 0)
+#   -n, --nproc     processes (default: every GPU, or 2 on a CPU-only machine)
+#   -l, --launcher  deepspeed (default) or torchrun; both give each process RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*
+#   -p, --port      rendezvous port (default 29500 + a number from this shell's PID, so parallel runs do not collide)
+#   -r, --retries   after exit 75 (preempted, checkpoint saved) run again, up to RETRIES times (default 0)
 # Everything after -- goes to `python -m reactdiff.train`. Exit code: the trainer's (0 done, 2 bad config, 75
 # preempted: rerun to continue) with either launcher (a bare torchrun reports any worker's exit as 1).
 # SIGINT/SIGTERM/SIGUSR2 sent here go to every worker (they checkpoint and exit); when the launcher dies (even by
@@ -16,17 +16,21 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 python=${REACTDIFF_PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
 nproc="" launcher=deepspeed port=$((29500 + $$ % 1000)) retries=0
-while getopts "n:l:p:r:h" opt; do
-  case $opt in
-    n) nproc=$OPTARG ;;
-    l) launcher=$OPTARG ;;
-    p) port=$OPTARG ;;
-    r) retries=$OPTARG ;;
-    *) sed -n '2,14p' "$0"; exit 2 ;;
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit "${1:-2}"; }
+while [[ $# -gt 0 && $1 != -- ]]; do
+  [[ $# -ge 2 || $1 == -h || $1 == --help ]] || usage
+  case $1 in
+    -n|--nproc) nproc=$2 ;;
+    -l|--launcher) launcher=$2 ;;
+    -p|--port) port=$2 ;;
+    -r|--retries) retries=$2 ;;
+    -h|--help) usage 0 ;;
+    *) echo "launch/local.sh: unknown option $1" >&2; usage ;;
   esac
+  shift 2
 done
-shift $((OPTIND - 1))
 [[ ${1:-} == -- ]] && shift
+[[ $retries =~ ^[0-9]+$ ]] || { echo "launch/local.sh: --retries takes a whole number, got '$retries'" >&2; exit 2; }
 if [[ -z $nproc ]]; then
   nproc=$("$python" -c "import torch; print(torch.cuda.device_count() or 2)") || exit 2
 fi

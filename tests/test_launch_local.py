@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_train import BIN, REPO, base_args, losses
+from test_train import BIN, REPO, base_args, losses, read_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to find the workers")
 
@@ -49,16 +49,6 @@ def workers(marker: str) -> list[int]:
             and Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].endswith(b"python")]
 
 
-def read_until(proc: subprocess.Popen, text: str, lines: list[str], timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith(text):
-            return
-        assert time.time() < deadline, "".join(lines)[-3000:]
-    raise AssertionError(f"never saw {text!r}:\n" + "".join(lines)[-3000:])
-
-
 def gone_within(marker: str, seconds: float) -> bool:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -75,7 +65,7 @@ def args_for(shards: Path, out: Path, name: str, steps: int) -> list[str]:
 
 @pytest.mark.parametrize("launcher", ["torchrun", "deepspeed"])
 def test_preempted_workers_exit_75_through_either_launcher_and_retry(tiny_shards, tmp_path, launcher):
-    proc = local_sh(args_for(tiny_shards, tmp_path, "pre", 12), launcher, "-r", "1")
+    proc = local_sh(args_for(tiny_shards, tmp_path, "pre", 12), launcher, "--retries", "1")
     lines: list[str] = []
     read_until(proc, "step 2 ", lines)
     pids = workers(f"REACTDIFF_WATCH_PID={proc.pid}")

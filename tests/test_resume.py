@@ -60,6 +60,17 @@ def test_resume_on_another_number_of_ranks_continues_the_run(tiny_shards, tmp_pa
     states = [json.loads((run / f"checkpoints/step00000008/rank{r:05d}.json").read_text())["state"]["data"]
               for r in range(nproc)]
     assert all(s == states[0] for s in states) and states[0]["layout"] == [nproc, 1]
+    # ... the one the reader's pure plan gives (tests/test_reader.py: that plan reads no window of an epoch twice)
+    from reactdiff import config
+    from reactdiff.data.reader import BatchStream
+
+    before = json.loads((first / f"checkpoints/step{FIRST:08d}/rank00000.json").read_text())["state"]["data"]
+    stream = BatchStream(config.load(run / "config.yaml").data, 0, nproc)
+    stream.load_state_dict(before)
+    for i, _ in enumerate(stream, 1):
+        if i == (8 - FIRST) * 6 // nproc:  # steps x grad_accum batches per rank
+            break
+    assert stream.state_dict() == states[0]
 
 
 def test_unsupported_stage_change_names_the_command_that_works(tiny_shards, tmp_path, moved_from):

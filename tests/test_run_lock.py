@@ -10,7 +10,7 @@ import time
 import pytest
 
 from reactdiff.train.run_lock import NAME, RunLock, RunLocked
-from test_train import base_args, launch
+from test_train import base_args, launch, read_until
 
 
 def plant(folder, **holder) -> None:
@@ -74,13 +74,17 @@ def test_a_holder_notices_that_it_lost_the_lock(tmp_path):
     assert (tmp_path / NAME).exists()  # not ours to delete
 
 
-def test_second_launch_into_a_running_folder_fails_fast_and_a_killed_run_restarts(tiny_shards, tmp_path):
+def test_second_launch_into_a_running_folder_fails_fast_and_a_killed_run_restarts(tiny_shards, tmp_path,
+                                                                                   monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    here = wandb.init(mode="offline", dir=str(tmp_path), project="launcher")  # a wandb service in the launching
+    assert "WANDB_SERVICE" in os.environ  # process: the runs below inherit its address and must not use it
     args = base_args(tiny_shards, tmp_path, "busy", "train.zero_stage=0", "train.steps=400",
                      "train.checkpoint_every=2")
     first = launch(args, nproc=1, wait=False)
-    for line in first.stdout:
-        if line.startswith("step 3 "):
-            break
+    read_until(first, "step 3 ")
     t0 = time.time()
     second = launch(args, nproc=1)
     assert second.returncode == 2 and f"pid {first.pid}" in second.stderr, second.stderr[-2000:]
@@ -91,3 +95,4 @@ def test_second_launch_into_a_running_folder_fails_fast_and_a_killed_run_restart
     assert third.returncode == 0, third.stdout[-2000:]
     assert "took over" in third.stdout and "resumed" in third.stdout
     assert not (tmp_path / "busy" / NAME).exists()  # released at the end
+    here.finish()

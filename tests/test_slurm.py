@@ -113,24 +113,40 @@ def _export(tmp_path, shards):
 EVAL_OVERRIDES = [f"data.eval_frames={FRAMES}", "sample.window=32", "sample.steps=2", "sample.k=2"]
 
 
-@needs_slurm
-def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tmp_path):
+def shards_and_export(tiny_react, tmp_path, samples_per_shard: int):
     from reactdiff.data.make_shards import make_shards
-    from reactdiff.eval.evaluate import evaluate
-    from reactdiff.sampling.cli import main as sample_main
-    from reactdiff.sampling.writer import reaction_path
 
     shards = tmp_path / "shards"
-    make_shards(tiny_react, "train", shards, samples_per_shard=1, audio_features="logmel", progress=False)
-    export = _export(tmp_path, shards)
+    make_shards(tiny_react, "train", shards, samples_per_shard=samples_per_shard, audio_features="logmel",
+                progress=False)
+    return shards, _export(tmp_path, shards)
+
+
+def submit_eval(export, shards, out, tasks: int, overrides) -> list:
+    return submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
+                   str(out), "--tasks", str(tasks), "--no-baselines", *overrides])
+
+
+def one_process_metrics(export, shards, out, overrides) -> dict:
+    """The same reactions made and scored by one process: what a fan-out must equal."""
+    from reactdiff.eval.evaluate import evaluate
+    from reactdiff.sampling.cli import main as sample_main
+
+    assert sample_main(["--export", str(export), "--shards", str(shards), "--out", str(out), "--quiet",
+                        *overrides]) == 0
+    return evaluate(out, shards, with_baselines=False)["results"]["model"]
+
+
+@needs_slurm
+def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tmp_path):
+    from reactdiff.sampling.writer import reaction_path
+
+    shards, export = shards_and_export(tiny_react, tmp_path, samples_per_shard=1)
     out = tmp_path / "fan"
-    jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
-                   str(out), "--tasks", "4", "--no-baselines", *EVAL_OVERRIDES])
+    jobs = submit_eval(export, shards, out, 4, EVAL_OVERRIDES)
     assert len(jobs) == 5
     fan = jobs[-1].result()["metrics"]
-    assert sample_main(["--export", str(export), "--shards", str(shards), "--out", str(tmp_path / "one"), "--quiet",
-                        *EVAL_OVERRIDES]) == 0
-    single = evaluate(tmp_path / "one", shards, with_baselines=False)["results"]["model"]
+    single = one_process_metrics(export, shards, tmp_path / "one", EVAL_OVERRIDES)
     for m in ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn"):
         assert fan[m] == pytest.approx(single[m], rel=1e-9)
     report = json.loads((out / "metrics.json").read_text())
@@ -141,26 +157,17 @@ def test_eval_fan_out_matches_one_process_and_reruns_only_missing(tiny_react, tm
     from reactdiff.data.shard_index import ShardIndex
 
     assert launcher.missing_tasks(out, ShardIndex.open(shards), 4) == [2]
-    jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
-                   str(out), "--tasks", "4", "--no-baselines", *EVAL_OVERRIDES])
+    jobs = submit_eval(export, shards, out, 4, EVAL_OVERRIDES)
     assert len(jobs) == 2
     assert jobs[-1].result()["metrics"]["FRDist"] == pytest.approx(fan["FRDist"], rel=1e-9)
 
 
 @needs_slurm
 def test_a_preempted_eval_task_is_requeued_and_resumes_from_its_rows(tiny_react, tmp_path):
-    from reactdiff.eval.evaluate import evaluate
-    from reactdiff.sampling.cli import main as sample_main
-
-    shards = tmp_path / "shards"
-    from reactdiff.data.make_shards import make_shards
-
-    make_shards(tiny_react, "train", shards, samples_per_shard=3, audio_features="logmel", progress=False)
-    export = _export(tmp_path, shards)
+    shards, export = shards_and_export(tiny_react, tmp_path, samples_per_shard=3)
     out = tmp_path / "pre"
     slow = [f"data.eval_frames={FRAMES}", "sample.window=32", "sample.steps=40", "sample.k=2", "sample.batch_size=1"]
-    jobs = submit(["eval", "--cluster", str(CLUSTER), "--export", str(export), "--shards", str(shards), "--out",
-                   str(out), "--tasks", "2", "--no-baselines", *slow])
+    jobs = submit_eval(export, shards, out, 2, slow)
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / "reactions").glob("*.npy")):
         time.sleep(0.1)
@@ -174,9 +181,7 @@ def test_a_preempted_eval_task_is_requeued_and_resumes_from_its_rows(tiny_react,
         assert (out / "reactions" / name).stat().st_mtime_ns == mtime, name
     agg = "".join(p.read_text() for p in (out / "submitit").glob(f"{jobs[-1].job_id}/*_log.out"))
     assert agg.count("Starting with JobEnvironment") == 1  # the aggregation ran once, after every task
-    assert sample_main(["--export", str(export), "--shards", str(shards), "--out", str(tmp_path / "one"), "--quiet",
-                        *slow]) == 0
-    single = evaluate(tmp_path / "one", shards, with_baselines=False)["results"]["model"]
+    single = one_process_metrics(export, shards, tmp_path / "one", slow)
     for m in ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn"):
         assert fan[m] == pytest.approx(single[m], rel=1e-9), m
 

@@ -42,6 +42,18 @@ def launch(args: list[str], nproc: int, env_extra: dict | None = None, wait: boo
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
+def read_until(proc: subprocess.Popen, prefix: str, lines: list[str] | None = None, timeout: float = 300) -> list:
+    """Read a launched run's output up to the first line starting with `prefix` (into `lines`)."""
+    lines = [] if lines is None else lines
+    deadline = time.time() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+        assert time.time() < deadline, "".join(lines)[-3000:]
+    raise AssertionError(f"never saw {prefix!r}:\n" + "".join(lines)[-3000:])
+
+
 def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_rows(run / "metrics.jsonl")}
 
@@ -207,11 +219,7 @@ def test_kill_9_mid_run_leaves_a_usable_checkpoint(tiny_shards, tmp_path, runs):
 def test_kill_9_of_one_rank_mid_step_loses_nothing(tiny_shards, tmp_path, runs):
     args = base_args(tiny_shards, tmp_path, "one", "train.checkpoint_every=2", "train.zero_stage=0")
     proc = launch(args, nproc=2, wait=False)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("step 3 "):
-            break
+    read_until(proc, "step 3 ")
     rank1 = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _env_has(p, b"LOCAL_RANK=1")
              and _env_has(p, f"REACTDIFF_TEST_RUN={tmp_path}".encode())]
     assert len(rank1) == 1, rank1

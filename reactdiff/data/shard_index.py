@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +68,9 @@ class ShardIndex:
         want = (self.sha256 or [None] * len(self.files))[shard]
         if want is None:
             return None
-        h = hashlib.sha256()
-        with open(self.files[shard], "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        if h.hexdigest() != want:
-            return (f"shard {self.files[shard]} is corrupt: its sha256 is {h.hexdigest()[:16]}..., index.json says "
+        got = mf.sha256_file(self.files[shard])
+        if got != want:
+            return (f"shard {self.files[shard]} is corrupt: its sha256 is {got[:16]}..., index.json says "
                     f"{want[:16]}... (copy it again, or re-shard with `tools/make_shards.py ... --resume`)")
         return None
 

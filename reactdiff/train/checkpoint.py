@@ -19,7 +19,6 @@ another number of ranks or ZeRO stage is re-partitioned through DeepSpeed's univ
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -35,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import atomic, dist
+from ..data.manifest import sha256_file
 
 MARKER, EMA_FILE, LAYOUT = "COMPLETE", "ema.safetensors", "layout.json"
 _TAG = re.compile(r"^step(\d{8})$")
@@ -108,17 +108,9 @@ def load_rank_state(path: Path, rank: int, world_size: int, restore_rng: bool = 
     return {**doc["state"], **{k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def manifest(path: Path) -> dict:
     """{relative path: [bytes, sha256]} of every file of a checkpoint folder but COMPLETE."""
-    return {str(f.relative_to(path)): [f.stat().st_size, _sha256(f)]
+    return {str(f.relative_to(path)): [f.stat().st_size, sha256_file(f)]
             for f in sorted(path.rglob("*")) if f.is_file() and f.name != MARKER}
 
 
@@ -135,7 +127,7 @@ def verify(path: Path) -> str | None:
             return f"{f} is missing"
         if f.stat().st_size != size:
             return f"{f} has {f.stat().st_size} bytes, COMPLETE says {size}"
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             return f"{f} does not match its sha256 in COMPLETE"
     return None
 

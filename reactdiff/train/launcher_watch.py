@@ -48,16 +48,16 @@ def watched_pids(environ=os.environ) -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie not yet reaped counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:  # a zombie (exited, not yet reaped) is gone too
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
 
@@ -71,9 +71,9 @@ def start(every_s: float = 1.0, grace_s: float = 300.0) -> threading.Thread | No
         return None
 
     def run() -> None:
-        while all(_alive(p) for p in pids):
+        while all(pid_alive(p) for p in pids):
             time.sleep(every_s)
-        gone = next(p for p in pids if not _alive(p))
+        gone = next(p for p in pids if not pid_alive(p))
         print(f"[train] launcher process {gone} is gone: checkpoint at the next step boundary, then exit", flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(grace_s)

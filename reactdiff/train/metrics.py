@@ -57,6 +57,9 @@ class RunLog:
             from omegaconf import OmegaConf
 
             os.environ.setdefault("WANDB_SILENT", "true")
+            # our own wandb service, never one inherited from the launching process: a run killed with -9 stays
+            # registered there, and its restart (same run id) would be refused as "in use"
+            os.environ.pop("WANDB_SERVICE", None)
             self.wandb = wandb.init(project=cfg.train.wandb_project, name=cfg.name, id=wandb_id, resume="allow",
                                     mode=cfg.train.wandb.value, dir=str(run_dir), group=cfg.name, job_type="train",
                                     config=OmegaConf.to_container(cfg, resolve=True))

@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from .. import atomic
+from .launcher_watch import pid_alive
 
 NAME = "LOCK"
 
@@ -32,19 +33,6 @@ class RunLocked(ValueError):
 
 def _beat_s() -> float:
     return float(os.environ.get("REACTDIFF_LOCK_BEAT_S", "30"))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited process not yet reaped is gone too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class RunLock:
@@ -78,7 +66,7 @@ class RunLock:
         """Why `holder`'s lock may be taken over (None: it is live)."""
         if self.me["job"] and holder.get("job") == self.me["job"]:
             return "held by an earlier attempt of this job"
-        if holder.get("host") == self.me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+        if holder.get("host") == self.me["host"] and not pid_alive(int(holder.get("pid", -1))):
             return "its process is gone"
         if time.time() - float(holder.get("beat", 0)) > self.stale_s:
             return f"no heartbeat for more than {self.stale_s:.0f} s"
