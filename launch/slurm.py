@@ -96,17 +96,10 @@ def submit_train(args, cluster) -> list:
 def missing_tasks(out: Path, index, tasks: int) -> list[int]:
     """Tasks with at least one row whose reactions are not written yet; a task's rows are its samples' matrix rows
     as the shard index records them (with rejected clips or a partial split they are not the sample positions)."""
-    from reactdiff.data.partition import slot_bounds
     from reactdiff.sampling.writer import reaction_path
 
-    rows_of = index.matrix_rows()
-    todo = []
-    for rank in range(tasks):
-        lo, hi = slot_bounds(index.num_samples, tasks, rank, equal=False)
-        rows = [r for pair in rows_of[lo:hi] for r in pair]  # both directions of each dyadic sample
-        if any(not reaction_path(out, r).is_file() for r in rows):
-            todo.append(rank)
-    return todo
+    return [task for task in range(tasks) if any(not reaction_path(out, r).is_file()
+                                                 for r in index.task_rows(task, tasks))]
 
 
 def submit_eval(args, cluster) -> list:

@@ -7,7 +7,7 @@ Launchers and what `detect` reads:
   SLURM (srun / submitit), used only when RANK is unset: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, tasks per node from
       SLURM_STEP_TASKS_PER_NODE / SLURM_NTASKS_PER_NODE / SLURM_TASKS_PER_NODE ("2(x3),1", picked by SLURM_NODEID),
       master = first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST (MASTER_ADDR overrides),
-      port = MASTER_PORT or 10000 + SLURM_JOB_ID % 20000. SLURM_NTASKS=1 is "single".
+      port = MASTER_PORT or job_port(SLURM_JOB_ID) (10000 + id % 20000). SLURM_NTASKS=1 is "single".
   nothing: single process (127.0.0.1; init() picks a free port unless MASTER_PORT is set).
 A partly set environment raises DistConfigError naming what is missing. Every rank gets a process group, world 1 too
 (DeepSpeed wants one). The getters read the env stored by init(); before init they answer as a single process.
@@ -21,6 +21,7 @@ import itertools
 import os
 import re
 import socket
+import zlib
 from typing import Any, Mapping
 
 import torch
@@ -173,8 +174,15 @@ def _detect_slurm(v: _Vars) -> DistEnv:
         port = v.integer("MASTER_PORT")
     else:
         v.need("SLURM_JOB_ID", why=" (or MASTER_PORT)")
-        port = 10000 + v.integer("SLURM_JOB_ID") % 20000
+        port = job_port(v.integer("SLURM_JOB_ID"))
     return DistEnv(rank, world, local, local_world, addr, port, "slurm")
+
+
+def job_port(job_id: int | str) -> int:
+    """The rendezvous port of a job: the same on every node of it, different for jobs running side by side.
+    10000 + id % 20000 for SLURM's numeric ids; other ids (array tasks "123_4", local executors) by their crc32."""
+    text = str(job_id)
+    return 10000 + (int(text) if text.isdigit() else zlib.crc32(text.encode())) % 20000
 
 
 # ---------------------------------------------------------------- process group

@@ -8,7 +8,7 @@ import torch
 
 from reactdiff import config
 from reactdiff.data.reader import BatchStream
-from reactdiff.model.denoiser import SigmaDensity, preconditioning
+from reactdiff.model.denoiser import SigmaDensity, loss_weight, preconditioning
 from reactdiff.model.layers import Attention, FourierEmbedding
 from reactdiff.model.priors import FaceStats
 from reactdiff.model.reactdiff import ReactDiff
@@ -40,6 +40,7 @@ def test_preconditioning_matches_the_closed_form():
         assert c_out[i].item() == pytest.approx(s * 0.5 / math.sqrt(s * s + 0.25))
         assert c_in[i].item() == pytest.approx(1 / math.sqrt(s * s + 0.25))
         assert c_noise[i].item() == pytest.approx(math.log(s) / 4)
+    torch.testing.assert_close(loss_weight(sigma, 0.5), 1 / c_out ** 2)  # EDM's lambda = 1 / c_out^2
 
 
 def test_denoiser_is_exact_as_sigma_goes_to_zero(tiny_shards):

@@ -9,7 +9,6 @@ every task, requeues included, and refuses to score an incomplete set.
 from __future__ import annotations
 
 import os
-import zlib
 from pathlib import Path
 
 import submitit
@@ -17,8 +16,10 @@ import submitit
 
 def _launcher_env() -> dict:
     """Expose submitit's view of the job (SLURM or local executor) as torchrun-style variables for reactdiff.dist."""
+    from .. import dist
+
     env = submitit.JobEnvironment()
-    port = 20000 + zlib.crc32(str(env.job_id).encode()) % 20000
+    port = dist.job_port(env.job_id)
     return {"RANK": str(env.global_rank), "WORLD_SIZE": str(env.num_tasks), "LOCAL_RANK": str(env.local_rank),
             "LOCAL_WORLD_SIZE": str(env.num_tasks // max(1, env.num_nodes)),
             # a profile's setup lines may export MASTER_ADDR (e.g. simulated nodes whose names do not resolve)

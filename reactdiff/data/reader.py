@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .normalise import FaceNormaliser
 from .partition import slot_index
 from .plan import epoch_items, slot_batches, slot_items, taken_by_part
-from .sample_format import decode_npy
+from .sample_format import PERSONS, decode_npy
 from .shard_index import ShardIndex
 from .windows import cut_item, decode_sample, needed_fields, window_start
 
@@ -214,7 +214,7 @@ def listener_windows(cfg, window: int, clips: int = 64, emotion: bool = False, r
             if taken >= clips:
                 break
             raw = index.read(shard, i, lambda name: name in members)
-            for person in "ab":
+            for person in PERSONS:
                 x = normaliser.normalise(decode_npy(raw[f"{person}.fv.npy"]).astype(np.float32))
                 if emotion:
                     x = np.concatenate([x, decode_npy(raw[f"{person}.emotion.npy"]).astype(np.float32)], axis=-1)

@@ -20,6 +20,7 @@ import soundfile as sf
 from . import faceverse as fv
 
 PERSONS = ("a", "b")
+PEERS = {0: ("a", "b"), 1: ("b", "a")}  # role -> (speaker, listener): role 0 is "a speaks to b"
 AUDIO_FORMATS = ("flac", "wav")
 FORMAT_VERSION = 1
 

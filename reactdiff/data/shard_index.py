@@ -63,6 +63,14 @@ class ShardIndex:
                 out.append((int(meta["matrix_rows"]["a"]), int(meta["matrix_rows"]["b"])))
         return out
 
+    def task_rows(self, task: int, tasks: int) -> list[int]:
+        """The neighbour-matrix rows of eval task `task` of `tasks`: the reader's contiguous stretch of samples for
+        that slot (partition.slot_bounds), both directions of each."""
+        from .partition import slot_bounds
+
+        lo, hi = slot_bounds(self.num_samples, tasks, task, equal=False)
+        return [r for pair in self.matrix_rows()[lo:hi] for r in pair]
+
     def verify(self, shard: int) -> str | None:
         """What is wrong with a shard's bytes (None: they match the sha256 index.json records, or none is recorded)."""
         want = (self.sha256 or [None] * len(self.files))[shard]

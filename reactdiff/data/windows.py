@@ -9,9 +9,7 @@ import numpy as np
 
 from . import faceverse as fv
 from .normalise import FaceNormaliser
-from .sample_format import decode_audio, decode_json, decode_npy
-
-PEERS = {0: ("a", "b"), 1: ("b", "a")}  # role -> (speaker, listener)
+from .sample_format import PEERS, PERSONS, decode_audio, decode_json, decode_npy
 
 
 def needed_fields(audio: str, emotion: bool):
@@ -32,7 +30,7 @@ def decode_sample(raw: dict, normaliser: FaceNormaliser, audio: str, emotion: bo
     """Bytes -> arrays: normalised 3DMM, features as float32, waveform, emotion."""
     meta = decode_json(raw["meta.json"])
     out = {"meta": meta}
-    for p in ("a", "b"):
+    for p in PERSONS:
         out[f"{p}.fv"] = normaliser.normalise(decode_npy(raw[f"{p}.fv.npy"])).astype(np.float32)
         if audio == "feat":
             if f"{p}.feat.npy" not in raw:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import manifest as mf
-from ..data.sample_format import decode_json, decode_npy
+from ..data.sample_format import PEERS, PERSONS, decode_json, decode_npy
 from ..data.shard_index import ShardIndex
 
 
@@ -49,8 +49,8 @@ def load_ground_truth(shards: str | Path, frames: int = 750, need_neighbours: bo
             meta = decode_json(raw["meta.json"])
             if meta["frames"] < frames:
                 raise ValueError(f"{meta['key']} has {meta['frames']} frames; the metrics use {frames}")
-            arr = {f"{p}.{m}": decode_npy(raw[f"{p}.{m}.npy"])[:frames] for p in "ab" for m in ("fv", "emotion")}
-            for spk, lis in (("a", "b"), ("b", "a")):
+            arr = {f"{p}.{m}": decode_npy(raw[f"{p}.{m}.npy"])[:frames] for p in PERSONS for m in ("fv", "emotion")}
+            for spk, lis in PEERS.values():
                 row = meta["matrix_rows"][spk]
                 if row >= n:
                     raise ValueError(f"{meta['key']}: matrix row {row} outside the {n}x{n} neighbour matrix")

@@ -19,6 +19,11 @@ def preconditioning(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tenso
     return sd2 / total, sigma * sigma_data / total.sqrt(), 1 / total.sqrt(), sigma.log() / 4
 
 
+def loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 = 1 / c_out^2: every noise level weighs alike at the start."""
+    return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
+
+
 class SigmaDensity:
     """Training noise levels: EDM's log-normal, or the truncated 'cosine' (v-diffusion) density of the paper's code.
 
@@ -61,15 +66,17 @@ class Denoiser(nn.Module):
         self.net, self.sigma_data = net, sigma_data
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
-        c_skip, c_out, c_in, c_noise = (c.view(-1, *([1] * (x.ndim - 1))) if i < 3 else c
-                                        for i, c in enumerate(preconditioning(sigma.to(x.dtype), self.sigma_data)))
+        """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)."""
+        c_skip, c_out, c_in, c_noise = preconditioning(sigma.to(x.dtype), self.sigma_data)
+        per_sample = (-1, *[1] * (x.ndim - 1))  # (B,) -> (B, 1, ...) against x
+        c_skip, c_out, c_in = c_skip.view(per_sample), c_out.view(per_sample), c_in.view(per_sample)
         return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), **cond)
 
     def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, whiten=None, **cond):
         """EDM-weighted denoising loss per sample (B,), and the x0 estimate (for the priors). `whiten` maps the error
         into the coordinates where the data has std sigma_data (noise with the data's spectrum, spectrum.py)."""
         x0_hat = self(x0 + noise * sigma.view(-1, *([1] * (x0.ndim - 1))).to(x0.dtype), sigma, **cond)
-        weight = 1 / preconditioning(sigma.float(), self.sigma_data)[1] ** 2
+        weight = loss_weight(sigma.float(), self.sigma_data)
         err = x0_hat.float() - x0.float()  # fp32 whatever the precision
         if whiten is not None:
             err = whiten(err)

@@ -11,7 +11,6 @@ import torch
 from tqdm import tqdm
 
 from .. import cli_args, config
-from ..data.partition import slot_bounds
 from ..data.reader import BatchStream
 from ..model.export import build_model, load_export, save_export
 from ..model.priors import FaceStats
@@ -84,8 +83,7 @@ def run(args) -> int:
         entries = {} if diff or part else {e["row"]: e for e in old["entries"]}
         if diff:
             shutil.rmtree(out / "reactions", ignore_errors=True)
-    lo, hi = slot_bounds(stream.dataset.index.num_samples, args.world_size, args.rank, equal=False)
-    mine = 2 * (hi - lo)  # this task's rows
+    mine = len(stream.dataset.index.task_rows(args.rank, args.world_size))
     total = min(mine, args.limit) if args.limit else mine
     bar = tqdm(total=total, desc="sample", unit="clip", disable=args.quiet, dynamic_ncols=True)
     t0, generated, seen = time.time(), 0, 0

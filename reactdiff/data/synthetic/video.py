@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ...media import write_mp4  # noqa: F401  (re-exported: the dataset writer's mp4 option)
-from ..faceverse import EXP, FPS
+from ..faceverse import EXP
 from .behaviour import ROT_MEAN, TRANS_MEAN, Style
 
 CHUNK = 128  # frames drawn at once
