@@ -5,7 +5,7 @@ executor).
     python launch/slurm.py train --cluster configs/cluster/local.yaml --config configs/demo.yaml train.steps=200
     python launch/slurm.py eval  --cluster configs/cluster/local.yaml --export runs/demo/runs/demo/export \\
         --shards shards/demo/test --out runs/demo/eval sample.k=10
-    python launch/slurm.py render --cluster configs/cluster/local.yaml --samples runs/demo/eval \
+    python launch/slurm.py render --cluster configs/cluster/local.yaml --samples runs/demo/eval \\
         --faceverse faceverse_simple_v2.npy --shards shards/demo/test --out runs/demo/render --ground-truth
     ... --dry-run        print the jobs, resources and resolved config; submit nothing
 train: nodes x tasks_per_node processes (one per GPU), a Checkpointable job that saves and requeues itself on

@@ -183,7 +183,7 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class RunConfig:
-    """The whole run. Later sections (train, eval) join as their issues land."""
+    """The whole run: what `reactdiff train` reads, saves with the run and writes into every export."""
 
     name: str = "reactdiff"  # run name (folder and wandb name)
     seed: int = 0  # global seed

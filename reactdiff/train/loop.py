@@ -7,6 +7,7 @@ step through an all-reduce) and exit with EXIT_REQUEUE, which launchers treat as
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -14,6 +15,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,19 +125,46 @@ def train(cfg) -> int:
             lock.release()
 
 
-def _train(cfg, env, run_dir: Path, lock) -> int:
-    import deepspeed
+@dataclasses.dataclass
+class Session:
+    """What one training run holds while it trains."""
 
-    device = dist.device()
-    ckpt_dir = run_dir / "checkpoints"
-    t, hist = cfg.train, cfg.data.history
-    usable = None
-    if dist.is_main():  # rank 0 checks the checkpoints (and sets broken ones aside) before anyone reads them
-        usable = checkpoint.latest_usable(ckpt_dir) if t.resume else None
+    cfg: Any
+    run_dir: Path
+    device: torch.device
+    stream: BatchStream
+    model: nn.Module
+    engine: Any
+    scheduler: Any
+    ema: EMA
+    ds_cfg: dict
+    precision: str
+    generator: torch.Generator
+    step: int = 0
+    samples: int = 0  # windows trained on before `first_step`
+    first_step: int = 0
+    wandb_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def accum(self) -> int:
+        return self.ds_cfg["gradient_accumulation_steps"]
+
+
+def plan_run(cfg, env, run_dir: Path) -> resume.ResumePlan | None:
+    """Which checkpoint to continue from, and how (rank 0 sets broken ones aside first); saves the config."""
+    usable = checkpoint.latest_usable(run_dir / "checkpoints") if dist.is_main() and cfg.train.resume else None
     plan = resume.plan_resume(cfg, run_dir, env.world_size, dist.broadcast_object(usable))
     if dist.is_main():
         config.save(cfg, run_dir / "config.yaml")
     dist.barrier()
+    return plan
+
+
+def build(cfg, env, run_dir: Path, plan) -> Session:
+    """Data stream, model (with the statistics it fits from the data), DeepSpeed engine, EMA, noise generator."""
+    import deepspeed
+
+    t, device = cfg.train, dist.device()
     stream = BatchStream(cfg.data, env.rank, env.world_size, train=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser))
@@ -153,75 +182,100 @@ def _train(cfg, env, run_dir: Path, lock) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas), eps=t.eps,
                                   weight_decay=t.weight_decay, fused=device.type == "cuda")  # one kernel per group
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    engine, _, _, scheduler = deepspeed.initialize(model=TrainStep(model, hist), optimizer=optimizer,
+    engine, _, _, scheduler = deepspeed.initialize(model=TrainStep(model, cfg.data.history), optimizer=optimizer,
                                                    lr_scheduler=scheduler, config=ds_cfg)
     ema = EMA(model, max_decay=t.ema_max, power=t.ema_power, keep=dist.is_main(), zero3=t.zero_stage == 3)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + env.rank)  # sigma and noise draws
-    step, samples, wandb_id = 0, 0, uuid.uuid4().hex[:12]
+    return Session(cfg, run_dir, device, stream, model, engine, scheduler, ema, ds_cfg, precision, generator)
+
+
+def restore(s: Session, plan: resume.ResumePlan, env) -> None:
+    """Continue from the planned checkpoint: weights, optimiser, schedule, EMA, noise draws, data position."""
+    client, rank_state, ema_state = checkpoint.load(s.engine, s.run_dir / "checkpoints", plan.tag, plan.universal,
+                                                    plan.same_ranks)
+    s.step, s.first_step, s.wandb_id = client["step"], client["step"], client["wandb_id"]
+    s.samples = client.get("samples", s.step * plan.layout["train_batch_size"])
+    if plan.same_ranks:
+        s.generator.set_state(rank_state["generator"])
+    else:  # new ranks: fresh, distinct draws per rank, reproducible from (seed, step, rank)
+        reseed(s.generator, s.cfg.seed, s.step, env.rank)
+    s.stream.load_state_dict(rank_state["data"])
+    if ema_state is not None:
+        s.ema.load_state_dict({k: v for k, v in ema_state.items() if k in s.ema.shadow})
+    lay, stage = plan.layout, s.cfg.train.zero_stage
+    moved = "" if plan.same_ranks and lay["zero_stage"] == stage else (
+        f"; from {lay['world_size']} rank(s) ZeRO {lay['zero_stage']} to {env.world_size} rank(s) ZeRO {stage}, "
+        f"{s.ds_cfg['train_batch_size']} windows/step (was {lay['train_batch_size']})")
+    dist.print0(f"[train] resumed {s.run_dir} at step {s.step} (epoch {s.stream.epoch}, batch {s.stream.batch})"
+                f"{moved}")
+
+
+def save(s: Session, env) -> None:
+    """A checkpoint at the current step (every rank calls this)."""
+    ema_state = None
+    if dist.is_main():  # EMA parameters + the model's buffers (normalisation stats, Fourier frequencies)
+        ema_state = {**s.ema.state_dict(), **saved_buffers(s.model)}
+    seen = s.samples + (s.step - s.first_step) * s.ds_cfg["train_batch_size"]
+    layout = {"world_size": env.world_size, "zero_stage": s.cfg.train.zero_stage,
+              "train_batch_size": s.ds_cfg["train_batch_size"], "grad_accum": s.accum}
+    checkpoint.save(s.engine, s.run_dir / "checkpoints", s.step,
+                    {"step": s.step, "samples": seen, "wandb_id": s.wandb_id},
+                    {"generator": s.generator.get_state(), "data": s.stream.state_dict()}, ema_state,
+                    keep=s.cfg.train.keep_checkpoints, layout=layout)
+
+
+def step_flops(s: Session, env) -> float | None:
+    """FLOPs of one optimiser step (forward + backward ~ 3x forward), counted once on a batch of a fresh stream
+    (the run's own position is untouched); GPU only (MFU)."""
+    if s.device.type != "cuda":
+        return None
+    batch = to_device(next(iter(BatchStream(s.cfg.data, env.rank, env.world_size, train=True))), s.device)
+    return 3 * count_flops(lambda: s.model.training_loss(batch, s.cfg.data.history, torch.Generator())) * s.accum
+
+
+def optimizer_step(s: Session, batches, log: RunLog) -> dict:
+    """grad_accum micro-batches, one optimiser step; the loss terms averaged over the micro-batches (on device)."""
+    terms: dict = {}
+    for _ in range(s.accum):
+        t0 = time.perf_counter()
+        batch = to_device(next(batches), s.device)
+        log.waited(time.perf_counter() - t0, len(batch["key"]))
+        out = s.engine(batch, s.generator)
+        s.engine.backward(out["loss"])
+        s.engine.step()
+        for k, v in out.items():
+            terms[k] = terms.get(k, 0.0) + v.detach().float() / s.accum
+    s.step += 1
+    return terms
+
+
+def _train(cfg, env, run_dir: Path, lock) -> int:
+    t = cfg.train
+    plan = plan_run(cfg, env, run_dir)
+    s = build(cfg, env, run_dir, plan)
     if plan:
-        client, rank_state, ema_state = checkpoint.load(engine, ckpt_dir, plan.tag, plan.universal, plan.same_ranks)
-        step, wandb_id = client["step"], client["wandb_id"]
-        samples = client.get("samples", step * plan.layout["train_batch_size"])
-        if plan.same_ranks:
-            generator.set_state(rank_state["generator"])
-        else:  # new ranks: fresh, distinct draws per rank, reproducible from (seed, step, rank)
-            reseed(generator, cfg.seed, step, env.rank)
-        stream.load_state_dict(rank_state["data"])
-        if ema_state is not None:
-            ema.load_state_dict({k: v for k, v in ema_state.items() if k in ema.shadow})
-        lay = plan.layout
-        moved = "" if plan.same_ranks and lay["zero_stage"] == t.zero_stage else (
-            f"; from {lay['world_size']} rank(s) ZeRO {lay['zero_stage']} to {env.world_size} rank(s) ZeRO "
-            f"{t.zero_stage}, {ds_cfg['train_batch_size']} windows/step (was {lay['train_batch_size']})")
-        dist.print0(f"[train] resumed {run_dir} at step {step} (epoch {stream.epoch}, batch {stream.batch}){moved}")
+        restore(s, plan, env)
     if dist.is_main():
-        resume.record_start(run_dir, step, env.world_size, ds_cfg, plan)
-    log = RunLog(run_dir, cfg, wandb_id, resumed=bool(plan))
-    dist.print0(f"[train] {run_dir}: {model.num_parameters():,} parameters, {env.world_size} rank(s) ({env.source}), "
-                f"ZeRO {t.zero_stage}, {precision}, micro-batch {cfg.data.batch_size} x accum "
-                f"{ds_cfg['gradient_accumulation_steps']} "
-                f"x {env.world_size} = {ds_cfg['train_batch_size']} windows/step, {stream.batches_per_epoch} "
-                f"batches/epoch/rank, steps {step} -> {t.steps}")
-    watch, first_step = Watch(cfg, model, run_dir, log, device, zero3=t.zero_stage == 3), step
+        resume.record_start(run_dir, s.step, env.world_size, s.ds_cfg, plan)
+    log = RunLog(run_dir, cfg, s.wandb_id, resumed=bool(plan))
+    dist.print0(f"[train] {run_dir}: {s.model.num_parameters():,} parameters, {env.world_size} rank(s) "
+                f"({env.source}), ZeRO {t.zero_stage}, {s.precision}, micro-batch {cfg.data.batch_size} x accum "
+                f"{s.accum} x {env.world_size} = {s.ds_cfg['train_batch_size']} windows/step, "
+                f"{s.stream.batches_per_epoch} batches/epoch/rank, steps {s.step} -> {t.steps}")
+    watch = Watch(cfg, s.model, run_dir, log, s.device, zero3=t.zero_stage == 3)
     preempt = Preemption()
     launcher_watch.start()  # a launcher killed with SIGKILL: SIGTERM ourselves (checkpoint, exit), never orphans
-    flops = None
-    sums, n_in_window = {}, 0
-    it = iter(stream)
-    exit_code = 0
-
-    def save(at: int) -> None:
-        ema_state = None
-        if dist.is_main():  # EMA parameters + the model's buffers (normalisation stats, Fourier frequencies)
-            ema_state = {**ema.state_dict(), **saved_buffers(model)}
-        seen = samples + (at - first_step) * ds_cfg["train_batch_size"]
-        checkpoint.save(engine, ckpt_dir, at, {"step": at, "samples": seen, "wandb_id": wandb_id},
-                        {"generator": generator.get_state(), "data": stream.state_dict()}, ema_state,
-                        keep=t.keep_checkpoints, layout={"world_size": env.world_size, "zero_stage": t.zero_stage,
-                                                         "train_batch_size": ds_cfg["train_batch_size"],
-                                                         "grad_accum": ds_cfg["gradient_accumulation_steps"]})
-
-    while step < t.steps:
-        for _ in range(ds_cfg["gradient_accumulation_steps"]):
-            t0 = time.perf_counter()
-            batch = to_device(next(it), device)
-            log.waited(time.perf_counter() - t0, len(batch["key"]))
-            if flops is None and device.type == "cuda":
-                flops = 3 * count_flops(lambda: model.training_loss(batch, hist, torch.Generator()))
-                flops *= ds_cfg["gradient_accumulation_steps"]
-            out = engine(batch, generator)
-            engine.backward(out["loss"])
-            engine.step()
-        step += 1
+    flops, sums, n_in_window, batches, exit_code = step_flops(s, env), {}, 0, iter(s.stream), 0
+    while s.step < t.steps:
+        terms = optimizer_step(s, batches, log)
+        step = s.step
         if step % t.ema_every == 0:
-            ema.update(step)
-        for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + v.detach().float()
+            s.ema.update(step)
+        sums = {k: sums.get(k, 0.0) + v for k, v in terms.items()}
         n_in_window += 1
         if step % t.log_every == 0 or step == t.steps:
             means = {k: dist.all_reduce_mean(v / n_in_window).item() for k, v in sorted(sums.items())}
-            means["lr"] = scheduler.get_last_lr()[0]
-            log.log(step, means, flops, n_in_window)
+            log.log(step, {**means, "lr": s.scheduler.get_last_lr()[0]}, flops, n_in_window)
             sums, n_in_window = {}, 0
         due = t.checkpoint_every and step % t.checkpoint_every == 0
         # the agreement is a host sync: every few steps, not every step (a signal waits at most sync_every steps)
@@ -231,24 +285,29 @@ def _train(cfg, env, run_dir: Path, lock) -> int:
             raise run_lock.RunLocked(f"{run_dir}: the run lock was taken over by another launch; stopping at step "
                                      f"{step} without writing a checkpoint")
         if stop or step == t.steps or due:
-            save(step)
+            save(s, env)
         if stop:  # no watching now: the grace period is for the checkpoint
             dist.print0(f"[train] preempted: checkpoint at step {step} saved, exiting with {EXIT_REQUEUE}")
             exit_code = EXIT_REQUEUE
             preempt.hand_over()
             break
         if step < t.steps:  # the last step's validation and samples come after the export
-            watch(step, model, ema)
+            watch(step, s.model, s.ema)
+    finish(s, watch, log, exit_code)
+    return exit_code
+
+
+def finish(s: Session, watch: Watch, log: RunLog, exit_code: int) -> None:
+    """Export the EMA weights and watch the last step (when done), close the logs, report the exit code."""
     if exit_code == 0 and dist.is_main():
-        export_ema(cfg, model, ema, run_dir / "export")
-        dist.print0(f"[train] done: {step} steps; EMA weights exported to {run_dir / 'export'}")
-    if exit_code == 0 and (step > first_step or not watch.has_final(step)):  # a rerun of a finished run: only
-        watch(step, model, ema, final=True)                                  # what is missing
+        export_ema(s.cfg, s.model, s.ema, s.run_dir / "export")
+        dist.print0(f"[train] done: {s.step} steps; EMA weights exported to {s.run_dir / 'export'}")
+    if exit_code == 0 and (s.step > s.first_step or not watch.has_final(s.step)):  # a rerun of a finished run:
+        watch(s.step, s.model, s.ema, final=True)                                   # only what is missing
     log.finish()
     dist.barrier()
     if dist.is_main() and os.environ.get("REACTDIFF_EXIT_FILE"):  # torchrun reports any worker's exit as 1:
         atomic.write_text(os.environ["REACTDIFF_EXIT_FILE"], f"{exit_code}\n")  # launch/local.sh reads ours
-    return exit_code
 
 
 def reseed(generator: torch.Generator, seed: int, step: int, rank: int) -> None:
