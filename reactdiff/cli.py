@@ -20,13 +20,16 @@ COMMANDS = {
 }
 BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
-    "train": ("reactdiff.bench.train", "end-to-end training throughput per size and process count, vs the released step"),
-    "metrics": ("reactdiff.bench.metrics", "batched torch DTW / FRDist vs the reference tslearn + multiprocessing loop"),
+    "train": ("reactdiff.bench.train",
+              "end-to-end training throughput per size and process count, vs the released step"),
+    "metrics": ("reactdiff.bench.metrics",
+                "batched torch DTW / FRDist vs the reference tslearn + multiprocessing loop"),
     "cluster": ("reactdiff.bench.cluster", "evaluation fan-out wall time on 1 vs 2 SLURM nodes"),
     "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
     "render": ("reactdiff.bench.render", "grey-mesh (torch, pytorch3d) and PIRender frames/s, batched vs per frame"),
     "watch": ("reactdiff.bench.watch", "validation + samples during training as a share of training time"),
-    "quality": ("reactdiff.bench.quality", "train -> sample -> evaluate on planted couplings: the model vs honest baselines"),
+    "quality": ("reactdiff.bench.quality",
+                "train -> sample -> evaluate on planted couplings: the model vs honest baselines"),
 }
 
 

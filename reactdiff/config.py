@@ -275,7 +275,8 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
     return cfg
 
 
-_POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.windows_per_clip", "data.batch_size", "data.shuffle_buffer", "data.eval_frames",
+_POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.windows_per_clip", "data.batch_size",
+             "data.shuffle_buffer", "data.eval_frames",
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
@@ -298,7 +299,8 @@ def check(cfg: DictConfig) -> None:
         if (value <= 0) if key in _POSITIVE else (value < 0):
             raise ConfigError(f"{key}: must be {'> 0' if key in _POSITIVE else '>= 0'}, got {value}")
     if cfg.sample.overlap >= cfg.sample.window:
-        raise ConfigError(f"sample.overlap ({cfg.sample.overlap}) must be smaller than sample.window ({cfg.sample.window})")
+        raise ConfigError(f"sample.overlap ({cfg.sample.overlap}) must be smaller than sample.window "
+                          f"({cfg.sample.window})")
     if cfg.sample.sampler not in ("euler", "heun", "dpmpp_2m", "dpmpp_2m_sde"):
         raise ConfigError(f"sample.sampler: {cfg.sample.sampler!r}; expected euler, heun, dpmpp_2m or dpmpp_2m_sde")
     if cfg.train.zero_stage > 3:
@@ -334,7 +336,8 @@ def check_model_data(cfg: DictConfig) -> None:
         raise ConfigError(f"model.audio: {cfg.model.audio!r}; expected feat, logmel, wav2vec2:/path or none")
     need = _DATA_AUDIO_FOR_MODEL[kind]
     if cfg.data.audio.value != need:
-        raise ConfigError(f"model.audio={cfg.model.audio} needs data.audio={need}, got data.audio={cfg.data.audio.value}")
+        raise ConfigError(f"model.audio={cfg.model.audio} needs data.audio={need}, got "
+                          f"data.audio={cfg.data.audio.value}")
     if cfg.model.predict_emotion and not cfg.data.emotion:
         raise ConfigError("model.predict_emotion=true needs data.emotion=true")
 

@@ -134,7 +134,7 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [l for l in res.stdout.splitlines() if l.startswith(("step ", "[train]"))]
+    lines = [line for line in res.stdout.splitlines() if line.startswith(("step ", "[train]"))]
     if res.returncode != 0:
         print("[demo] 5/8 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
         return None
@@ -159,7 +159,8 @@ def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | N
             shutil.rmtree(out)  # reactions of an earlier model: start over
     except FileNotFoundError:
         pass
-    cmd = [sys.executable, str(REPO / "launch/slurm.py"), "eval", "--cluster", str(REPO / "configs/cluster/local_executor.yaml"),
+    cmd = [sys.executable, str(REPO / "launch/slurm.py"), "eval", "--cluster",
+           str(REPO / "configs/cluster/local_executor.yaml"),
            "--export", str(export), "--shards", str(test_shards), "--out", str(out), "--wait",
            f"data.eval_frames={min(750, args.frames)}", *args.overrides]
     t0 = time.time()

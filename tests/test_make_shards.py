@@ -187,7 +187,7 @@ def _damage(react: Path) -> dict[int, str]:
     wav = clips[4].audio(split).read_bytes()
     clips[4].audio(split).write_bytes(wav[: len(wav) // 2])
     lines = clips[5].emotion(split).read_text().splitlines()
-    clips[5].emotion(split).write_text("\n".join(",".join(l.split(",")[:24]) for l in lines) + "\n")
+    clips[5].emotion(split).write_text("\n".join(",".join(row.split(",")[:24]) for row in lines) + "\n")
     (react / "neighbour_emotion_train.npy").unlink()  # it no longer matches the longer pair list
     with open(react / "train.csv", "a") as f:
         f.write(f"{len(rows)},NoXI/999_2099-01-01_Nowhere/Expert_video/1,NoXI/999_2099-01-01_Nowhere/Novice_video/1\n")
@@ -203,7 +203,7 @@ def test_every_bad_input_is_rejected_with_a_reason(react_copy, tmp_path, capsys)
             "--workers", "2", "--quiet"]
     assert shards_main(args) == EXIT_REJECTS
     assert "7 clip(s) rejected" in capsys.readouterr().err
-    rejects = [json.loads(l) for l in (out / "rejects.jsonl").read_text().splitlines()]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert {r["row"]: r["reason"] for r in rejects}.keys() == expected.keys()
     for r in rejects:
         assert expected[r["row"]] in r["reason"], r

@@ -95,7 +95,7 @@ def test_preemption_requeues_and_resumes(tiny_shards, tmp_path):
     assert "preempted: checkpoint at step" in log and "resumed" in log
     at = int(log.split("preempted: checkpoint at step ")[1].split()[0])
     assert f"at step {at} " in log
-    steps = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps[-1] == 60 and max(steps) == 60 and at < 60
 
 

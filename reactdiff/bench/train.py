@@ -71,7 +71,8 @@ def train_step_times(size: str, batch: int, window: int, history: int, audio_dim
     g = torch.Generator().manual_seed(0)
     t = history + window
     data = {"speaker_fv": torch.randn(batch, t, 58, generator=g), "listener_fv": torch.randn(batch, t, 58, generator=g),
-            "speaker_feat": torch.randn(batch, t, audio_dim, generator=g), "valid": torch.ones(batch, t, dtype=torch.bool)}
+            "speaker_feat": torch.randn(batch, t, audio_dim, generator=g),
+            "valid": torch.ones(batch, t, dtype=torch.bool)}
     data = {k: v.to(device) for k, v in data.items()}
     flops = 3 * count_flops(lambda: model.training_loss(data, history, torch.Generator()))  # fwd + 2x for bwd
     if compile:
@@ -126,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     window, history = 64, 64
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         tmp = Path(tmp)
-        print(f"[bench] synthetic REACT dataset ({args.sessions} train sessions x 2 clips), shards with logmel features")
-        generate_dataset(tmp / "react", sessions={"train": args.sessions, "val": 0, "test": 0}, video="png", video_size=16,
+        print(f"[bench] synthetic REACT dataset ({args.sessions} train sessions x 2 clips), shards with logmel "
+              f"features")
+        generate_dataset(tmp / "react", sessions={"train": args.sessions, "val": 0, "test": 0}, video="png",
+                         video_size=16,
                          workers=2, progress=False)
         make_shards(tmp / "react", "train", tmp / "shards", samples_per_shard=4, audio_features="logmel", workers=2,
                     progress=False)
@@ -162,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         released_e2e = b * 16 / (released_step + w2v)
         print(f"\npaper config ({b} windows per step)")
         print(f"{'what':<62} {'s/step':>7} {'frames/s':>9}")
-        print(f"{'ours, model step alone (64-frame windows + 64 context)':<62} {ours_step:>7.2f} {b * 64 / ours_step:>9.0f}")
+        label = "ours, model step alone (64-frame windows + 64 context)"
+        print(f"{label:<62} {ours_step:>7.2f} {b * 64 / ours_step:>9.0f}")
         print(f"{'ours, end to end through the trainer':<62} {b * 64 / (paper_rate * 64):>7.2f} "
               f"{paper_rate * 64:>9.0f}")
         print(f"{'released shape, model step alone (16-frame windows + 16)':<62} {released_step:>7.2f} "

@@ -26,7 +26,8 @@ TRANS_SLICE = slice(55, 58)
 POSE_SLICE = slice(52, 58)
 
 # REACT Emotion/<clip>.csv: 15 AU activations, valence, arousal, 8 facial-expression probabilities.
-AU_NAMES = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24", "AU25", "AU26")
+AU_NAMES = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24", "AU25",
+            "AU26")
 EXPRESSION_NAMES = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 EMOTION_COLUMNS = AU_NAMES + ("valence", "arousal") + EXPRESSION_NAMES
 EMOTION_DIM = 25

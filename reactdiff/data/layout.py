@@ -71,7 +71,8 @@ def read_pair_list(path: Path) -> list[PairRow]:
     """Read a REACT pair list (index column, speaker path, listener path; an optional header row)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pair list {path} not found (expected REACT's {path.name}: index, speaker path, listener path)")
+        raise FileNotFoundError(f"pair list {path} not found (expected REACT's {path.name}: index, speaker path, "
+                                f"listener path)")
     rows: list[PairRow] = []
     with open(path, newline="") as f:
         for line_no, fields in enumerate(csv.reader(f), start=1):
@@ -80,7 +81,8 @@ def read_pair_list(path: Path) -> list[PairRow]:
             if line_no == 1 and len(fields) == 3 and not fields[1].count("/"):
                 continue  # header row
             if len(fields) != 3:
-                raise ValueError(f"{path}:{line_no}: expected 3 columns (index, speaker path, listener path), got {len(fields)}")
+                raise ValueError(f"{path}:{line_no}: expected 3 columns (index, speaker path, listener path), "
+                                 f"got {len(fields)}")
             rows.append(PairRow(row=len(rows), a=fields[1].strip(), b=fields[2].strip()))
     return rows
 

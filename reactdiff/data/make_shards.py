@@ -151,7 +151,8 @@ def _copy_side_files(stats_dir: Path, react_root: Path, split: str, n_rows: int,
 def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers: int = 1,
                 samples_per_shard: int = 64, audio_features: str = "none", audio_format: str = "flac",
                 resume: bool = False, overwrite: bool = False, pair_list: str | Path | None = None,
-                limit: int | None = None, stats_dir: str | Path | None = None, tool_args: dict | None = None, progress: bool = True) -> dict:
+                limit: int | None = None, stats_dir: str | Path | None = None, tool_args: dict | None = None,
+                progress: bool = True) -> dict:
     """Write the shards of one split; returns the final index (with `totals`)."""
     t0 = time.time()
     react_root, out = Path(react_root), Path(out)

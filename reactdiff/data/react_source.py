@@ -79,7 +79,8 @@ def load_emotion(clip: ClipPath, split_dir: Path, frames: int) -> np.ndarray:
     except ValueError as exc:
         raise ClipRejected(f"emotion file {_rel(path, split_dir)} has a non-numeric value: {exc}") from None
     if arr.shape[0] != frames:
-        raise ClipRejected(f"emotion file {_rel(path, split_dir)} has {arr.shape[0]} rows; the 3DMM track has {frames} frames")
+        raise ClipRejected(f"emotion file {_rel(path, split_dir)} has {arr.shape[0]} rows; the 3DMM track has "
+                           f"{frames} frames")
     if not np.isfinite(arr).all():
         raise ClipRejected(f"emotion file {_rel(path, split_dir)} contains NaN or inf")
     return arr

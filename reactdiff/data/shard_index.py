@@ -36,7 +36,8 @@ class ShardIndex:
         files = [folder / e["file"] for e in shards]
         for path, e in zip(files, shards):
             if not path.is_file() or path.stat().st_size != e["bytes"]:
-                raise FileNotFoundError(f"shard {path} is missing or has the wrong size (index.json says {e['bytes']} bytes)")
+                raise FileNotFoundError(f"shard {path} is missing or has the wrong size (index.json says "
+                                        f"{e['bytes']} bytes)")
         sizes = [e["samples"] for e in shards]
         spec = index["settings"]["audio_features"]
         return cls(folder=folder, files=files, sizes=sizes, offsets=[e["offsets"] for e in shards],

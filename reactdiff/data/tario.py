@@ -36,7 +36,8 @@ class ShardBuilder:
 
     def add_sample(self, key: str, fields: dict[str, bytes]) -> None:
         if "." in key or "/" in key:
-            raise ValueError(f"sample key {key!r} must not contain '.' or '/' (WebDataset splits keys at the first dot)")
+            raise ValueError(f"sample key {key!r} must not contain '.' or '/' (WebDataset splits keys at the first "
+                             f"dot)")
         self.offsets.append(self._buf.tell())
         self.keys.append(key)
         for field in sorted(fields):

@@ -46,7 +46,8 @@ def load_export(folder: str | Path, overrides=()) -> tuple[ReactDiff, object, di
     for name in (WEIGHTS, CONFIG, META):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} not found: expected an export folder "
-                                    f"({WEIGHTS}, {CONFIG}, {META}) written by training or `reactdiff sample --random-init`")
+                                    f"({WEIGHTS}, {CONFIG}, {META}) written by training or "
+                                    f"`reactdiff sample --random-init`")
     cfg = config.load(folder / CONFIG, overrides, saved=True)
     model = build_model(cfg)
     state = load_file(str(folder / WEIGHTS))

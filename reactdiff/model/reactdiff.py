@@ -41,7 +41,8 @@ class AudioFrontend(nn.Module):
             if feat is None:
                 raise ValueError("model.audio=feat needs speaker_feat in the batch (data.audio=feat)")
             if feat.shape[-1] != self.dim:
-                raise ValueError(f"the shards' audio features have {feat.shape[-1]} dims; model.audio_dim is {self.dim}")
+                raise ValueError(f"the shards' audio features have {feat.shape[-1]} dims; model.audio_dim is "
+                                 f"{self.dim}")
             return feat
         audio = batch.get("speaker_audio")
         if audio is None:

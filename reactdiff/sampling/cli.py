@@ -117,7 +117,8 @@ def run(args) -> int:
     secs = time.time() - t0
     nfe = network_evaluations(s.sampler, s.steps)
     print(f"reactdiff sample: {generated} speaker clips x {s.k} reactions generated ({len(entries) - generated} "
-          f"already there) in {secs:.1f} s; {s.sampler} {s.steps} steps ({nfe} network evaluations per window) -> {out}")
+          f"already there) in {secs:.1f} s; {s.sampler} {s.steps} steps ({nfe} network evaluations per window) "
+          f"-> {out}")
     return 0
 
 

@@ -13,7 +13,8 @@ def resolve_precision(requested: str, device_type: str) -> str:
     """`auto`: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU. Half precision on CPU is refused."""
     if device_type != "cuda":
         if requested in ("bf16", "fp16"):
-            raise ConfigError(f"train.precision={requested} needs a GPU; this run is on {device_type} (use fp32 or auto)")
+            raise ConfigError(f"train.precision={requested} needs a GPU; this run is on {device_type} (use fp32 or "
+                              f"auto)")
         return "fp32"
     if requested == "auto":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

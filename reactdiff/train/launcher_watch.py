@@ -2,7 +2,8 @@
 
 A launcher killed with SIGKILL cannot stop its workers; they would train on as orphans and write into the run
 folder. Each worker started by a launcher (RANK set) watches the process that launched it: REACTDIFF_WATCH_PID when
-set (launch/local.sh sets it to itself), else its parent, and for the deepspeed launcher also the parent's parent (`deepspeed` runs
+set (launch/local.sh sets it to itself), else its parent, and for the deepspeed launcher also the parent's parent
+(`deepspeed` runs
 `deepspeed.launcher.launch`, which runs the workers). When it is gone the worker sends itself SIGTERM: the trainer
 saves at the next step boundary and exits as if preempted; after `grace_s` it exits regardless.
 Linux /proc only; elsewhere nothing is watched.
