@@ -1,6 +1,8 @@
 """Online generation of whole clips and the `reactdiff sample` command."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -285,3 +287,26 @@ def test_a_folder_sampled_at_another_temperature_is_refused(tiny_shards, tmp_pat
     assert "temperature" not in load_manifest(tmp_path / "out")["settings"]
     assert sample_main(args + ["sample.temperature=0.5"]) == 2  # a key the new settings lack still counts
     assert "temperature: None -> 0.5" in capsys.readouterr().err
+
+
+def test_an_export_reads_the_shards_with_its_own_statistics(tiny_shards, tmp_path, capsys):
+    common = ["--random-init", "--quiet", "model.size=tiny", "data.history=8", f"data.eval_frames={FRAMES}",
+              "sample.window=32", "sample.steps=2", "sample.k=2", "--limit", "2"]
+    assert sample_main([*common, "--shards", str(tiny_shards), "--out", str(tmp_path / "ref")]) == 0
+    model, cfg, _ = load_export(tmp_path / "ref/export")  # random init, with the shards' statistics as buffers
+    torch.manual_seed(0)
+    with torch.no_grad():  # an untrained output layer is zero: make the reactions depend on the speaker
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    export = save_export(tmp_path / "export", model, cfg, kind="test")
+    moved = tmp_path / "moved"  # the same clips, but a shard folder whose mean/std say something else
+    shutil.copytree(tiny_shards, moved)
+    np.save(moved / "mean_face.npy", np.load(tiny_shards / "mean_face.npy") + 0.5)
+    np.save(moved / "std_face.npy", np.load(tiny_shards / "std_face.npy") * 2)
+    args = ["--export", str(export), "data.eval_frames=120", "sample.window=32", "sample.steps=2", "sample.k=2",
+            "--limit", "2"]
+    assert sample_main([*args, "--shards", str(moved), "--out", str(tmp_path / "a")]) == 0
+    assert "its mean/std differ from the export's" in capsys.readouterr().out
+    assert sample_main([*args, "--shards", str(tiny_shards), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    for row in (0, 6):  # the inputs were normalised with the export's statistics: the shard folder's do not matter
+        assert np.array_equal(np.load(reaction_path(tmp_path / "a", row)), np.load(reaction_path(tmp_path / "b", row)))

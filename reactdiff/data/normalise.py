@@ -19,14 +19,43 @@ def _load_stat(path: Path, what: str) -> np.ndarray:
     return arr
 
 
+def check_stats(mean, std, convention: str) -> None:
+    """What every normaliser must hold: 58 finite means and stds (std > 0 for zscore), a known convention."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"normalisation {convention!r}: expected one of {CONVENTIONS}")
+    mean, std = np.asarray(mean, dtype=np.float64).reshape(-1), np.asarray(std, dtype=np.float64).reshape(-1)
+    if mean.shape != (fv.FV_DIM,) or std.shape != (fv.FV_DIM,):
+        raise ValueError(f"mean/std must have {fv.FV_DIM} values, got {mean.shape[0]} / {std.shape[0]}")
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError("mean/std must be finite")
+    if convention == "zscore" and (std <= 0).any():
+        raise ValueError(f"std_face has {(std <= 0).sum()} non-positive values; zscore needs std > 0")
+
+
+def normalise(x, mean, std, convention: str):
+    """Raw 3DMM -> the model's coordinates (numpy or torch alike)."""
+    if convention == "zscore":
+        return (x - mean) / std
+    if convention == "center":
+        return x - mean
+    return x
+
+
+def denormalise(x, mean, std, convention: str):
+    """The model's coordinates -> raw 3DMM (numpy or torch alike)."""
+    if convention == "zscore":
+        return x * std + mean
+    if convention == "center":
+        return x + mean
+    return x
+
+
 class FaceNormaliser:
-    """`zscore`: (x - mean) / std (ReactDiff). `center`: x - mean (REACT 2023/24 baselines). `none`: identity."""
+    """`zscore`: (x - mean) / std (ReactDiff). `center`: x - mean (REACT 2023/24 baselines). `none`: identity.
+    The reader's (numpy) face of the statistics; the model carries the same numbers as buffers (priors.FaceStats)."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, convention: str) -> None:
-        if convention not in CONVENTIONS:
-            raise ValueError(f"normalisation {convention!r}: expected one of {CONVENTIONS}")
-        if convention == "zscore" and (std <= 0).any():
-            raise ValueError(f"std_face has {(std <= 0).sum()} non-positive values; zscore needs std > 0")
+        check_stats(mean, std, convention)
         self.mean, self.std, self.convention = mean.astype(np.float32), std.astype(np.float32), convention
 
     @classmethod
@@ -37,19 +66,20 @@ class FaceNormaliser:
     def identity(cls) -> "FaceNormaliser":
         return cls(np.zeros(fv.FV_DIM, np.float32), np.ones(fv.FV_DIM, np.float32), "none")
 
+    @classmethod
+    def of_model(cls, stats) -> "FaceNormaliser":
+        """The statistics a model (an export) was trained with: priors.FaceStats -> a reader's normaliser."""
+        return cls(stats.mean.detach().cpu().numpy(), stats.std.detach().cpu().numpy(), stats.convention)
+
     def normalise(self, x):
-        if self.convention == "zscore":
-            return (x - self.mean) / self.std
-        if self.convention == "center":
-            return x - self.mean
-        return x
+        return normalise(x, self.mean, self.std, self.convention)
 
     def denormalise(self, x):
-        if self.convention == "zscore":
-            return x * self.std + self.mean
-        if self.convention == "center":
-            return x + self.mean
-        return x
+        return denormalise(x, self.mean, self.std, self.convention)
+
+    def same_as(self, other: "FaceNormaliser", atol: float = 1e-6) -> bool:
+        return (self.convention == other.convention and np.allclose(self.mean, other.mean, atol=atol)
+                and np.allclose(self.std, other.std, atol=atol))
 
     def describe(self) -> dict:
         return {"convention": self.convention, "mean": self.mean.tolist(), "std": self.std.tolist()}

@@ -53,14 +53,15 @@ class WindowDataset(IterableDataset):
     """Yields whole batches (collated inside the worker) so the batch order is fixed by the plan alone."""
 
     def __init__(self, cfg, rank: int = 0, world_size: int = 1, train: bool = True,
-                 start: tuple[int, int] = (0, 0)) -> None:
+                 start: tuple[int, int] = (0, 0), normaliser: FaceNormaliser | None = None) -> None:
         self.cfg, self.rank, self.world_size, self.train = cfg, rank, world_size, train
         self.index = ShardIndex.open(cfg.shards)
         self.audio = getattr(cfg.audio, "value", cfg.audio)
         if self.audio == "feat" and self.index.features is None:
             raise ValueError(f"data.audio=feat but the shards in {cfg.shards} have no audio features (made with "
                              f"--audio-features none); re-shard with --audio-features logmel, or set data.audio=raw")
-        self.normaliser = make_normaliser(cfg, self.index.folder)
+        # a model's own statistics when given (an export must see what it was trained on), else the shard folder's
+        self.normaliser = normaliser or make_normaliser(cfg, self.index.folder)
         self.workers = max(1, cfg.num_workers)
         self.window = cfg.window if train else cfg.eval_frames
         self.history = cfg.history if train else 0
@@ -140,9 +141,10 @@ class WindowDataset(IterableDataset):
 class BatchStream:
     """An endless (train) or one-pass (eval) iterator over batches, with `state_dict()` for exact resume."""
 
-    def __init__(self, cfg, rank: int = 0, world_size: int = 1, train: bool = True) -> None:
+    def __init__(self, cfg, rank: int = 0, world_size: int = 1, train: bool = True,
+                 normaliser: FaceNormaliser | None = None) -> None:
         self.cfg, self.rank, self.world_size, self.train = cfg, rank, world_size, train
-        self.dataset = WindowDataset(cfg, rank, world_size, train)
+        self.dataset = WindowDataset(cfg, rank, world_size, train, normaliser=normaliser)
         self.epoch, self.batch = 0, 0
 
     @property

@@ -20,7 +20,9 @@ def preconditioning(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tenso
 
 
 def loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 = 1 / c_out^2: every noise level weighs alike at the start."""
+    """lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 = 1 / c_out^2 per sample: every noise level weighs alike at
+    the start."""
+    sigma = torch.as_tensor(sigma).reshape(-1)
     return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
 
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 
 from ..data import faceverse as fv
-from ..data.normalise import CONVENTIONS
+from ..data import normalise
+from .denoiser import loss_weight as edm_weight  # EDM's lambda(sigma), one owner
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Blendshape pair lists (ARKit names, resolved to FaceVerse indices below).
@@ -149,12 +150,6 @@ def snr_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     return sigma_data ** 2 / (sigma ** 2 + sigma_data ** 2)
 
 
-def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """EDM's loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 = 1 / c_out^2, per sample."""
-    sigma = torch.as_tensor(sigma).reshape(-1)
-    return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
-
-
 KINEMATICS = ("loss", "raw_pose")
 
 
@@ -166,16 +161,9 @@ class FaceStats(nn.Module):
 
     def __init__(self, mean, std, convention: str) -> None:
         super().__init__()
-        if convention not in CONVENTIONS:
-            raise ValueError(f"normalisation {convention!r}: expected one of {CONVENTIONS}")
         mean = torch.as_tensor(np.asarray(mean, dtype=np.float32)).reshape(-1)
         std = torch.as_tensor(np.asarray(std, dtype=np.float32)).reshape(-1)
-        if mean.shape != (fv.FV_DIM,) or std.shape != (fv.FV_DIM,):
-            raise ValueError(f"mean/std must have {fv.FV_DIM} values, got {tuple(mean.shape)} / {tuple(std.shape)}")
-        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
-            raise ValueError("mean/std must be finite")
-        if convention == "zscore" and (std <= 0).any():
-            raise ValueError("zscore needs std > 0")
+        normalise.check_stats(mean.numpy(), std.numpy(), convention)
         self.convention = convention
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -193,13 +181,9 @@ class FaceStats(nn.Module):
         """Raw 3DMM values of the first 58 channels of x (..., C >= 58); channels past 58 are returned unchanged."""
         if x.shape[-1] < fv.FV_DIM:
             raise ValueError(f"expected at least {fv.FV_DIM} channels, got {x.shape[-1]}")
-        face = x[..., :fv.FV_DIM]
-        if self.convention == "zscore":
-            face = face * self.std.to(x.dtype) + self.mean.to(x.dtype)
-        elif self.convention == "center":
-            face = face + self.mean.to(x.dtype)
-        else:
+        if self.convention == "none":
             return x
+        face = normalise.denormalise(x[..., :fv.FV_DIM], self.mean.to(x.dtype), self.std.to(x.dtype), self.convention)
         return face if x.shape[-1] == fv.FV_DIM else torch.cat([face, x[..., fv.FV_DIM:]], dim=-1)
 
     def extra_repr(self) -> str:

@@ -7,11 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from .. import cli_args, config
-from ..data.reader import BatchStream
+from ..data.normalise import FaceNormaliser
+from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
 from ..model.priors import FaceStats
 from .online import generate
@@ -38,6 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def export_normaliser(model, data_cfg, quiet: bool) -> FaceNormaliser:
+    """The export's training statistics normalise the speaker inputs (its outputs are de-normalised with them too);
+    says so when the shard folder's own mean/std differ."""
+    mine = FaceNormaliser.of_model(model.stats)
+    try:
+        theirs = make_normaliser(data_cfg, Path(data_cfg.shards))
+    except (FileNotFoundError, ValueError):
+        theirs = None
+    if theirs is not None and not mine.same_as(theirs) and not quiet:
+        print(f"[sample] {data_cfg.shards}: its mean/std differ from the export's (max |diff| "
+              f"{np.abs(theirs.mean - mine.mean).max():.3g} / {np.abs(theirs.std - mine.std).max():.3g}); inputs "
+              f"are normalised with the export's, as in training")
+    return mine
+
+
 def run(args) -> int:
     out = Path(args.out)
     overrides = [f"data.shards={args.shards}", "data.num_workers=0", *args.overrides]
@@ -53,7 +70,8 @@ def run(args) -> int:
     s, d = cfg.sample, cfg.data
     if not 0 <= args.rank < args.world_size:
         raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
-    stream = BatchStream(d, rank=args.rank, world_size=args.world_size, train=False)
+    stream = BatchStream(d, rank=args.rank, world_size=args.world_size, train=False,
+                         normaliser=export_normaliser(model, d, args.quiet) if model is not None else None)
     if model is None:
         model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser)).eval()
         save_export(out / "export", model, cfg, kind="random-init")  # what was sampled from, for the record
