@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import __version__, atomic
+from .. import __version__, atomic, recorded
 from . import faceverse as fv
 from . import manifest as mf
 from . import react_source as src
@@ -120,9 +120,10 @@ def _prepare_out(out: Path, settings: ShardSettings, resume: bool, overwrite: bo
         return fresh  # killed before the first shard was recorded: everything gets (re)written
     index = mf.load_index(out)
     old = index.get("settings", {})
-    diff = {k: (old.get(k), v) for k, v in dataclasses.asdict(settings).items() if old.get(k) != v}
+    now = dataclasses.asdict(settings)
+    diff = recorded.changes(old, now, keys=now)
     if diff:
-        details = ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        details = recorded.describe(diff, "{key}: was {old!r}, now {new!r}")
         raise ShardingError(f"cannot resume {out / mf.INDEX_NAME}: it was written with other settings ({details}); "
                             f"use the same arguments, or --overwrite")
     return index

@@ -9,6 +9,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .. import recorded
 from .fid import Extractor, fr_rea
 
 RENDER_JSON = "render.json"
@@ -63,7 +64,7 @@ def frrea_from_renders(render_dir: Path, extractor: Extractor | None = None, *, 
     settings, real, fake = render_videos(render_dir)
     rendered = settings.get("sampling") or {}
     if sampling is not None and rendered != sampling:
-        diff = sorted(key for key in set(rendered) | set(sampling) if rendered.get(key) != sampling.get(key))
+        diff = recorded.changes(rendered, sampling)
         raise ValueError(f"{render_dir} holds videos of other reactions (sampling settings differ: "
                          f"{', '.join(diff)}); render these samples first")
     beside = bool(settings.get("speaker_beside"))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import atomic
+from .. import atomic, recorded
 from ..data.faceverse import AUDIO_RATE, FPS
 from ..media import write_mp4
 from ..sampling.writer import load_manifest, reaction_path
@@ -133,10 +133,10 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     path = out / SETTINGS_JSON
     if path.is_file() and not overwrite:
         old = json.loads(path.read_text())
-        diff = {key: (old.get(key), v) for key, v in settings.items() if old.get(key) != v}
+        diff = recorded.changes(old, settings, keys=settings)
         if diff:
-            details = ", ".join(f"{key}: {a!r} -> {b!r}" for key, (a, b) in diff.items())
-            raise ValueError(f"{out} holds videos rendered with other settings ({details}); use another --out or "
+            raise ValueError(f"{out} holds videos rendered with other settings ({recorded.describe(diff)}); use "
+                             f"another --out or "
                              f"--overwrite")
     atomic.write_json(path, settings)  # fan-out tasks write the same bytes
 

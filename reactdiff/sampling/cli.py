@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import cli_args, config
+from .. import cli_args, config, recorded
 from ..data.normalise import FaceNormaliser
 from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
@@ -92,11 +92,10 @@ def run(args) -> int:
     part = part_name(args.rank, args.world_size) if args.world_size > 1 else None
     if (out / "manifest.json").is_file() or list(out.glob("manifests/part-*.json")):
         old = load_manifest(out)
-        diff = {k: (old["settings"].get(k), settings.get(k)) for k in {**old["settings"], **settings}
-                if old["settings"].get(k) != settings.get(k)}
+        diff = recorded.changes(old["settings"], settings)
         if diff and not args.overwrite:
-            details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"{out} holds reactions made with other settings ({details}); use another --out "
+            raise ValueError(f"{out} holds reactions made with other settings ({recorded.describe(diff)}); use "
+                             f"another --out "
                              f"or --overwrite")
         entries = {} if diff or part else {e["row"]: e for e in old["entries"]}
         if diff:

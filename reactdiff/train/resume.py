@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .. import atomic, config
+from .. import atomic, config, recorded
 from . import checkpoint
 
 # keys a rerun may change: they do not change what the network is trained on (or only the run's length)
@@ -52,8 +52,7 @@ def flat(cfg) -> dict:
 
 def config_changes(old, new) -> dict[str, list]:
     """{key: [recorded, now]} for every key whose value differs."""
-    a, b = flat(old), flat(new)
-    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+    return {k: list(v) for k, v in recorded.changes(flat(old), flat(new)).items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +76,7 @@ def plan_resume(cfg, run_dir: Path, world_size: int, tag: str | None) -> ResumeP
         changes = config_changes(config.load(run_dir / "config.yaml", saved=True), cfg)
     trained = {k: v for k, v in changes.items() if not _free(k)}
     if trained and not t.allow_config_change:
-        lines = "\n".join(f"  {k}: {old!r} -> {new!r}" for k, (old, new) in trained.items())
+        lines = recorded.describe(trained, "  " + recorded.ARROW, sep="\n")
         raise config.ConfigError(
             f"{run_dir}: this rerun changes what is trained from checkpoint {tag}:\n{lines}\nRun it under another "
             f"name (name=...), restore those values, or set train.allow_config_change=true to continue with them "
