@@ -32,9 +32,8 @@ def save_export(folder: str | Path, model: ReactDiff, cfg, kind: str) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(_FRONTEND)}
-    tmp = folder / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(folder / WEIGHTS)
+    with atomic.replacing_file(folder / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
     config.save(cfg, folder / CONFIG)
     atomic.write_json(folder / META, {"weights": kind, "parameters": model.num_parameters(),
                                       "sha256": sha256_file(folder / WEIGHTS)})

@@ -181,16 +181,14 @@ def to_universal(folder: Path, tag: str) -> Path:
     """DeepSpeed's universal form of checkpoint `tag` (any ranks, ZeRO 1<->2, 3<->3), made once by rank 0."""
     out = folder / "universal" / tag
     if not out.is_dir():
-        tmp = folder / "universal" / f".{tag}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(folder / tag),
-               "--output_folder", str(tmp), "--inject_missing_state", "--num_extract_workers", "1",
-               "--num_merge_workers", "1"]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"re-partitioning checkpoint {folder / tag} failed (`{' '.join(cmd)}`):\n"
-                               f"{res.stdout[-2000:]}{res.stderr[-3000:]}")
-        tmp.rename(out)
+        with atomic.replacing_folder(out) as tmp:
+            cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder",
+                   str(folder / tag), "--output_folder", str(tmp), "--inject_missing_state",
+                   "--num_extract_workers", "1", "--num_merge_workers", "1"]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"re-partitioning checkpoint {folder / tag} failed (`{' '.join(cmd)}`):\n"
+                                   f"{res.stdout[-2000:]}{res.stderr[-3000:]}")
     return out
 
 

@@ -5,16 +5,13 @@ the eyes close with eyeBlink, the mouth opens with jawOpen and widens with the s
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ... import atomic
 from ...media import write_mp4  # noqa: F401  (re-exported: the dataset writer's mp4 option)
 from ..faceverse import EXP
 from .behaviour import ROT_MEAN, TRANS_MEAN, Style
@@ -85,23 +82,7 @@ def png_bytes(frame: np.ndarray) -> bytes:
 
 def write_png_folder(folder: Path, frames: np.ndarray) -> None:
     """`folder/1.png .. T.png`, written into a temp folder next to it that is then renamed (all or nothing)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic.replacing_folder(folder) as tmp:
         for i, frame in enumerate(frames, start=1):
             with open(tmp / f"{i}.png", "wb") as f:
                 f.write(png_bytes(frame))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o755)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
-        raise
