@@ -28,6 +28,20 @@ def build_model(cfg, stats: FaceStats | None = None) -> ReactDiff:
     return ReactDiff.from_config(cfg.model, stats, window=cfg.data.window)
 
 
+def export_weights(cfg, weights: dict[str, torch.Tensor], out: str | Path, kind: str, source: str = "") -> Path:
+    """An export of `weights` (EMA parameters and the model's buffers, as checkpoints keep them) in a fresh CPU
+    model built from `cfg`; names the model lacks are refused (`source` names where they came from)."""
+    model = build_model(cfg)
+    state = model.state_dict()
+    unknown = set(weights) - set(state)
+    if unknown:
+        raise ValueError(f"{source or 'the weights'} holds weights the config's model lacks, e.g. "
+                         f"{sorted(unknown)[:3]}")
+    state.update({k: v.detach().cpu() for k, v in weights.items()})
+    model.load_state_dict(state, strict=True)
+    return save_export(out, model, cfg, kind=kind)
+
+
 def save_export(folder: str | Path, model: ReactDiff, cfg, kind: str) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from .. import config
-from ..model.export import build_model, save_export
+from ..model.export import export_weights
 from . import checkpoint
 
 
@@ -24,15 +24,8 @@ def export_checkpoint(run_dir: Path, step: int | None = None, out: Path | None =
     if not ema_file.is_file():
         raise FileNotFoundError(f"{ema_file} not found")
     cfg = config.load(run_dir / "config.yaml", saved=True)
-    model = build_model(cfg)
-    state = model.state_dict()
-    ema = load_file(str(ema_file))
-    unknown = set(ema) - set(state)
-    if unknown:
-        raise ValueError(f"{ema_file} has weights the config's model lacks, e.g. {sorted(unknown)[:3]}")
-    state.update(ema)
-    model.load_state_dict(state, strict=True)
-    return save_export(out or run_dir / "export", model, cfg, kind=f"ema@{tag}")
+    return export_weights(cfg, load_file(str(ema_file)), out or run_dir / "export", kind=f"ema@{tag}",
+                          source=str(ema_file))
 
 
 def build_parser() -> argparse.ArgumentParser:

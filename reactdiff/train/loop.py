@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import atomic, config, dist
 from ..data.reader import BatchStream, listener_windows
-from ..model.export import build_model, save_export
+from ..model.export import build_model, export_weights
 from ..model.priors import FaceStats
 from . import checkpoint, launcher_watch, resume, run_lock
 from .ds_config import deepspeed_config, resolve_precision
@@ -326,10 +326,5 @@ def saved_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def export_ema(cfg, model: nn.Module, ema: EMA, out: Path) -> Path:
-    """A CPU copy of the model holding the EMA weights, written as an inference export."""
-    export_model = build_model(cfg, FaceStats(model.stats.mean.cpu(), model.stats.std.cpu(), model.stats.convention))
-    state = export_model.state_dict()
-    state.update(ema.state_dict())
-    state.update(saved_buffers(model))
-    export_model.load_state_dict(state, strict=True)
-    return save_export(out, export_model, cfg, kind="ema")
+    """The EMA weights (and the model's buffers: normalisation statistics, fitted maps) as an inference export."""
+    return export_weights(cfg, {**ema.state_dict(), **saved_buffers(model)}, out, kind="ema")
