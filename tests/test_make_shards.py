@@ -86,6 +86,30 @@ def test_shards_are_plain_tars_readable_without_our_code(tiny_shards):
         assert (tiny_shards / e["file"]).stat().st_size == e["bytes"]
 
 
+def test_stock_webdataset_decodes_every_member_with_our_audio_handler(tiny_shards):
+    import webdataset as wds
+
+    from reactdiff.data.sample_format import wds_audio
+    from reactdiff.data.shard_index import ShardIndex
+
+    index = ShardIndex.open(tiny_shards)
+    samples = list(wds.WebDataset([str(f) for f in index.files], shardshuffle=False).decode(wds_audio, "rgb8"))
+    assert len(samples) == index.num_samples
+    raw = index.read(0, 0)
+    first = samples[0]
+    assert first["__key__"] == index.keys[0][0] and first["meta.json"]["frames"] > 0
+    for name, value in first.items():
+        if name.startswith("__"):
+            continue
+        assert not isinstance(value, bytes), f"{name} left undecoded"
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(value, decode_npy(raw[name]))
+        elif name.endswith(".flac"):
+            np.testing.assert_array_equal(value, decode_audio(raw[name]))
+        elif name.endswith(".png"):
+            assert value.dtype == np.uint8 and value.ndim == 3
+
+
 def test_same_input_same_bytes_whatever_the_worker_count(tiny_react, tiny_shards, tmp_path):
     make_shards(tiny_react, "train", tmp_path / "w2", samples_per_shard=2, audio_features="logmel", workers=2,
                 progress=False)

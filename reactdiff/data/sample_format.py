@@ -54,6 +54,15 @@ def decode_audio(data: bytes) -> np.ndarray:
     return audio
 
 
+def wds_audio(key: str, data: bytes):
+    """A webdataset decoder handler for our audio members: `WebDataset(urls).decode(wds_audio)` (before any other
+    handler). webdataset's own audio decoder goes through torchaudio.load, which needs torchcodec + FFmpeg; this
+    one reads flac/wav with soundfile. -> a float32 numpy array at 16 kHz; other members are left to webdataset."""
+    if key.lower().rsplit(".", 1)[-1] in AUDIO_FORMATS:
+        return decode_audio(data)
+    return None
+
+
 def encode_json(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
