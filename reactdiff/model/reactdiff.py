@@ -123,10 +123,16 @@ class ReactDiff(nn.Module):
     def condition(self, batch: dict, past_listener: torch.Tensor, drop: torch.Tensor | None = None) -> dict:
         """The network's conditioning for windows of a batch: speaker streams over [history, window]; `drop` (B,)
         bool marks samples whose speaker streams the learned "no speaker" replaces."""
-        frames, dtype = batch["speaker_fv"].shape[1], self.dtype
-        audio = self.audio(batch, frames)
-        cond = {"speaker_fv": batch["speaker_fv"].to(dtype), "audio": None if audio is None else audio.to(dtype),
-                "past_listener": past_listener.to(dtype), "valid": batch["valid"]}
+        audio = self.audio(batch, batch["speaker_fv"].shape[1])
+        return self.conditioning(batch["speaker_fv"], audio, past_listener, batch["valid"], drop)
+
+    def conditioning(self, speaker_fv: torch.Tensor, audio: torch.Tensor | None, past_listener: torch.Tensor,
+                     valid: torch.Tensor, drop: torch.Tensor | None = None) -> dict:
+        """The network's conditioning dict from its streams, in the network's dtype (training and online
+        generation both build it here)."""
+        dtype = self.dtype
+        cond = {"speaker_fv": speaker_fv.to(dtype), "audio": None if audio is None else audio.to(dtype),
+                "past_listener": past_listener.to(dtype), "valid": valid}
         if drop is not None:
             cond["drop"] = drop
         return cond

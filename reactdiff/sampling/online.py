@@ -71,10 +71,8 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
     for start in window_starts(frames, window, overlap):
         lo, hi = start - history, min(start + window, frames)
         w = hi - start
-        cond = {"speaker_fv": _pad_past(speaker, lo, hi),
-                "audio": _pad_past(audio, lo, hi) if audio is not None else None,
-                "past_listener": _pad_past(out, lo, start),
-                "valid": _pad_past(valid, lo, hi)}
+        cond = model.conditioning(_pad_past(speaker, lo, hi), _pad_past(audio, lo, hi) if audio is not None else None,
+                                  _pad_past(out, lo, start), _pad_past(valid, lo, hi))
         extra = {"cache": model.unet.prepare(**cond)}
         if guidance != 1:
             extra["cache_none"] = model.unet.prepare(**cond, drop=torch.ones(b * k, dtype=torch.bool, device=device))
