@@ -55,18 +55,62 @@ def export_normaliser(model, data_cfg, quiet: bool) -> FaceNormaliser:
     return mine
 
 
-def run(args) -> int:
-    out = Path(args.out)
-    overrides = [f"data.shards={args.shards}", "data.num_workers=0", *args.overrides]
+def load_model(args, overrides: list[str]):
+    """(model or None for --random-init, config, what the weights are) from --export / --config."""
     if args.export:
         model, cfg, meta = load_export(args.export, overrides)
         if args.config:
             cfg = config.load(args.config, overrides)
-        weights = f"{meta['weights']} sha256:{meta['sha256'][:16]}"
-    else:
-        cfg = config.load(args.config, overrides)
-        torch.manual_seed(cfg.seed)
-        model, weights = None, "random-init"
+        return model, cfg, f"{meta['weights']} sha256:{meta['sha256'][:16]}"
+    cfg = config.load(args.config, overrides)
+    torch.manual_seed(cfg.seed)
+    return None, cfg, "random-init"
+
+
+def sampling_settings(cfg, rows: int, weights: str) -> dict:
+    """What the output folder records: reactions made with other settings are never mixed into it."""
+    s, d = cfg.sample, cfg.data
+    settings = {"rows": rows, "weights": weights, "sampler": s.sampler, "steps": s.steps, "k": s.k,
+                "window": s.window, "overlap": s.overlap, "history": d.history, "seed": s.seed,
+                "frames": d.eval_frames, "normalisation": d.normalisation.value,
+                "outputs": "raw (de-normalised) FaceVerse 3DMM"}
+    # recorded when they differ from the values every folder was sampled with before they were recorded, so those
+    # folders stay resumable
+    for key, before in (("guidance", 1.0), ("temperature", 1.0), ("sigma_min", 0.01), ("sigma_max", 80.0),
+                        ("rho", 7.0)):
+        if s[key] != before:
+            settings[key] = s[key]
+    return settings
+
+
+def previous_entries(out: Path, settings: dict, part: str | None, overwrite: bool) -> dict:
+    """The manifest entries already in `out` (row -> entry), checked against `settings`; --overwrite starts over."""
+    if not ((out / "manifest.json").is_file() or list(out.glob("manifests/part-*.json"))):
+        return {}
+    old = load_manifest(out)
+    diff = recorded.changes(old["settings"], settings)
+    if diff and not overwrite:
+        raise ValueError(f"{out} holds reactions made with other settings ({recorded.describe(diff)}); use "
+                         f"another --out or --overwrite")
+    if diff:
+        shutil.rmtree(out / "reactions", ignore_errors=True)
+    return {} if diff or part else {e["row"]: e for e in old["entries"]}
+
+
+def react(model, batch: dict, idx: list[int], cfg, device) -> tuple[np.ndarray, np.ndarray | None]:
+    """The K reactions of samples `idx` of a batch: raw 3DMM (n, K, frames, 58) and emotion (or None)."""
+    s, d = cfg.sample, cfg.data
+    sub = {k: (v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx]) for k, v in batch.items()}
+    y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, sampler=s.sampler,
+                 steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, seed=s.seed,
+                 frames=d.eval_frames, guidance=s.guidance, temperature=s.temperature)
+    face = model.stats.denormalise(y[..., :58]).cpu().numpy()  # the stats live with the model
+    return face, y[..., 58:].cpu().numpy() if model.predict_emotion else None
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    model, cfg, weights = load_model(args, [f"data.shards={args.shards}", "data.num_workers=0", *args.overrides])
     s, d = cfg.sample, cfg.data
     if not 0 <= args.rank < args.world_size:
         raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
@@ -78,28 +122,9 @@ def run(args) -> int:
     model = model.to(args.device)
     config.save(cfg, out / "config.yaml")
     all_rows = 2 * stream.dataset.index.num_samples  # role samples: both directions of every dyadic clip
-    settings = {"rows": all_rows, "weights": weights, "sampler": s.sampler, "steps": s.steps, "k": s.k,
-                "window": s.window,
-                "overlap": s.overlap, "history": d.history, "seed": s.seed, "frames": d.eval_frames,
-                "normalisation": d.normalisation.value, "outputs": "raw (de-normalised) FaceVerse 3DMM"}
-    # recorded when they differ from the values every folder was sampled with before they were recorded, so those
-    # folders stay resumable
-    for key, before in (("guidance", 1.0), ("temperature", 1.0), ("sigma_min", 0.01), ("sigma_max", 80.0),
-                        ("rho", 7.0)):
-        if s[key] != before:
-            settings[key] = s[key]
-    entries = {}
+    settings = sampling_settings(cfg, all_rows, weights)
     part = part_name(args.rank, args.world_size) if args.world_size > 1 else None
-    if (out / "manifest.json").is_file() or list(out.glob("manifests/part-*.json")):
-        old = load_manifest(out)
-        diff = recorded.changes(old["settings"], settings)
-        if diff and not args.overwrite:
-            raise ValueError(f"{out} holds reactions made with other settings ({recorded.describe(diff)}); use "
-                             f"another --out "
-                             f"or --overwrite")
-        entries = {} if diff or part else {e["row"]: e for e in old["entries"]}
-        if diff:
-            shutil.rmtree(out / "reactions", ignore_errors=True)
+    entries = previous_entries(out, settings, part, args.overwrite)
     mine = len(stream.dataset.index.task_rows(args.rank, args.world_size))
     total = min(mine, args.limit) if args.limit else mine
     bar = tqdm(total=total, desc="sample", unit="clip", disable=args.quiet, dynamic_ncols=True)
@@ -114,16 +139,9 @@ def run(args) -> int:
         bar.update(len(keep) - len(todo))
         for chunk in range(0, len(todo), s.batch_size):
             idx = todo[chunk:chunk + s.batch_size]
-            sub = {k: (v[idx].to(args.device) if isinstance(v, torch.Tensor) else [v[i] for i in idx])
-                   for k, v in batch.items()}
-            y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap,
-                         sampler=s.sampler, steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
-                         seed=s.seed, frames=d.eval_frames, guidance=s.guidance, temperature=s.temperature)
-            face = model.stats.denormalise(y[..., :58]).cpu().numpy()  # the stats live with the model
-            y = y.cpu()
+            face, emotion = react(model, batch, idx, cfg, args.device)
             for j, i in enumerate(idx):
-                emotion = y[j, :, :, 58:].numpy() if model.predict_emotion else None
-                write_reaction(out, rows[i], face[j], emotion)
+                write_reaction(out, rows[i], face[j], None if emotion is None else emotion[j])
                 bar.update(1)
             generated += len(idx)
         if seen >= total:
@@ -131,11 +149,10 @@ def run(args) -> int:
     bar.close()
     write_manifest(out, list(entries.values()), settings, complete=len(entries) == (mine if part else all_rows),
                    part=part)
-    secs = time.time() - t0
     nfe = network_evaluations(s.sampler, s.steps)
     print(f"reactdiff sample: {generated} speaker clips x {s.k} reactions generated ({len(entries) - generated} "
-          f"already there) in {secs:.1f} s; {s.sampler} {s.steps} steps ({nfe} network evaluations per window) "
-          f"-> {out}")
+          f"already there) in {time.time() - t0:.1f} s; {s.sampler} {s.steps} steps ({nfe} network evaluations per "
+          f"window) -> {out}")
     return 0
 
 
