@@ -145,8 +145,8 @@ def _resolved(path) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
-def run(args) -> int:
-    samples, out = Path(args.samples), Path(args.out)
+def check_args(args) -> None:
+    """Refuse option combinations that cannot render, naming what is missing."""
     if not 0 <= args.rank < args.world_size:
         raise ValueError(f"--rank {args.rank} outside --world-size {args.world_size}")
     for name in ("k", "frames", "batch"):
@@ -162,35 +162,75 @@ def run(args) -> int:
         raise ValueError("grey mesh frames need --faceverse (the FaceVerse model file); or give --pirender")
     if args.pirender and not args.shards:
         raise ValueError("--pirender needs --shards (each person's reference frame is read from them)")
-    manifest, jobs, k = plan(samples, args.rows, args.k, args.ground_truth, args.grid)
-    identity = np.load(args.identity, allow_pickle=False) if args.identity else None
-    model = None
-    if args.pirender:
-        pir = PIRenderer(load_generator(args.pirender), args.size, args.device, chunk=args.batch or 16)
-        draw = lambda coeffs, ref, n: pir.frames(coeffs, ref, n)  # noqa: E731  (windows see past the cut)
-    else:
-        model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
-        grey = GreyRenderer(model, args.size, identity, args.device, chunk=args.batch or 32,
-                            rasteriser=args.rasteriser)
-        draw = lambda coeffs, ref, n: grey.frames(coeffs[:n])  # noqa: E731
-    source = SpeakerSource(Path(args.shards)) if args.shards else None
+
+
+class Drawer:
+    """Frames of a 3DMM track: PIRender (photoreal, from a reference frame) or grey FaceVerse meshes."""
+
+    def __init__(self, args) -> None:
+        self.grey = None
+        if args.pirender:
+            self.pir = PIRenderer(load_generator(args.pirender), args.size, args.device, chunk=args.batch or 16)
+            self.name, self.what = "pirender", f"PIRender {args.pirender}"
+        else:
+            identity = np.load(args.identity, allow_pickle=False) if args.identity else None
+            model = FaceVerseModel.load(args.faceverse, simplified=args.simplified)
+            self.grey = GreyRenderer(model, args.size, identity, args.device, chunk=args.batch or 32,
+                                     rasteriser=args.rasteriser)
+            self.name = self.grey.name
+            self.what = f"grey mesh ({self.grey.rasteriser} rasteriser), {model.num_vertices} vertices"
+
+    def __call__(self, coeffs: np.ndarray, ref, n: int):
+        if self.grey is None:
+            return self.pir.frames(coeffs, ref, n)  # PIRender's windows see past the cut
+        return self.grey.frames(coeffs[:n])
+
+
+def render_settings(args, samples: Path, manifest: dict, k: int, beside: bool, renderer: str) -> dict:
+    """What the video folder records: videos rendered otherwise are never mixed into it."""
     settings = {"samples": _resolved(samples), "sampling": manifest["settings"],
                 "weights": manifest["settings"].get("weights"), "rows": args.rows, "k": k,
                 "ground_truth": args.ground_truth, "shards": _resolved(args.shards),
                 "faceverse": _resolved(args.faceverse), "simplified": args.simplified,
                 "identity": _resolved(args.identity),
                 "pirender": _resolved(args.pirender), "size": args.size, "fps": FPS, "frames": args.frames,
-                "speaker_beside": source is not None,
-                "renderer": "pirender" if args.pirender else grey.name}
+                "speaker_beside": beside, "renderer": renderer}
     if args.grid:  # only when set: folders rendered before the option existed keep their settings
         settings["grid"] = True
-    _check_settings(out, settings, args.overwrite)
+    return settings
+
+
+def render_video(path: Path, name: str, draw: Drawer, reactions, clip, k: int, args) -> int:
+    """One video: reaction `name` ("r<j>"), the true listener ("gt") or the grid, beside the speaker when the
+    shards are given, with the speaker's audio; -> frames written."""
+    if name == "grid":
+        return write_grid(path, draw.grey.frames, clip["speaker"], clip["listener"], reactions[:k], args.size,
+                          clip["audio"], args.frames)
+    listener = clip["listener"] if name == "gt" else reactions[int(name[1:])]
+    n = len(listener) if clip is None else min(len(listener), len(clip["speaker"]))
+    n = n if args.frames is None else min(args.frames, n)
+    frames = draw(listener, clip and clip.get("listener_ref"), n)
+    audio = None
+    if clip is not None:
+        speaker = draw(clip["speaker"], clip.get("speaker_ref"), n)
+        frames = (np.concatenate([a, b], axis=2) for a, b in zip(speaker, frames))  # [speaker | listener]
+        if clip["audio"] is not None:
+            audio = clip["audio"][:n * AUDIO_RATE // FPS]
+    return write_mp4(path, frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
+
+
+def run(args) -> int:
+    samples, out = Path(args.samples), Path(args.out)
+    check_args(args)
+    manifest, jobs, k = plan(samples, args.rows, args.k, args.ground_truth, args.grid)
+    draw = Drawer(args)
+    source = SpeakerSource(Path(args.shards)) if args.shards else None
+    _check_settings(out, render_settings(args, samples, manifest, k, source is not None, draw.name),
+                    args.overwrite)
     jobs = jobs[args.rank::args.world_size]
     todo = [(e, name) for e, name in jobs if args.overwrite or not video_path(out, e, name).is_file()]
     if not args.quiet:
-        what = (f"PIRender {args.pirender}" if args.pirender else
-                f"grey mesh ({grey.rasteriser} rasteriser), {model.num_vertices} vertices")
-        print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), {what}, "
+        print(f"[render] {len(jobs)} videos for this task ({len(jobs) - len(todo)} already there), {draw.what}, "
               f"{args.size}px, {args.device}", flush=True)
     t0, frames_done, cache = time.perf_counter(), 0, {}
     for e, name in tqdm(todo, desc="render", unit="video", disable=args.quiet):
@@ -199,25 +239,9 @@ def run(args) -> int:
             cache = {e["row"]: np.load(reaction_path(samples, e["row"]), allow_pickle=False)}  # one row at a time
             reactions = cache[e["row"]]
         clip = source.clip(e["key"], e["role"]) if source else None
-        if name == "grid":
-            frames_done += write_grid(video_path(out, e, name), grey.frames, clip["speaker"], clip["listener"],
-                                      reactions[:k], args.size, clip["audio"], args.frames)
-            continue
-        listener = None if name == "gt" else reactions[int(name[1:])]
-        if listener is None:
-            listener = clip["listener"]
-        n = len(listener) if clip is None else min(len(listener), len(clip["speaker"]))
-        n = n if args.frames is None else min(args.frames, n)
         if args.pirender and ("listener_ref" not in clip or "speaker_ref" not in clip):
             raise ValueError(f"{e['key']}: the shards hold no ref.png for this pair; PIRender needs them")
-        frames = draw(listener, clip and clip.get("listener_ref"), n)
-        audio = None
-        if clip is not None:
-            speaker = draw(clip["speaker"], clip.get("speaker_ref"), n)
-            frames = (np.concatenate([a, b], axis=2) for a, b in zip(speaker, frames))  # [speaker | listener]
-            if clip["audio"] is not None:
-                audio = clip["audio"][:n * AUDIO_RATE // FPS]
-        frames_done += write_mp4(video_path(out, e, name), frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
+        frames_done += render_video(video_path(out, e, name), name, draw, reactions, clip, k, args)
     secs = time.perf_counter() - t0
     index, _ = write_index(out)  # by whichever task finishes the set last
     if not args.quiet:
