@@ -149,6 +149,69 @@ def _copy_side_files(stats_dir: Path, react_root: Path, split: str, n_rows: int,
     return copied
 
 
+class ShardWriter:
+    """Collects processed rows and writes each shard (then its index entry) as soon as all its rows are in."""
+
+    def __init__(self, out: Path, split: str, samples_per_shard: int, rows: int, index: dict, todo_rows: list,
+                 progress: bool) -> None:
+        self.out, self.split, self.per_shard, self.rows, self.index = out, split, samples_per_shard, rows, index
+        self.by_shard: dict[int, list] = collections.defaultdict(list)
+        self.remaining = collections.Counter(r.row // samples_per_shard for r in todo_rows)
+        self.bar = tqdm(total=len(todo_rows), desc=f"shards {split}", unit="clip", disable=not progress,
+                        dynamic_ncols=True)
+
+    def collect(self, row: PairRow, result: dict) -> None:
+        i = row.row // self.per_shard
+        self.by_shard[i].append(result)
+        self.remaining[i] -= 1
+        self.bar.update(1)
+        if "reject" in result:
+            self.bar.write(f"reject row {row.row}: {result['reject']['reason']}")
+        if self.remaining[i] == 0:
+            self._finish(i)
+
+    def _finish(self, i: int) -> None:
+        results = self.by_shard.pop(i)
+        accepted = [r for r in results if "reject" not in r]
+        entry = {"index": i, "rows": [i * self.per_shard, min((i + 1) * self.per_shard, self.rows)],
+                 "file": None, "keys": [], "offsets": [], "samples": 0, "bytes": 0, "sha256": None,
+                 "rejects": [r["reject"] for r in results if "reject" in r]}
+        if accepted:
+            builder = ShardBuilder()
+            for r in accepted:
+                builder.add_sample(r["key"], r["fields"])
+            data = builder.finish()
+            name = mf.shard_file_name(self.split, i)
+            atomic.write_bytes(self.out / name, data)
+            entry.update(file=name, keys=builder.keys, offsets=builder.offsets, samples=len(accepted),
+                         bytes=len(data), sha256=mf.sha256_bytes(data),
+                         matrix_rows=[r["matrix_rows"] for r in accepted])  # [a speaks, b speaks] per sample
+        self.index["shards"] = sorted(self.index["shards"] + [entry], key=lambda e: e["index"])
+        self.index["totals"] = mf.totals(self.index["shards"])
+        mf.write_index(self.out, self.index)  # recorded only after the shard file is in place
+
+
+def _process_rows(rows: list, split_dir: Path, split: str, n_rows: int, audio_format: str, audio_features: str,
+                  workers: int):
+    """(row, processed sample or reject) in row order, in this process or a pool of `workers` (each worker builds
+    its audio frontend once, in _init_worker); a bounded number of clips in flight."""
+    if workers <= 1:
+        _init_worker(audio_features, threads=torch.get_num_threads())
+        for row in rows:
+            yield row, process_row(row, split_dir, split, n_rows, audio_format)
+        return
+    with cf.ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(audio_features, 1)) as pool:
+        pending: collections.deque = collections.deque()
+        for row in rows:
+            pending.append((row, pool.submit(process_row, row, split_dir, split, n_rows, audio_format)))
+            while len(pending) >= 2 * workers:
+                r, fut = pending.popleft()
+                yield r, fut.result()
+        while pending:
+            r, fut = pending.popleft()
+            yield r, fut.result()
+
+
 def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers: int = 1,
                 samples_per_shard: int = 64, audio_features: str = "none", audio_format: str = "flac",
                 resume: bool = False, overwrite: bool = False, pair_list: str | Path | None = None,
@@ -184,62 +247,10 @@ def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers:
     todo = [i for i in range(n_shards) if i not in done]
     todo_rows = [r for i in todo for r in rows[i * samples_per_shard:(i + 1) * samples_per_shard]]
 
-    bar = tqdm(total=len(todo_rows), desc=f"shards {split}", unit="clip", disable=not progress, dynamic_ncols=True)
-    by_shard: dict[int, list] = collections.defaultdict(list)
-
-    def finish_shard(i: int) -> None:
-        results = by_shard.pop(i)
-        accepted = [r for r in results if "reject" not in r]
-        rejects = [r["reject"] for r in results if "reject" in r]
-        entry = {"index": i, "rows": [i * samples_per_shard, min((i + 1) * samples_per_shard, len(rows))],
-                 "file": None, "keys": [], "offsets": [], "samples": 0, "bytes": 0, "sha256": None,
-                 "rejects": rejects}
-        if accepted:
-            builder = ShardBuilder()
-            for r in accepted:
-                builder.add_sample(r["key"], r["fields"])
-            data = builder.finish()
-            name = mf.shard_file_name(split, i)
-            atomic.write_bytes(out / name, data)
-            entry.update(file=name, keys=builder.keys, offsets=builder.offsets, samples=len(accepted),
-                         bytes=len(data), sha256=mf.sha256_bytes(data),
-                         matrix_rows=[r["matrix_rows"] for r in accepted])  # [a speaks, b speaks] per sample
-        index["shards"] = sorted(index["shards"] + [entry], key=lambda e: e["index"])
-        index["totals"] = mf.totals(index["shards"])
-        mf.write_index(out, index)  # recorded only after the shard file is in place
-
-    def shard_of(row: PairRow) -> int:
-        return row.row // samples_per_shard
-
-    remaining = collections.Counter(shard_of(r) for r in todo_rows)
-
-    def collect(row: PairRow, result: dict) -> None:
-        i = shard_of(row)
-        by_shard[i].append(result)
-        remaining[i] -= 1
-        bar.update(1)
-        if "reject" in result:
-            bar.write(f"reject row {row.row}: {result['reject']['reason']}")
-        if remaining[i] == 0:
-            finish_shard(i)
-
-    if workers <= 1:
-        _init_worker(audio_features, threads=torch.get_num_threads())
-        for row in todo_rows:
-            collect(row, process_row(row, split_dir, split, n_rows, audio_format))
-    else:
-        with cf.ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(audio_features, 1)) as pool:
-            pending: collections.deque = collections.deque()
-            it = iter(todo_rows)
-            for row in it:  # keep a bounded number of clips in flight; results are consumed in order
-                pending.append((row, pool.submit(process_row, row, split_dir, split, n_rows, audio_format)))
-                while len(pending) >= 2 * workers:
-                    r, fut = pending.popleft()
-                    collect(r, fut.result())
-            while pending:
-                r, fut = pending.popleft()
-                collect(r, fut.result())
-    bar.close()
+    writer = ShardWriter(out, split, samples_per_shard, len(rows), index, todo_rows, progress)
+    for row, result in _process_rows(todo_rows, split_dir, split, n_rows, audio_format, audio_features, workers):
+        writer.collect(row, result)
+    writer.bar.close()
 
     index["shards"] = sorted(index["shards"], key=lambda e: e["index"])
     index["totals"] = mf.totals(index["shards"])
