@@ -100,7 +100,8 @@ class WindowDataset(IterableDataset):
         part = (worker + batch) % self.workers  # see the module docstring
         slot, num_slots = slot_index(self.rank, self.world_size, part, self.workers)
         first = taken_by_part(batch, self.workers, part)  # batches of this part already consumed
-        torch.set_num_threads(1) if info is not None else None
+        if info is not None:  # one thread per dataloader worker: the workers are the parallelism
+            torch.set_num_threads(1)
         fields = needed_fields(self.audio, self.cfg.emotion)
         segments = self.segments
         while True:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import faceverse as fv
 from ..data import manifest as mf
 from ..data.sample_format import PEERS, PERSONS, decode_json, decode_npy
 from ..data.shard_index import ShardIndex
@@ -39,7 +40,7 @@ def load_ground_truth(shards: str | Path, frames: int = 750, need_neighbours: bo
     else:
         neighbours = np.eye(2 * index.num_samples, dtype=bool)
     n = neighbours.shape[0]
-    spk_fv, lis_fv = np.zeros((n, frames, 58), np.float32), np.zeros((n, frames, 58), np.float32)
+    spk_fv, lis_fv = np.zeros((n, frames, fv.FV_DIM), np.float32), np.zeros((n, frames, fv.FV_DIM), np.float32)
     spk_em, lis_em = np.zeros((n, frames, 25), np.float32), np.zeros((n, frames, 25), np.float32)
     seen = np.zeros(n, bool)
     wanted = {"meta.json", "a.fv.npy", "b.fv.npy", "a.emotion.npy", "b.emotion.npy"}

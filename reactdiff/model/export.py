@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import atomic, config
+from ..data import faceverse as fv
 from ..data.manifest import sha256_file
 from .priors import FaceStats
 from .reactdiff import ReactDiff
@@ -24,7 +25,7 @@ _FRONTEND = "audio.frontend."  # frozen third-party weights (wav2vec2): loaded f
 def build_model(cfg, stats: FaceStats | None = None) -> ReactDiff:
     config.check_model_data(cfg)
     convention = getattr(cfg.data.normalisation, "value", cfg.data.normalisation)
-    stats = stats or FaceStats(torch.zeros(58), torch.ones(58), convention)
+    stats = stats or FaceStats(torch.zeros(fv.FV_DIM), torch.ones(fv.FV_DIM), convention)
     return ReactDiff.from_config(cfg.model, stats, window=cfg.data.window)
 
 

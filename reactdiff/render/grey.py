@@ -7,6 +7,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..data import faceverse as fv
 from . import p3d
 from . import rasterize as rz
 from .faceverse import FaceVerseModel, project
@@ -43,8 +44,8 @@ class GreyRenderer:
 
     def frames(self, coeffs) -> Iterator[np.ndarray]:
         coeffs = np.asarray(coeffs, np.float32)
-        if coeffs.ndim != 2 or coeffs.shape[1] != 58:
-            raise ValueError(f"expected a (frames, 58) FaceVerse sequence; got {coeffs.shape}")
+        if coeffs.ndim != 2 or coeffs.shape[1] != fv.FV_DIM:
+            raise ValueError(f"expected a (frames, {fv.FV_DIM}) FaceVerse sequence; got {coeffs.shape}")
         if not np.isfinite(coeffs).all():
             raise ValueError("the FaceVerse sequence contains NaN/inf values")
         for s in range(0, len(coeffs), self.chunk):

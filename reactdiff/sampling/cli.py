@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from .. import cli_args, config, recorded
+from ..data import faceverse as fv
 from ..data.normalise import FaceNormaliser
 from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
@@ -104,8 +105,8 @@ def react(model, batch: dict, idx: list[int], cfg, device) -> tuple[np.ndarray, 
     y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, sampler=s.sampler,
                  steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, seed=s.seed,
                  frames=d.eval_frames, guidance=s.guidance, temperature=s.temperature)
-    face = model.stats.denormalise(y[..., :58]).cpu().numpy()  # the stats live with the model
-    return face, y[..., 58:].cpu().numpy() if model.predict_emotion else None
+    face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()  # the stats live with the model
+    return face, y[..., fv.FV_DIM:].cpu().numpy() if model.predict_emotion else None
 
 
 def run(args) -> int:

@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .. import atomic, dist
+from ..data import faceverse as fv
 from ..data.faceverse import FPS
 from ..data.reader import BatchStream
 from ..eval.ground_truth import load_ground_truth
@@ -68,7 +69,7 @@ class PreviewClips:
                          sampler=s.sampler, steps=t.sample_steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max,
                          rho=s.rho, seed=s.seed, frames=d.eval_frames, guidance=s.guidance,
                          temperature=s.temperature)
-            face = model.stats.denormalise(y[..., :58]).cpu().numpy()
+            face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()
             part.update({i: face[j] for j, i in enumerate(idx)})
         merged = {}
         for got in dist.all_gather_objects(part):
