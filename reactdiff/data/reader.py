@@ -196,11 +196,13 @@ class BatchStream:
         workers = self.cfg.num_workers
         loader = DataLoader(self.dataset, batch_size=None, num_workers=workers,
                             persistent_workers=False, prefetch_factor=2 if workers else None)
+        per_epoch = self.batches_per_epoch if self.train else None  # once per epoch, not per batch
         for batch in loader:
             if self.train:
                 self.batch += 1
-                if self.batch == self.batches_per_epoch:
+                if self.batch == per_epoch:
                     self.epoch, self.batch, self.dataset.segments = self.epoch + 1, 0, []
+                    per_epoch = self.batches_per_epoch
             yield batch
 
 

@@ -57,12 +57,15 @@ class ShardIndex:
             return [(int(a), int(b)) for shard in self.recorded_rows for a, b in shard]
         from .sample_format import decode_json
 
-        out = []
+        per_shard = []
         for shard, size in enumerate(self.sizes):
+            rows = []
             for i in range(size):
                 meta = decode_json(self.read(shard, i, lambda name: name == "meta.json")["meta.json"])
-                out.append((int(meta["matrix_rows"]["a"]), int(meta["matrix_rows"]["b"])))
-        return out
+                rows.append([int(meta["matrix_rows"]["a"]), int(meta["matrix_rows"]["b"])])
+            per_shard.append(rows)
+        self.recorded_rows = per_shard  # read once: every task's rows come from them
+        return self.matrix_rows()
 
     def task_rows(self, task: int, tasks: int) -> list[int]:
         """The neighbour-matrix rows of eval task `task` of `tasks`: the reader's contiguous stretch of samples for
