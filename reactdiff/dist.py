@@ -99,7 +99,8 @@ class _Vars:
         return int(self.get(name))
 
     def need(self, *names: str, why: str = "") -> None:
-        if lost := [n for n in names if not self.get(n)]:
+        lost = [n for n in names if not self.get(n)]
+        if lost:
             self.fail(f"{', '.join(lost)} {'is' if len(lost) == 1 else 'are'} missing{why}")
 
     def fail(self, msg: str):
@@ -110,11 +111,14 @@ def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
     """Read the launcher's variables from `environ` (default os.environ) and return this process's DistEnv."""
     e = os.environ if environ is None else environ
     if any(k in e for k in _TORCHRUN):
-        env = _detect_torchrun(v := _Vars(e, "torchrun / deepspeed launcher"))
+        v = _Vars(e, "torchrun / deepspeed launcher")
+        env = _detect_torchrun(v)
     elif "SLURM_PROCID" in e:
-        env = _detect_slurm(v := _Vars(e, "SLURM"))
+        v = _Vars(e, "SLURM")
+        env = _detect_slurm(v)
     else:
-        env = dataclasses.replace(SINGLE, master_port=(v := _Vars(e, "single-process")).integer("MASTER_PORT", 29500))
+        v = _Vars(e, "single-process")
+        env = dataclasses.replace(SINGLE, master_port=v.integer("MASTER_PORT", 29500))
     for ok, what in [(0 <= env.rank < env.world_size, f"rank {env.rank} outside [0, world size {env.world_size})"),
                      (1 <= env.local_world_size <= env.world_size,
                       f"local world size {env.local_world_size} outside [1, world size {env.world_size}]"),
@@ -132,8 +136,9 @@ def _detect_torchrun(v: _Vars) -> DistEnv:
     if world > 1:
         v.need("MASTER_ADDR", "MASTER_PORT", why=f" with WORLD_SIZE={world}")
     addr, port = v.get("MASTER_ADDR") or "127.0.0.1", v.integer("MASTER_PORT", 29500)
-    if name := v.first("LOCAL_WORLD_SIZE", "LOCAL_SIZE"):  # torchrun, deepspeed launcher
-        local_world = v.integer(name)
+    local_name = v.first("LOCAL_WORLD_SIZE", "LOCAL_SIZE")  # torchrun, deepspeed launcher
+    if local_name:
+        local_world = v.integer(local_name)
     elif (world == 1 or v.get("GROUP_WORLD_SIZE") == "1" or v.get("CROSS_SIZE") == "1"
           or addr.startswith("127.") or addr in ("localhost", "::1")):  # clearly one node
         local_world = world
@@ -148,34 +153,47 @@ def _detect_slurm(v: _Vars) -> DistEnv:
     rank, world, local = (v.integer(k) for k in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"))
     if world == 1 and rank == local == 0:
         return dataclasses.replace(SINGLE, master_port=v.integer("MASTER_PORT", 29500))
-    if tpn := v.first("SLURM_STEP_TASKS_PER_NODE", "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE"):
-        if not re.fullmatch(r"\d+(\(x\d+\))?(,\d+(\(x\d+\))?)*", spec := v.get(tpn).replace(" ", "")):
-            v.fail(f"cannot parse {tpn}={v.get(tpn)!r}")  # SLURM's "2(x3),1" means 2, 2, 2, 1 tasks on 4 nodes
-        counts = [int(n) for n, r in re.findall(r"(\d+)(?:\(x(\d+)\))?", spec) for _ in range(int(r or 1))]
-        if len(set(counts)) == 1:
-            local_world = counts[0]
-        else:
-            v.need("SLURM_NODEID", why=f" (uneven {tpn}={v.get(tpn)!r})")
-            if not 0 <= (node := v.integer("SLURM_NODEID")) < len(counts):
-                v.fail(f"SLURM_NODEID={node} outside {tpn}={v.get(tpn)!r}")
-            local_world = counts[node]
-    elif v.get("SLURM_NNODES") == "1":
-        local_world = world
-    else:
+    return DistEnv(rank, world, local, _slurm_local_world(v, world), _slurm_master(v), _slurm_port(v), "slurm")
+
+
+def _slurm_local_world(v: _Vars, world: int) -> int:
+    """Tasks on this node, from SLURM's tasks-per-node spec: "2(x3),1" means 2, 2, 2, 1 tasks on 4 nodes."""
+    tpn = v.first("SLURM_STEP_TASKS_PER_NODE", "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE")
+    if not tpn:
+        if v.get("SLURM_NNODES") == "1":
+            return world
         v.fail("SLURM_NTASKS_PER_NODE and SLURM_TASKS_PER_NODE are missing (needed unless SLURM_NNODES=1)")
-    if not (addr := v.get("MASTER_ADDR")):
-        if not (nl := v.first("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")):
-            v.need("SLURM_JOB_NODELIST", "MASTER_ADDR", why=" (one of them names the master)")
-        try:
-            addr = expand_nodelist(v.get(nl))[0]
-        except (ValueError, IndexError):
-            v.fail(f"cannot parse {nl}={v.get(nl)!r}")
+    spec = v.get(tpn).replace(" ", "")
+    if not re.fullmatch(r"\d+(\(x\d+\))?(,\d+(\(x\d+\))?)*", spec):
+        v.fail(f"cannot parse {tpn}={v.get(tpn)!r}")
+    counts = [int(n) for n, r in re.findall(r"(\d+)(?:\(x(\d+)\))?", spec) for _ in range(int(r or 1))]
+    if len(set(counts)) == 1:
+        return counts[0]
+    v.need("SLURM_NODEID", why=f" (uneven {tpn}={v.get(tpn)!r})")
+    node = v.integer("SLURM_NODEID")
+    if not 0 <= node < len(counts):
+        v.fail(f"SLURM_NODEID={node} outside {tpn}={v.get(tpn)!r}")
+    return counts[node]
+
+
+def _slurm_master(v: _Vars) -> str:
+    """MASTER_ADDR, else the first node of the step's (or job's) node list."""
+    if v.get("MASTER_ADDR"):
+        return v.get("MASTER_ADDR")
+    nodelist = v.first("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+    if not nodelist:
+        v.need("SLURM_JOB_NODELIST", "MASTER_ADDR", why=" (one of them names the master)")
+    try:
+        return expand_nodelist(v.get(nodelist))[0]
+    except (ValueError, IndexError):
+        v.fail(f"cannot parse {nodelist}={v.get(nodelist)!r}")
+
+
+def _slurm_port(v: _Vars) -> int:
     if v.get("MASTER_PORT"):
-        port = v.integer("MASTER_PORT")
-    else:
-        v.need("SLURM_JOB_ID", why=" (or MASTER_PORT)")
-        port = job_port(v.integer("SLURM_JOB_ID"))
-    return DistEnv(rank, world, local, local_world, addr, port, "slurm")
+        return v.integer("MASTER_PORT")
+    v.need("SLURM_JOB_ID", why=" (or MASTER_PORT)")
+    return job_port(v.integer("SLURM_JOB_ID"))
 
 
 def job_port(job_id: int | str) -> int:
@@ -205,9 +223,12 @@ def backend_name() -> str:
 
 def _cuda_index(env: DistEnv) -> int:
     """local_rank, or 0 when each task sees only its own GPU (SLURM --gpus-per-task)."""
-    if env.local_rank < (n := torch.cuda.device_count()) or n == 1:
-        return env.local_rank if env.local_rank < n else 0
-    raise DistConfigError(f"reactdiff.dist: local rank {env.local_rank} but only {n} visible CUDA devices")
+    visible = torch.cuda.device_count()
+    if env.local_rank < visible:
+        return env.local_rank
+    if visible == 1:
+        return 0
+    raise DistConfigError(f"reactdiff.dist: local rank {env.local_rank} but only {visible} visible CUDA devices")
 
 
 def init(backend: str | None = None, timeout_s: int = 1800) -> DistEnv:
@@ -277,7 +298,8 @@ def _comm_device() -> torch.device | None:
 
 
 def barrier() -> None:
-    if (dev := _comm_device()) is not None:
+    dev = _comm_device()
+    if dev is not None:
         tdist.barrier(device_ids=[dev.index] if dev.type == "cuda" else None)
 
 
@@ -290,7 +312,8 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum of `t` over ranks, as a new tensor on t's device."""
     x = t.detach().clone()
-    if (dev := _comm_device()) is None:
+    dev = _comm_device()
+    if dev is None:
         return x
     x = x.to(dev)
     tdist.all_reduce(x, op=tdist.ReduceOp.SUM)
@@ -299,7 +322,8 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 def all_reduce_max_int(value: int) -> int:
     """Largest `value` over ranks (e.g. "did any rank get a preemption signal")."""
-    if (dev := _comm_device()) is None:
+    dev = _comm_device()
+    if dev is None:
         return int(value)
     x = torch.tensor([int(value)], dtype=torch.int64, device=dev)
     tdist.all_reduce(x, op=tdist.ReduceOp.MAX)
@@ -308,7 +332,8 @@ def all_reduce_max_int(value: int) -> int:
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """`obj` (picklable) from rank `src`, returned on every rank."""
-    if (dev := _comm_device()) is None:
+    dev = _comm_device()
+    if dev is None:
         return obj
     box = [obj if rank() == src else None]
     tdist.broadcast_object_list(box, src=src, device=dev)
@@ -317,7 +342,8 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Rank `src`'s values of `t` into `t` on every rank (in place; t has the same shape everywhere)."""
-    if (dev := _comm_device()) is None:
+    dev = _comm_device()
+    if dev is None:
         return t
     x = t.detach().to(dev)
     tdist.broadcast(x, src=src)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reactdiff.data import faceverse as fv
-from reactdiff.model.priors import (COOCCURRING_PAIRS, EXCLUSIVE_PAIRS, SYMMETRIC_PAIRS, FaceStats, PriorWeights,
+from reactdiff.model.priors import (COOCCURRING_PAIRS, EXCLUSIVE_PAIRS, SYMMETRIC_PAIRS, FaceStats,
                                     ReactionPriors, snr_weight)
 
 TERMS = ("velocity", "au_symmetric", "au_cooccur", "au_exclusive")
@@ -278,9 +278,8 @@ def test_degenerate_shapes_and_half_precision_are_finite():
     out = priors((xb + 0.3).requires_grad_(True), xb, torch.tensor([0.1, 1.0]), torch.randn(2, 0, 58),
                  torch.zeros(2, 0, dtype=torch.bool))
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.values())
-    w = PriorWeights()
-    assert (w.velocity, w.au_dependency) == (1.0, 0.01)
-    p = ReactionPriors.from_weights(FaceStats.identity(), PriorWeights(velocity=2.0, au_exclusive=0.5))
+    assert (priors.velocity_weight, priors.au_weight) == (1.0, 0.01)
+    p = ReactionPriors(FaceStats.identity(), velocity_weight=2.0, au_term_weights=(1.0, 1.0, 0.5))
     assert p.velocity_weight == 2.0 and p.au_term_weights == (1.0, 1.0, 0.5)
     with pytest.raises(ValueError):
         priors(x0, torch.randn(2, 2, 58), torch.tensor(0.3))

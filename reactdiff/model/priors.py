@@ -19,7 +19,6 @@ The released code computed its auxiliary losses on the raw network output and on
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -128,22 +127,6 @@ EXCLUSIVE_IDX = _resolve(EXCLUSIVE_PAIRS, "EXCLUSIVE_PAIRS")
 
 # ---------------------------------------------------------------------------------------------------------------------
 
-@dataclass
-class PriorWeights:
-    """Weights of the prior terms in `prior_total`.
-
-    velocity: the kinematics (head-pose velocity) prior, 1.0 as in the released code; au_dependency: the whole
-    facial-action dependency prior, 0.01 (its three terms sum over many pairs of ~0..1 activations, so it is kept
-    small next to the denoising MSE); au_symmetric/au_cooccur/au_exclusive: relative weights inside the AU prior.
-    prior_total = velocity * L_vel + au_dependency * (au_symmetric * L_sym + au_cooccur * L_co + au_exclusive * L_ex).
-    """
-    velocity: float = 1.0
-    au_dependency: float = 0.01
-    au_symmetric: float = 1.0
-    au_cooccur: float = 1.0
-    au_exclusive: float = 1.0
-
-
 def snr_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     """sigma_data^2 / (sigma^2 + sigma_data^2), per sample (B,): 1 at sigma=0, -> 0 as sigma grows."""
     sigma = torch.as_tensor(sigma).reshape(-1)
@@ -198,7 +181,13 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
 
 
 class ReactionPriors(nn.Module):
-    """Kinematics + facial-action dependency priors on x0-hat; see the module docstring."""
+    """Kinematics + facial-action dependency priors on x0-hat; see the module docstring.
+
+    velocity_weight: the kinematics (head-pose velocity) prior, 1.0 as in the released code; au_weight: the whole
+    facial-action dependency prior, 0.01 (its three terms sum over many pairs of ~0..1 activations, so it is kept
+    small next to the denoising MSE); au_term_weights: (symmetric, co-occurring, exclusive) inside the AU prior.
+    total = velocity_weight * L_vel + au_weight * (w_sym * L_sym + w_co * L_co + w_ex * L_ex).
+    """
 
     def __init__(self, stats: FaceStats, lags=(1, 8), velocity_weight: float = 1.0, au_weight: float = 0.01,
                  sigma_data: float = 0.5, au_term_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
@@ -218,11 +207,6 @@ class ReactionPriors(nn.Module):
         for name, (i, j) in (("sym", SYMMETRIC_IDX), ("co", COOCCURRING_IDX), ("ex", EXCLUSIVE_IDX)):
             self.register_buffer(f"_{name}_i", torch.tensor(i, dtype=torch.long), persistent=False)
             self.register_buffer(f"_{name}_j", torch.tensor(j, dtype=torch.long), persistent=False)
-
-    @classmethod
-    def from_weights(cls, stats: FaceStats, weights: PriorWeights, lags=(1, 8), sigma_data: float = 0.5):
-        return cls(stats, lags, weights.velocity, weights.au_dependency, sigma_data,
-                   (weights.au_symmetric, weights.au_cooccur, weights.au_exclusive))
 
     # -- terms, each per sample (B,), unweighted ----------------------------------------------------------------------
 
