@@ -18,12 +18,14 @@ nothing left are not submitted), then one job that checks that every video exist
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reactdiff import cli_args, config  # noqa: E402
+from reactdiff.render.job import add_options as add_render_options  # noqa: E402
 
 
 def executor(cluster, folder: Path, name: str, nodes: int, tasks_per_node: int, gpus: int):
@@ -106,6 +108,7 @@ def submit_eval(args, cluster) -> list:
     from reactdiff.cluster.jobs import aggregate, eval_task
     from reactdiff.data.shard_index import ShardIndex
     from reactdiff.eval.baselines import resolve_baseline_shards
+    from reactdiff.sampling.job import SampleJob
 
     index = ShardIndex.open(args.shards)
     tasks = args.tasks or cluster.eval_tasks or len(index.files)
@@ -113,8 +116,10 @@ def submit_eval(args, cluster) -> list:
     # checked at submission: an aggregation job that fails after the whole array ran loses hours
     baseline_shards = None if args.no_baselines else resolve_baseline_shards(
         Path(args.shards), Path(args.baseline_shards) if args.baseline_shards else None).resolve()
-    spec = {"export": str(Path(args.export).resolve()), "shards": str(Path(args.shards).resolve()), "out": str(out),
-            "overrides": args.overrides, "convention": args.convention, "threads": cluster.cpus_per_task,
+    job = SampleJob(shards=args.shards, out=str(out), export=args.export, overrides=tuple(args.overrides),
+                    quiet=True).absolute()
+    spec = {"job": job, "shards": job.shards, "out": str(out), "convention": args.convention,
+            "threads": cluster.cpus_per_task,
             "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,
             "wandb": args.wandb}
     todo = missing_tasks(out, index, tasks)
@@ -130,38 +135,29 @@ def submit_eval(args, cluster) -> list:
     return jobs
 
 
-RENDER_OPTIONS = ("samples", "faceverse", "out", "shards", "identity", "pirender", "rows", "k", "size", "frames",
-                  "batch")
-
-
 def submit_render(args, cluster) -> list:
     from reactdiff.cluster.jobs import render_index, render_task
-    from reactdiff.render.cli import plan, video_path
+    from reactdiff.render.job import RenderJob
+    from reactdiff.render.p3d import resolve
+    from reactdiff.render.plan import plan, video_path
 
     if args.overrides:
         raise ValueError(f"render takes options, not config overrides; got {' '.join(args.overrides)}")
-    if args.ground_truth and not args.shards:
-        raise ValueError("--ground-truth needs --shards (the true listener is read from them)")
-    out = Path(args.out).resolve()
-    render_args = []
-    for name in RENDER_OPTIONS:
-        value = getattr(args, name)
-        if value is not None:  # paths absolute: tasks may start in another folder
-            value = str(Path(value).resolve()) if name in ("samples", "faceverse", "out", "shards", "identity",
-                                                           "pirender") else value
-            render_args += [f"--{name}", str(value)]
-    if args.grid and not args.shards:
-        raise ValueError("--grid needs --shards (the speaker and the true listener are read from them)")
-    if not args.pirender:  # resolved here, once: every task of the array draws with the same backend
-        from reactdiff.render.p3d import resolve
-
-        render_args += ["--rasteriser", resolve(args.rasteriser, "cuda" if cluster.gpus_per_node > 0 else "cpu")]
-    render_args += (["--ground-truth"] * args.ground_truth + ["--simplified"] * args.simplified
-                    + ["--grid"] * args.grid)
-    _, videos, _ = plan(Path(args.samples), args.rows, args.k, args.ground_truth, args.grid)
-    tasks = max(1, min(args.tasks or cluster.eval_tasks or 1, len(videos)))
-    todo = [r for r in range(tasks) if any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
-    spec = {"args": render_args, "out": str(out), "threads": cluster.cpus_per_task}
+    job = RenderJob.from_args(args).absolute()
+    job.check()
+    if not job.pirender:  # resolved here, once: every task of the array draws with the same backend
+        job = dataclasses.replace(job, rasteriser=resolve(job.rasteriser,
+                                                          "cuda" if cluster.gpus_per_node > 0 else "cpu"))
+    job = dataclasses.replace(job, quiet=True)
+    _, videos, _ = plan(Path(job.samples), job.rows, job.k, job.ground_truth, job.grid)
+    if not args.tasks and not cluster.render_tasks and cluster.eval_tasks:
+        print("[launch] note: the profile's eval_tasks sizes this render array; set render_tasks (eval_tasks for "
+              "render arrays is deprecated)")
+    tasks = max(1, min(args.tasks or cluster.render_tasks or cluster.eval_tasks or 1, len(videos)))
+    out = Path(job.out)
+    todo = [r for r in range(tasks)
+            if job.overwrite or any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
+    spec = {"job": job, "out": str(out), "threads": cluster.cpus_per_task}
     ex, params = array_executor(cluster, out, "render")
     print(f"[launch] render: {len(videos)} videos in {tasks} tasks, {len(todo)} still to run "
           f"{todo if len(todo) < 20 else ''}; then 1 index job; {params}")
@@ -200,24 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="log the aggregated metrics, plots and report to wandb, grouped with the training run "
                          "(default offline: a run folder in --out that `wandb sync` uploads)")
     rd = sub.choices["render"]
-    rd.add_argument("--samples", required=True, help="output folder of sampling / eval (reactions/ + manifests)")
-    rd.add_argument("--faceverse", help="FaceVerse v2 model file (grey meshes; needed unless --pirender)")
-    rd.add_argument("--out", required=True, help="folder for the videos")
-    rd.add_argument("--shards", help="the shards the samples came from (speaker beside, audio, --ground-truth)")
-    rd.add_argument("--ground-truth", action="store_true", help="also render each row's true listener")
-    rd.add_argument("--grid", action="store_true", help="one [speaker | true listener | reactions] video per row")
-    rd.add_argument("--rasteriser", default="auto", choices=("auto", "torch", "pytorch3d"),
-                    help="grey meshes: pytorch3d, torch, or auto (pytorch3d for GPU tasks when it imports here, "
-                         "else torch; resolved at submission)")
-    rd.add_argument("--identity", help="FaceVerse identity coefficients (npy)")
-    rd.add_argument("--pirender", help="REACT-retrained PIRender checkpoint: photoreal frames")
-    rd.add_argument("--simplified", action="store_true", help="the model's simplified mesh")
-    rd.add_argument("--rows", help="comma-separated rows (default: all)")
-    rd.add_argument("--k", type=int, help="first K reactions per row (default: all)")
-    rd.add_argument("--size", type=int, help="frame size (default 224)")
-    rd.add_argument("--frames", type=int, help="first N frames (default: all)")
-    rd.add_argument("--batch", type=int, help="frames per renderer call (default 32 grey, 16 PIRender)")
-    rd.add_argument("--tasks", type=int, help="array size (default: the profile's eval_tasks, else 1)")
+    add_render_options(rd)
+    rd.add_argument("--tasks", type=int, help="array size (default: the profile's render_tasks, else 1)")
     return p
 
 

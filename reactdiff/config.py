@@ -211,7 +211,8 @@ class ClusterConfig:
     signal_delay_s: int = 120  # USR2 this long before the time limit: save, requeue, resume
     max_num_timeout: int = 3  # how often a job may requeue itself after hitting the time limit
     eval_tasks: int = 0  # eval array size (0 = one task per shard)
-    eval_parallelism: int = 64  # eval array tasks running at once
+    render_tasks: int = 0  # render array size (0 = eval_tasks, which sized render arrays before; else 1)
+    eval_parallelism: int = 64  # eval / render array tasks running at once
     setup: list[str] = dataclasses.field(default_factory=list)  # shell lines run before each job (module load ...)
 
 

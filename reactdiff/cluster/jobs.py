@@ -5,6 +5,9 @@ same job. The trainer first saves at the next step boundary and only then hands 
 resumes from that checkpoint. Eval and render tasks write each row's reactions / each video atomically and skip what
 is there, so a requeued task (or a rerun) only redoes what is missing; the aggregation job waits (afterok) for
 every task, requeues included, and refuses to score an incomplete set.
+
+Array tasks get typed jobs (sampling.job.SampleJob, render.job.RenderJob, paths absolute) and call the library
+functions that `reactdiff sample` / `reactdiff render` call; nothing is turned into argv and parsed again.
 """
 from __future__ import annotations
 
@@ -59,16 +62,6 @@ class TrainJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(TrainJob(self.config_path))
 
 
-def _run_command(command: str, main, args: list[str], threads: int | None, rank: int, world_size: int) -> dict:
-    """`reactdiff <command> args` as array task `rank` of `world_size`; a failure raises (submitit reports it)."""
-    _limit_threads(threads)
-    code = main(args)
-    if code != 0:
-        raise RuntimeError(f"{command} task {rank}/{world_size}: `reactdiff {command} {' '.join(args)}` exited with "
-                           f"{code} (its error is above in this task's log)")
-    return {"rank": rank, "world_size": world_size}
-
-
 class Requeueable(submitit.helpers.Checkpointable):
     """A function run as a job that SLURM may stop (time limit, preemption) and submitit then requeues with the same
     arguments: the function must be safe to run again, continuing from what it has written."""
@@ -82,11 +75,11 @@ class Requeueable(submitit.helpers.Checkpointable):
 
 def _sample_rows(spec: dict, rank: int, world_size: int) -> dict:
     """Generate the reactions of task `rank` of `world_size` (contiguous rows); rows already there are skipped."""
-    from ..sampling.cli import main as sample_main
+    from ..sampling.run import sample
 
-    args = ["--export", spec["export"], "--shards", spec["shards"], "--out", spec["out"], "--quiet",
-            "--rank", str(rank), "--world-size", str(world_size), *spec.get("overrides", [])]
-    return _run_command("sample", sample_main, args, spec.get("threads"), rank, world_size)
+    _limit_threads(spec.get("threads"))
+    done = sample(spec["job"], rank, world_size)
+    return {"rank": rank, "world_size": world_size, "generated": done["generated"]}
 
 
 def _aggregate(spec: dict) -> dict:
@@ -104,15 +97,16 @@ def _aggregate(spec: dict) -> dict:
 
 def _render_videos(spec: dict, rank: int, world_size: int) -> dict:
     """Render every world_size-th video of the plan, starting at `rank`; videos already there are skipped."""
-    from ..render.cli import main as render_main
+    from ..render.run import render
 
-    args = [*spec["args"], "--quiet", "--rank", str(rank), "--world-size", str(world_size)]
-    return _run_command("render", render_main, args, spec.get("threads"), rank, world_size)
+    _limit_threads(spec.get("threads"))
+    done = render(spec["job"], rank, world_size)
+    return {"rank": rank, "world_size": world_size, "written": done["written"]}
 
 
 def _render_index(spec: dict) -> dict:
     """After the array: render.json listing every video of the plan; fails, listing them, if any is missing."""
-    from ..render.cli import finish_index
+    from ..render.plan import finish_index
 
     doc = finish_index(Path(spec["out"]))
     return {"videos": len(doc["videos"]), "out": str(Path(spec["out"]) / "render.json")}
