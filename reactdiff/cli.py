@@ -13,7 +13,7 @@ COMMANDS = {
     "train": ("reactdiff.train.cli", "DeepSpeed training (run under torchrun / deepspeed / SLURM for several ranks)"),
     "export": ("reactdiff.train.export_cli", "write a checkpoint's EMA weights as an inference export"),
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
-    "evaluate": ("reactdiff.eval.evaluate", "REACT metrics of generated reactions -> metrics.json + report.md"),
+    "evaluate": ("reactdiff.eval.cli", "REACT metrics of generated reactions -> metrics.json + report.md"),
     "render": ("reactdiff.render.cli", "mp4 videos of generated reactions (grey FaceVerse meshes, speaker beside)"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
     "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|watch|quality`"),

@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from .atomic import atomic_open
-from .data.faceverse import FPS
+from .data.frame_layout import FPS
 
 
 def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 
 from reactdiff.data.layout import ClipPath, read_pair_list
 from reactdiff.eval.evaluate import evaluate
-from reactdiff.eval.evaluate import main as evaluate_main
+from reactdiff.eval.cli import main as evaluate_main
 from reactdiff.eval.ground_truth import load_ground_truth
 from reactdiff.eval.metrics import compute_all
 from reactdiff.sampling.writer import reaction_path

@@ -3,7 +3,7 @@ cross-correlation and the pooled coupling curves."""
 import numpy as np
 import pytest
 
-from reactdiff.data import faceverse as fv
+from reactdiff.data import frame_layout as fv
 from reactdiff.eval import motion
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reactdiff.data import faceverse as fv
+from reactdiff.data import frame_layout as fv
 from reactdiff.model.priors import (COOCCURRING_PAIRS, EXCLUSIVE_PAIRS, SYMMETRIC_PAIRS, FaceStats,
                                     ReactionPriors, snr_weight)
 

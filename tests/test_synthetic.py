@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from reactdiff.data.faceverse import EMOTION_COLUMNS, EXP, FV_DIM
+from reactdiff.data.frame_layout import EMOTION_COLUMNS, EXP, FV_DIM
 from reactdiff.data.layout import MODALITY_DIRS, SPLITS, ClipPath, read_pair_list
 from reactdiff.data.synthetic import generate_dataset
 from reactdiff.data.synthetic.behaviour import behave, draw_style, smile_curve

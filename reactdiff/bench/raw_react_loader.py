@@ -13,7 +13,7 @@ import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset
 
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 from ..data.layout import ClipPath, pair_list_path, read_pair_list
 from ..data.normalise import FaceNormaliser
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import faceverse as fv
+from . import frame_layout as fv
 
 
 def align_frames(feat: torch.Tensor, frames: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__, atomic, recorded
-from . import faceverse as fv
+from . import frame_layout as fv
 from . import manifest as mf
 from . import react_source as src
 from .audio_features import make_frontend, parse_spec

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import faceverse as fv
+from . import frame_layout as fv
 
-CONVENTIONS = ("zscore", "center", "none")
+NORMALISATIONS = ("zscore", "center", "none")
 
 
 def _load_stat(path: Path, what: str) -> np.ndarray:
@@ -21,8 +21,8 @@ def _load_stat(path: Path, what: str) -> np.ndarray:
 
 def check_stats(mean, std, convention: str) -> None:
     """What every normaliser must hold: 58 finite means and stds (std > 0 for zscore), a known convention."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"normalisation {convention!r}: expected one of {CONVENTIONS}")
+    if convention not in NORMALISATIONS:
+        raise ValueError(f"normalisation {convention!r}: expected one of {NORMALISATIONS}")
     mean, std = np.asarray(mean, dtype=np.float64).reshape(-1), np.asarray(std, dtype=np.float64).reshape(-1)
     if mean.shape != (fv.FV_DIM,) or std.shape != (fv.FV_DIM,):
         raise ValueError(f"mean/std must have {fv.FV_DIM} values, got {mean.shape[0]} / {std.shape[0]}")

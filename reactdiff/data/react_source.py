@@ -11,7 +11,7 @@ import torch
 import torchaudio.functional as AF
 from PIL import Image
 
-from . import faceverse as fv
+from . import frame_layout as fv
 from .layout import ClipPath
 
 AUDIO_TOLERANCE_FRAMES = 2  # a wav may be up to 80 ms shorter than the 3DMM track before we call it truncated

@@ -17,7 +17,7 @@ import json
 import numpy as np
 import soundfile as sf
 
-from . import faceverse as fv
+from . import frame_layout as fv
 
 PERSONS = ("a", "b")
 PEERS = {0: ("a", "b"), 1: ("b", "a")}  # role -> (speaker, listener): role 0 is "a speaks to b"

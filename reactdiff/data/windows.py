@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import faceverse as fv
+from . import frame_layout as fv
 from .normalise import FaceNormaliser
 from .sample_format import PEERS, PERSONS, decode_audio, decode_json, decode_npy
 

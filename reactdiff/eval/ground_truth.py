@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 from ..data import manifest as mf
 from ..data.sample_format import PEERS, PERSONS, decode_json, decode_npy
 from ..data.shard_index import ShardIndex

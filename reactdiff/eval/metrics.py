@@ -28,9 +28,11 @@ import time
 import numpy as np
 import torch
 
+from ..data.frame_layout import EMOTION_DIM, FV_DIM
 from .dtw import default_device, dtw_indexed
 
-DIMS = {"3dmm": 58, "emotion": 25}
+DIMS = {"3dmm": FV_DIM, "emotion": EMOTION_DIM}
+METRICS = ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn")  # what compute_all scores
 EMOTION_SLICES = ((0, 15, 1 / 15), (15, 17, 1.0), (17, 25, 1 / 8))  # AUs, valence/arousal, expressions
 CONVENTIONS = ("react2024", "reactface")
 MAX_LAG = 49  # 2 s at 25 fps: lags -49..49, as the REACT code's calculate_tlcc(seconds=2, fps=25)

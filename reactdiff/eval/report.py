@@ -2,13 +2,14 @@
 (metrics.png bar charts, couplings.png cross-correlation against lag)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .. import atomic
 from .baselines import DESCRIPTIONS
-from .motion import GROUPS
-
-METRICS = ("FRCorr", "FRDist", "FRDiv", "FRDvs", "FRVar", "FRSyn")
+from .metrics import METRICS
+from .motion import GROUPS, plot_couplings
+from .wandb_log import log_evaluation
 
 
 def plot_metrics(report: dict, path: Path) -> None:
@@ -118,3 +119,18 @@ def markdown(report: dict) -> str:
                       "listener follows):", ""]
         lines += coupling_table(report["couplings"]) + ["", "![cross-correlation against lag](couplings.png)"]
     return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: Path, wandb: str = "disabled") -> None:
+    """metrics.json, metrics.png, couplings.png and report.md into `out`; then a copy to wandb (offline / online),
+    whose failure only warns: the files are written."""
+    atomic.write_json(out / "metrics.json", report)
+    plot_metrics(report, out / "metrics.png")
+    plot_couplings(report["couplings"], out / "couplings.png")
+    atomic.write_text(out / "report.md", markdown(report))
+    try:
+        report["wandb"] = log_evaluation(report, out, wandb)
+    except Exception as exc:  # noqa: BLE001 - the metrics are written; wandb is a copy of them
+        print(f"reactdiff evaluate: warning: wandb logging failed ({type(exc).__name__}: {exc}); "
+              f"{out / 'metrics.json'} and report.md are written", file=sys.stderr)
+        report["wandb"] = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .report import METRICS
+from .metrics import METRICS
 
 COLUMNS = (*METRICS, "FRRea")  # FRRea when the evaluation had renders
 

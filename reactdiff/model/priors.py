@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 from ..data import normalise
 from .denoiser import loss_weight as edm_weight  # EDM's lambda(sigma), one owner
 

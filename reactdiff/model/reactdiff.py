@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 from ..data.audio_features import LogMel, Wav2Vec2
 from .denoiser import Denoiser, SigmaDensity
 from .past_regression import PastRegression

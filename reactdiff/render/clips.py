@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.faceverse import AUDIO_RATE
+from ..data.frame_layout import AUDIO_RATE
 from ..data.sample_format import decode_audio, decode_json, decode_npy
 from ..data.shard_index import ShardIndex
 

@@ -10,7 +10,7 @@ restricted unpickler that builds numpy arrays, dtypes and plain containers only:
 
 Bases are xyz-interleaved per vertex (rows 3i, 3i+1, 3i+2 are vertex i). Mesh coordinates have y pointing down.
 
-A REACT frame is [exp 52 | rot 3 | trans 3] (reactdiff.data.faceverse), raw (not mean-subtracted) coefficients:
+A REACT frame is [exp 52 | rot 3 | trans 3] (reactdiff.data.frame_layout), raw (not mean-subtracted) coefficients:
 shape = meanshape + idBase @ identity + exBase @ exp; world = R shape + t with R = Rz Ry Rx from Euler angles in
 radians. The camera is the REACT renderer's: at distance 10 on +z looking at the origin, z flipped, focal 1315 px for
 a 224 px image (scaled with the image size), principal point at the centre, image rows counted from the top.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 
 FOCAL_224 = 1315.0  # REACT renderer: focal length in pixels for a 224 x 224 image
 CAMERA_DISTANCE = 10.0

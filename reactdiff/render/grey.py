@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 from . import p3d
 from . import rasterize as rz
 from .faceverse import FaceVerseModel, project

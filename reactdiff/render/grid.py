@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..data.faceverse import AUDIO_RATE, FPS
+from ..data.frame_layout import AUDIO_RATE, FPS
 from ..media import write_mp4
 
 LABEL_ROWS = 16  # pixels of the label strip above the panels (even, as the mp4 needs)

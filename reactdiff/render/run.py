@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import atomic, recorded
-from ..data.faceverse import AUDIO_RATE, FPS
+from ..data.frame_layout import AUDIO_RATE, FPS
 from ..media import write_mp4
 from ..sampling.writer import reaction_path
 from .clips import SpeakerSource

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 
 N_TEX = 251
 

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .. import config, recorded
-from ..data import faceverse as fv
+from ..data import frame_layout as fv
 from ..data.normalise import FaceNormaliser
 from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export

@@ -17,8 +17,8 @@ import torch
 from omegaconf import OmegaConf
 
 from .. import atomic, dist
-from ..data import faceverse as fv
-from ..data.faceverse import FPS
+from ..data import frame_layout as fv
+from ..data.frame_layout import FPS
 from ..data.reader import BatchStream
 from ..eval.ground_truth import load_ground_truth
 from ..eval.metrics import fr_corr, fr_dist

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from ..faceverse import EXP, FPS, FV_DIM, N_EXP
+from ..frame_layout import EXP, FPS, FV_DIM, N_EXP
 from .script import HUM_VOWEL, RoleScript, Syllables, frame_envelope
 
 # Static mean and spread (between persons + noise) per blendshape; speaking/reactions add to it.

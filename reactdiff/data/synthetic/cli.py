@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..faceverse import CLIP_FRAMES
+from ..frame_layout import CLIP_FRAMES
 from .dataset import generate_dataset
 from .writer import VIDEO_KINDS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ...atomic import write_bytes, write_json
-from ..faceverse import CLIP_FRAMES
+from ..frame_layout import CLIP_FRAMES
 from ..layout import SPLITS
 from ..sample_format import encode_npy
 from .seeding import rng_for

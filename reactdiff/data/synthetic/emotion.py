@@ -9,7 +9,7 @@ import io
 
 import numpy as np
 
-from ..faceverse import AU_NAMES, EMOTION_COLUMNS, EMOTION_DIM, EXP, EXPRESSION_NAMES, N_EXP
+from ..frame_layout import AU_NAMES, EMOTION_COLUMNS, EMOTION_DIM, EXP, EXPRESSION_NAMES, N_EXP
 
 # AU <- (blendshapes averaged, offset subtracted, gain)
 _AU_SOURCES = {

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from ..faceverse import FPS
+from ..frame_layout import FPS
 
 N_VOWELS = 6  # vowel shapes (formant sets and lip rounding, see speech.VOWELS / behaviour)
 HUM_VOWEL = N_VOWELS  # the closed-mouth "mm-hm" of a backchannel

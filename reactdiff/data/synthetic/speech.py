@@ -12,7 +12,7 @@ import io
 import numpy as np
 import soundfile as sf
 
-from ..faceverse import FPS, SOURCE_AUDIO_RATE
+from ..frame_layout import FPS, SOURCE_AUDIO_RATE
 from .script import Syllables, syllable_envelope
 
 # F1, F2, F3 (Hz) per vowel (script.N_VOWELS), then the closed-mouth hum of a backchannel.

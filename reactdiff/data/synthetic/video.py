@@ -13,7 +13,7 @@ from PIL import Image
 
 from ... import atomic
 from ...media import write_mp4  # noqa: F401  (re-exported: the dataset writer's mp4 option)
-from ..faceverse import EXP
+from ..frame_layout import EXP
 from .behaviour import ROT_MEAN, TRANS_MEAN, Style
 
 CHUNK = 128  # frames drawn at once

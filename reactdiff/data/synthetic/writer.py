@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ...atomic import write_bytes
-from ..faceverse import FV_DIM
+from ..frame_layout import FV_DIM
 from ..layout import ClipPath, write_pair_list
 from ..sample_format import encode_npy
 from .behaviour import behave, draw_style

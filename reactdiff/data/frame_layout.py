@@ -1,4 +1,5 @@
-"""Fixed facts about the REACT streams: FaceVerse 3DMM dims, emotion columns, rates and clip length."""
+"""What a frame of a REACT stream holds (FaceVerse 3DMM columns, emotion columns) and its clock (fps, audio rate,
+clip length). The FaceVerse model file itself (meshes) is render/faceverse.py."""
 
 # FaceVerse v2 expression coefficients are ARKit blendshapes; FaceVerse stores them sorted by name
 # (its model file's `exp_name_list`), which is the order used by the REACT 3D_FV_files.
