@@ -15,6 +15,7 @@ COMMANDS = {
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
     "evaluate": ("reactdiff.eval.cli", "REACT metrics of generated reactions -> metrics.json + report.md"),
     "render": ("reactdiff.render.cli", "mp4 videos of generated reactions (grey FaceVerse meshes, speaker beside)"),
+    "launch": ("reactdiff.cluster.launch_cli", "submit train / eval / render to SLURM (= python launch/slurm.py)"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
     "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|watch|quality`"),
 }
@@ -22,7 +23,7 @@ BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
     "train": ("reactdiff.bench.train",
               "end-to-end training throughput per size and process count, vs the released step"),
-    "metrics": ("reactdiff.bench.metrics",
+    "metrics": ("reactdiff.bench.dtw_speed",
                 "batched torch DTW / FRDist vs the reference tslearn + multiprocessing loop"),
     "cluster": ("reactdiff.bench.cluster", "evaluation fan-out wall time on 1 vs 2 SLURM nodes"),
     "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
@@ -57,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(table[name][0])
     return int(module.main(rest) or 0)
+
+
+def _deprecated(old: str, command: str) -> int:
+    print(f"{old}: deprecated name; use `reactdiff {command}` (the same tool)", file=sys.stderr)
+    return main([command, *sys.argv[1:]])
+
+
+def make_shards_alias() -> int:
+    return _deprecated("reactdiff-make-shards", "shards")
+
+
+def synth_alias() -> int:
+    return _deprecated("reactdiff-synth", "synth")
 
 
 if __name__ == "__main__":

@@ -239,6 +239,27 @@ LEGACY_DEFAULTS = {
 }
 
 
+PACKAGED = Path(__file__).resolve().parent / "configs"  # shipped in the wheel; `configs/` in a clone links here
+
+
+def packaged(name: str) -> Path:
+    """A config shipped with the package: "demo", "paper", "cluster/local", ... (with or without .yaml)."""
+    return PACKAGED / (name if name.endswith(".yaml") else f"{name}.yaml")
+
+
+def locate(path: str | Path) -> Path:
+    """`path` when it is a file, else the packaged config of that name (`--config demo`, `--config
+    configs/paper.yaml` from any folder); a clear error listing the packaged ones otherwise."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    name = Path(*path.parts[1:]) if path.parts[:1] == ("configs",) and len(path.parts) > 1 else path
+    if packaged(str(name)).is_file():
+        return packaged(str(name))
+    shipped = sorted(str(p.relative_to(PACKAGED).with_suffix("")) for p in PACKAGED.rglob("*.yaml"))
+    raise ConfigError(f"config file {path} not found (packaged configs, usable by name: {', '.join(shipped)})")
+
+
 def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: type = RunConfig,
          saved: bool = False) -> DictConfig:
     """Schema defaults <- YAML file <- `key=value` overrides; returns a read-only, fully typed config.
@@ -246,9 +267,7 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
     saved=True: `path` is a resolved config saved with a run or export; keys it lacks take LEGACY_DEFAULTS."""
     cfg = OmegaConf.structured(schema)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
+        path = locate(path)
         try:
             loaded = OmegaConf.load(path)
             if saved:

@@ -3,7 +3,7 @@
     synthetic REACT dataset (real layout) -> WebDataset shards (train/val/test, logmel features)
     -> training windows read back (2 DataLoader workers, exact-resume check) -> eval pass over the test clips
     -> DeepSpeed training of a tiny model (2 processes over gloo, ZeRO-2, EMA, checkpoints, export)
-    -> evaluation as on a cluster (launch/slurm.py eval, submitit's local executor): K reactions per test speaker
+    -> evaluation as on a cluster (reactdiff launch eval, submitit's local executor): K reactions per test speaker
        clip by online generation from the EMA weights in 2 array tasks, then the aggregation job: REACT metrics
        against the ground truth, the mean / random (train split) / mime baselines and the ground-truth reference,
        with motion statistics -> metrics.json + report.md
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cli_args, config
-from .data import manifest as mf
+from .data import shard_folder as mf
 from .data.inspect_cli import describe_index, read_batches
 from .data.layout import pair_list_path, read_pair_list
 from .data.make_shards import make_shards
@@ -34,9 +34,8 @@ from .data.reader import BatchStream
 from .data.synthetic import generate_dataset
 from .eval.report import verdict
 from .sampling.writer import load_manifest, reaction_path
-from .train.metrics import read_rows
+from .train.run_log import read_rows
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="runs/demo", help="folder for the synthetic REACT dataset (default runs/demo)")
     p.add_argument("--shards", default="shards/demo", help="folder for the shards, one subfolder per split")
-    p.add_argument("--config", default=str(REPO / "configs/demo.yaml"), help="run config (default configs/demo.yaml)")
+    p.add_argument("--config", default=str(config.packaged("demo")), help="run config (default: the packaged "
+                                                                           "configs/demo.yaml)")
     p.add_argument("--sessions", default="4,1,2", help="train,val,test sessions of 2 dyadic clips (default 4,1,2)")
     p.add_argument("--frames", type=int, default=751, help="frames per clip (REACT: 751)")
     p.add_argument("--video-size", type=int, default=32, help="synthetic video frame size (default 32)")
@@ -150,7 +150,7 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
 
 
 def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | None:
-    """Sampling and metrics as on a cluster: launch/slurm.py eval with submitit's local executor (an array of 2
+    """Sampling and metrics as on a cluster: reactdiff launch eval with submitit's local executor (an array of 2
     sampling tasks, then the aggregation job)."""
     out = work / "eval"
     sha = json.loads((export / "export.json").read_text())["sha256"][:16]
@@ -159,8 +159,8 @@ def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | N
             shutil.rmtree(out)  # reactions of an earlier model: start over
     except FileNotFoundError:
         pass
-    cmd = [sys.executable, str(REPO / "launch/slurm.py"), "eval", "--cluster",
-           str(REPO / "configs/cluster/local_executor.yaml"),
+    cmd = [sys.executable, "-m", "reactdiff", "launch", "eval",
+           "--cluster", str(config.packaged("cluster/local_executor")),
            "--export", str(export), "--shards", str(test_shards), "--out", str(out), "--wait",
            f"data.eval_frames={min(750, args.frames)}", *args.overrides]
     t0 = time.time()
@@ -170,7 +170,7 @@ def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | N
         return None
     report = json.loads((out / "metrics.json").read_text())
     first = np.load(reaction_path(out, 0))
-    print(f"[demo] 6/8 evaluation fan-out (launch/slurm.py eval, submitit local executor): 2 sampling tasks + "
+    print(f"[demo] 6/8 evaluation fan-out (reactdiff launch eval, submitit local executor): 2 sampling tasks + "
           f"aggregation in {time.time() - t0:.1f} s; {report['rows']} speaker clips x {first.shape[0]} reactions of "
           f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) from the trained EMA weights -> {out}/reactions")
     return report

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from reactdiff.data import manifest as mf
+from reactdiff.data import shard_folder as mf
 from reactdiff.data.layout import ClipPath, read_pair_list
 from reactdiff.data.make_shards import ShardingError, make_shards
 from reactdiff.data.sample_format import decode_audio, decode_json, decode_npy

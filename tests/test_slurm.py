@@ -5,15 +5,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "launch"))
-import slurm as launcher  # noqa: E402
+from reactdiff.cluster import launch_cli as launcher  # noqa: E402
 from conftest import sample_random_init  # noqa: E402
 
 CLUSTER = REPO / "configs/cluster/local.yaml"

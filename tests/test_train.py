@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from reactdiff.train.metrics import read_rows
+from reactdiff.train.run_log import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

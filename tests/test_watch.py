@@ -18,7 +18,7 @@ import torch
 from reactdiff import config
 from reactdiff.model.denoiser import SigmaDensity
 from reactdiff.model.export import build_model
-from reactdiff.train.metrics import read_rows
+from reactdiff.train.run_log import read_rows
 from reactdiff.train.validation import ValidationSet, resolve_val_shards, sigma_grid
 from test_train import base_args, launch
 from wandb_records import history, offline_runs, run_info

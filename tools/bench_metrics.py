@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from reactdiff.bench.metrics import main  # noqa: E402
+from reactdiff.bench.dtw_speed import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

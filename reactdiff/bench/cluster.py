@@ -5,19 +5,19 @@ nodes (launch/slurm.py eval: sampling array + aggregation), and the parallel eff
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from .. import config
+
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reactdiff bench cluster", description=__doc__)
-    p.add_argument("--cluster", default=str(REPO / "configs/cluster/local.yaml"), help="cluster profile")
+    p.add_argument("--cluster", default=str(config.packaged("cluster/local")), help="cluster profile")
     p.add_argument("--sessions", type=int, default=2, help="synthetic test sessions of 2 clips (default 2)")
     p.add_argument("--size", default="small", help="model size (random weights; default small)")
     p.add_argument("--k", type=int, default=4, help="reactions per clip (default 4)")
@@ -27,16 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sys.path.insert(0, str(REPO / "launch"))
-    import slurm as launcher
-
-    from .. import config
+    from ..cluster import launch_cli as launcher
     from ..data.make_shards import make_shards
     from ..data.synthetic import generate_dataset
     from ..model.export import build_model, save_export
 
     cluster = config.load(args.cluster, schema=config.ClusterConfig)
-    with tempfile.TemporaryDirectory(prefix="bench_cluster_", dir=str(REPO / "runs") if (REPO / "runs").is_dir()
+    with tempfile.TemporaryDirectory(prefix="bench_cluster_", dir="runs" if Path("runs").is_dir()
                                      else None) as tmp:
         tmp = Path(tmp)
         generate_dataset(tmp / "react", sessions={"train": 1, "val": 0, "test": args.sessions}, video="png",

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{one[size] / (secs / clips):>8.2f}x")
     print(f"\ntraining step (forward + backward + AdamW, fp32, the model alone), windows of {args.window} frames "
           f"+ {args.history} context; compiled = torch.compile of the U-Net (train.compile), first step = compile")
-    from ..train.metrics import peak_flops
+    from ..train.run_log import peak_flops
 
     peak = peak_flops()
     print(f"{'size':<6} {'params':>11} {'batch':>5} {'mode':<9} {'first s':>8} {'s/step':>8} {'windows/s':>10} "

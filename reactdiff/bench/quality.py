@@ -30,7 +30,6 @@ from ..eval.ground_truth import load_ground_truth
 from ..eval.motion import GROUPS, PLANTED, coupling_curves, coupling_name
 from ..sampling.writer import load_manifest
 
-REPO = Path(__file__).resolve().parent.parent.parent
 TARGETS = {"jitter": (0.8, 1.25), "variance": (0.7, 1.4), "coupling_strength": 0.75, "peak_frames": 2,
            "frdiv_vs_random": 0.5}
 
@@ -39,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reactdiff bench quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="runs/bench_quality", help="dataset, shards, runs and evaluations")
-    p.add_argument("--config", default=str(REPO / "configs/quality.yaml"), help="training + sampling config")
+    p.add_argument("--config", default=str(config.packaged("quality")), help="training + sampling config")
     p.add_argument("--train-sessions", type=int, default=12, help="train sessions of --clips dyads (default 12)")
     p.add_argument("--val-sessions", type=int, default=1, help="validation sessions (default 1; not scored here)")
     p.add_argument("--test-sessions", type=int, default=3, help="test sessions (default 3)")

@@ -21,7 +21,7 @@ from .. import cli_args, config
 from ..data.make_shards import make_shards
 from ..data.synthetic import generate_dataset
 from ..model.export import build_model
-from ..train.metrics import read_rows
+from ..train.run_log import read_rows
 
 
 def run_trainer(shards: Path, out: Path, name: str, procs: int, size: str, steps: int, window: int, history: int,
@@ -62,7 +62,7 @@ def train_step_times(size: str, batch: int, window: int, history: int, audio_dim
                      device: str | torch.device = "cpu", compile: bool = False) -> tuple[float, float, int]:
     """(seconds of the first step -- compilation included --, seconds per later step, FLOPs per step) of the model
     alone (no data loading), fp32; compile: torch.compile of the U-Net as train.compile does it."""
-    from ..train.metrics import count_flops
+    from ..train.run_log import count_flops
 
     cfg = config.load(None, [f"model.size={size}", f"model.audio_dim={audio_dim}"])
     torch.manual_seed(0)

@@ -26,7 +26,6 @@ from ..train.previews import PreviewClips
 from ..train.validation import ValidationSet, sigma_grid
 from .train import step_time
 
-REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def fake_validation(cfg, model) -> ValidationSet:
@@ -76,7 +75,7 @@ def measure(cfg, repeats: int) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reactdiff bench watch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", default=f"{REPO / 'configs/demo.yaml'},{REPO / 'configs/paper.yaml'}",
+    p.add_argument("--configs", default=f"{config.packaged('demo')},{config.packaged('paper')}",
                    help="comma-separated run configs (default: the demo and paper configs)")
     p.add_argument("--repeats", type=int, default=2, help="timed training steps per config (default 2)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from .. import cli_args, config
-from . import manifest as mf
+from . import shard_folder as mf
 from .reader import BatchStream
 
 

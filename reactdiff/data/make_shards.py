@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .. import __version__, atomic, recorded
 from . import frame_layout as fv
-from . import manifest as mf
+from . import shard_folder as mf
 from . import react_source as src
 from .audio_features import make_frontend, parse_spec
 from .layout import ClipPath, PairRow, pair_list_path, read_pair_list

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import manifest as mf
+from . import shard_folder as mf
 from .tario import read_sample_at
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import frame_layout as fv
-from ..data import manifest as mf
+from ..data import shard_folder as mf
 from ..data.sample_format import PEERS, PERSONS, decode_json, decode_npy
 from ..data.shard_index import ShardIndex
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import atomic, config
 from ..data import frame_layout as fv
-from ..data.manifest import sha256_file
+from ..digest import sha256_file
 from .priors import FaceStats
 from .reactdiff import ReactDiff
 

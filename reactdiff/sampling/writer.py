@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from ..data.manifest import sha256_file
+from ..digest import sha256_file
 from ..data.sample_format import encode_npy
 
 MANIFEST = "manifest.json"

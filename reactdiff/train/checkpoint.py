@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import atomic, dist
-from ..data.manifest import sha256_file
+from ..digest import sha256_file
 
 MARKER, EMA_FILE, LAYOUT = "COMPLETE", "ema.safetensors", "layout.json"
 _TAG = re.compile(r"^step(\d{8})$")

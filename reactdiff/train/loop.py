@@ -28,7 +28,7 @@ from ..model.priors import FaceStats
 from . import checkpoint, launcher_watch, resume, run_lock
 from .ds_config import deepspeed_config, resolve_precision
 from .ema import EMA
-from .metrics import RunLog, count_flops
+from .run_log import RunLog, count_flops
 from .watch import Watch
 
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: preempted, checkpoint saved, run again to continue

@@ -83,7 +83,7 @@ class Watch:
         on every rank)."""
         done = True
         if dist.is_main():
-            from .metrics import read_rows
+            from .run_log import read_rows
 
             path = self.run_dir / "metrics.jsonl"
             for kind, wanted in (("validation", self.vset), ("samples", self.clips)):

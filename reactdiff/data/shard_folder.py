@@ -1,15 +1,16 @@
-"""`index.json` next to the shards (like MosaicML streaming's index): what each shard holds, its size and sha256.
+"""The files of a shard folder and their names (index.json, rejects.jsonl, the face statistics, neighbours.npy).
 
-It is rewritten atomically after every shard, so an interrupted run can be resumed from it; `complete` turns
-true only when the last shard is in.
+`index.json` (like MosaicML streaming's index) says what each shard holds, its size and sha256. It is rewritten
+atomically after every shard, so an interrupted run can be resumed from it; `complete` turns true only when the
+last shard is in. (The sampler's `manifest.json` is another file: sampling/writer.py.)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from .. import atomic
+from ..digest import sha256_bytes, sha256_file  # noqa: F401 (make_shards and the tests use them from here)
 
 INDEX_NAME = "index.json"
 REJECTS_NAME = "rejects.jsonl"
@@ -20,18 +21,6 @@ FORMAT = "reactdiff-shards"
 
 def shard_file_name(split: str, index: int) -> str:
     return f"{split}-{index:06d}.tar"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_index(folder: str | Path) -> dict:
