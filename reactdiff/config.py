@@ -16,13 +16,25 @@ from omegaconf.errors import OmegaConfBaseException
 from . import atomic
 
 
-class Normalisation(str, enum.Enum):
+class Choice(str, enum.Enum):
+    """A config value from a fixed set: omegaconf refuses anything else at load, naming the key; it compares equal
+    to its string and prints as it (f"{cfg.sample.sampler}" is "dpmpp_2m"). Names equal values, so the saved YAML
+    reads as the strings."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Normalisation(Choice):
     zscore = "zscore"  # (x - mean) / std: ReactDiff's convention
     center = "center"  # x - mean: the REACT 2023/24 baselines' convention
     none = "none"      # raw 3DMM values
 
 
-class AudioInput(str, enum.Enum):
+class AudioInput(Choice):
     feat = "feat"  # precomputed features stored in the shards (make_shards --audio-features)
     raw = "raw"    # 16 kHz waveform windows, for a frontend that runs in the model
     none = "none"  # no audio (3DMM-only models and tests)
@@ -49,31 +61,54 @@ class DataConfig:
     val_shards: str = ""  # validation shards: "" = the sibling `val` folder of `shards` when it exists; none = off
 
 
-class ModelSize(str, enum.Enum):
+class ModelSize(Choice):
     tiny = "tiny"    # tests: ~0.4 M parameters
     small = "small"  # CPU demo: ~9 M
     paper = "paper"  # the paper's size: channels 128/256/512, depths 2/4/4, ~48 M
 
 
-class SigmaDensityKind(str, enum.Enum):
+class SigmaDensityKind(Choice):
     lognormal = "lognormal"  # EDM: ln(sigma) ~ N(p_mean, p_std^2)
     cosine = "cosine"        # the truncated v-diffusion density of the released ReactDiff code
 
 
-class NoiseKind(str, enum.Enum):
+class NoiseKind(Choice):
     white = "white"  # i.i.d. per frame and dim (EDM as published)
     spectral = "spectral"  # whitened DCT coordinates of the window: every coordinate has std sigma_data (spectrum.py)
 
 
-class Anchor(str, enum.Enum):
+class Anchor(Choice):
     none = "none"  # windows are denoised as absolute (normalised) values
     last_frame = "last_frame"  # relative to the last known listener frame (continuity with the past by default)
     regression = "regression"  # relative to the window's least-squares prediction from that frame (mean-reverting)
 
 
-class Kinematics(str, enum.Enum):
+class Kinematics(Choice):
     loss = "loss"  # all 58 dims, standardised, at the denoising loss's EDM weight
     raw_pose = "raw_pose"  # head pose in raw radians/metres with the SNR weight (exports made before `loss`)
+
+
+class Sampler(Choice):
+    euler = "euler"
+    heun = "heun"
+    dpmpp_2m = "dpmpp_2m"
+    dpmpp_2m_sde = "dpmpp_2m_sde"
+
+
+class Schedule(Choice):
+    constant = "constant"
+    cosine = "cosine"  # after warm-up, down to min_lr_ratio x lr
+
+
+class Rasteriser(Choice):
+    auto = "auto"  # pytorch3d on GPUs when it imports, else torch
+    torch = "torch"
+    pytorch3d = "pytorch3d"
+
+
+class Executor(Choice):
+    slurm = "slurm"
+    local = "local"  # submitit's local executor: no SLURM needed
 
 
 @dataclasses.dataclass
@@ -109,7 +144,7 @@ class ModelConfig:
 class SampleConfig:
     """Online generation of full clips: windows conditioned on the past generated frames."""
 
-    sampler: str = "dpmpp_2m"  # euler | heun | dpmpp_2m | dpmpp_2m_sde
+    sampler: Sampler = Sampler.dpmpp_2m  # euler | heun | dpmpp_2m | dpmpp_2m_sde
     steps: int = 25  # sampling steps per window
     sigma_min: float = 0.01  # Karras schedule
     sigma_max: float = 20.0  # whitened data has std sigma_data = 1: 20 is pure noise already (measured vs 80)
@@ -124,14 +159,14 @@ class SampleConfig:
     #                            listener; 0.85 measured best with the quality benchmark, see README)
 
 
-class Precision(str, enum.Enum):
+class Precision(Choice):
     auto = "auto"  # bf16 on GPUs that support it, else fp16 on GPU; fp32 on CPU
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
 
 
-class WandbMode(str, enum.Enum):
+class WandbMode(Choice):
     offline = "offline"    # default: logs under the run folder, `wandb sync` later
     online = "online"
     disabled = "disabled"
@@ -148,7 +183,7 @@ class TrainConfig:
     eps: float = 1e-6  # AdamW epsilon
     weight_decay: float = 1e-3  # AdamW weight decay
     warmup_steps: int = 0  # linear warm-up steps
-    schedule: str = "constant"  # constant | cosine (after warm-up, down to min_lr_ratio x lr)
+    schedule: Schedule = Schedule.constant  # constant | cosine (after warm-up, down to min_lr_ratio x lr)
     min_lr_ratio: float = 0.1  # cosine floor
     grad_accum: int = 1  # micro-batches per optimiser step
     grad_clip: float = 1.0  # global gradient-norm clipping (0: off)
@@ -178,7 +213,7 @@ class TrainConfig:
     sample_steps: int = 10  # sampler steps of those reactions (the other settings: the sample section)
     render_faceverse: str = ""  # FaceVerse model file: also a grey-mesh grid video of each sampled clip
     render_size: int = 224  # pixels per panel of those videos (the REACT renderer's 224)
-    render_rasteriser: str = "auto"  # auto (pytorch3d on GPUs when it imports, else torch) | torch | pytorch3d
+    render_rasteriser: Rasteriser = Rasteriser.auto  # auto (pytorch3d on GPUs when it imports, else torch)
 
 
 @dataclasses.dataclass
@@ -197,7 +232,7 @@ class RunConfig:
 class ClusterConfig:
     """A cluster profile for launch/slurm.py (configs/cluster/*.yaml)."""
 
-    executor: str = "slurm"  # slurm | local (submitit's local executor: no SLURM needed)
+    executor: Executor = Executor.slurm  # slurm | local (submitit's local executor: no SLURM needed)
     partition: str = ""  # SLURM partition ("" = the cluster's default)
     account: str = ""  # --account
     qos: str = ""  # --qos
@@ -289,8 +324,6 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
         raise _explain(exc, str(path or "config")) from None
     if schema is RunConfig:
         check(cfg)
-    elif schema is ClusterConfig and cfg.executor not in ("slurm", "local"):
-        raise ConfigError(f"{path}: executor: {cfg.executor!r}; expected slurm or local")
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
@@ -321,12 +354,8 @@ def check(cfg: DictConfig) -> None:
     if cfg.sample.overlap >= cfg.sample.window:
         raise ConfigError(f"sample.overlap ({cfg.sample.overlap}) must be smaller than sample.window "
                           f"({cfg.sample.window})")
-    if cfg.sample.sampler not in ("euler", "heun", "dpmpp_2m", "dpmpp_2m_sde"):
-        raise ConfigError(f"sample.sampler: {cfg.sample.sampler!r}; expected euler, heun, dpmpp_2m or dpmpp_2m_sde")
     if cfg.train.zero_stage > 3:
         raise ConfigError(f"train.zero_stage: 0, 1, 2 or 3, got {cfg.train.zero_stage}")
-    if cfg.train.schedule not in ("constant", "cosine"):
-        raise ConfigError(f"train.schedule: {cfg.train.schedule!r}; expected constant or cosine")
     if len(cfg.train.betas) != 2 or not all(0 <= b < 1 for b in cfg.train.betas):
         raise ConfigError(f"train.betas: two values in [0, 1), got {list(cfg.train.betas)}")
     if not 0 <= cfg.train.ema_max < 1:
@@ -351,9 +380,12 @@ def save(cfg: Any, path: str | Path) -> None:
 
 def check_model_data(cfg: DictConfig) -> None:
     """The model's inputs must be what the data section delivers (checked where a model meets data)."""
-    kind = cfg.model.audio.partition(":")[0]
-    if kind not in _DATA_AUDIO_FOR_MODEL or (kind == "wav2vec2") != (":" in cfg.model.audio):
-        raise ConfigError(f"model.audio: {cfg.model.audio!r}; expected feat, logmel, wav2vec2:/path or none")
+    from .data.audio_features import parse_spec
+
+    try:
+        kind, _ = parse_spec(cfg.model.audio, feat=True)
+    except ValueError as exc:
+        raise ConfigError(f"model.audio: {exc}") from None
     need = _DATA_AUDIO_FOR_MODEL[kind]
     if cfg.data.audio.value != need:
         raise ConfigError(f"model.audio={cfg.model.audio} needs data.audio={need}, got "

@@ -28,7 +28,7 @@ from ..render.job import add_options as add_render_options
 def executor(cluster, folder: Path, name: str, nodes: int, tasks_per_node: int, gpus: int):
     import submitit
 
-    kind = None if cluster.executor == "slurm" else cluster.executor
+    kind = None if cluster.executor == "slurm" else cluster.executor.value
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster=kind, slurm_max_num_timeout=cluster.max_num_timeout)
     params = {"name": name, "nodes": nodes, "tasks_per_node": tasks_per_node, "cpus_per_task": cluster.cpus_per_task,
               "timeout_min": cluster.time_min}

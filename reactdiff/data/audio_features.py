@@ -87,14 +87,16 @@ class Wav2Vec2:
         return {"kind": self.kind, "dim": self.dim, "fps": fv.FPS, "model": self.folder.name}
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """'none' | 'logmel' | 'wav2vec2:/path/to/folder' -> (kind, path)."""
-    kind, _, path = spec.partition(":")
-    if kind in ("none", "logmel") and not path:
+def parse_spec(spec: str, feat: bool = False) -> tuple[str, str | None]:
+    """The one parser of an audio spec: 'none' | 'logmel' | 'wav2vec2:/path/to/folder' (and with feat=True, the
+    model's 'feat': the shards' stored features) -> (kind, path)."""
+    kind, _, path = str(spec).partition(":")
+    if kind in ("none", "logmel", *(("feat",) if feat else ())) and not path:
         return kind, None
     if kind == "wav2vec2" and path:
         return kind, path
-    raise ValueError(f"unknown audio feature spec {spec!r}; expected none, logmel or wav2vec2:/path/to/hf_folder")
+    expected = "feat, logmel, wav2vec2:/path or none" if feat else "none, logmel or wav2vec2:/path/to/hf_folder"
+    raise ValueError(f"unknown audio spec {spec!r}; expected {expected}")
 
 
 def make_frontend(spec: str):

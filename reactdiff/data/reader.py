@@ -28,7 +28,7 @@ from .windows import cut_item, decode_sample, needed_fields, window_start
 
 
 def make_normaliser(cfg, folder: Path) -> FaceNormaliser:
-    convention = getattr(cfg.normalisation, "value", cfg.normalisation)
+    convention = cfg.normalisation.value
     if convention == "none":
         return FaceNormaliser.identity()
     mean = Path(cfg.mean_face) if cfg.mean_face else folder / "mean_face.npy"
@@ -56,7 +56,7 @@ class WindowDataset(IterableDataset):
                  start: tuple[int, int] = (0, 0), normaliser: FaceNormaliser | None = None) -> None:
         self.cfg, self.rank, self.world_size, self.train = cfg, rank, world_size, train
         self.index = ShardIndex.open(cfg.shards)
-        self.audio = getattr(cfg.audio, "value", cfg.audio)
+        self.audio = cfg.audio.value
         if self.audio == "feat" and self.index.features is None:
             raise ValueError(f"data.audio=feat but the shards in {cfg.shards} have no audio features (made with "
                              f"--audio-features none); re-shard with --audio-features logmel, or set data.audio=raw")

@@ -24,7 +24,7 @@ _FRONTEND = "audio.frontend."  # frozen third-party weights (wav2vec2): loaded f
 
 def build_model(cfg, stats: FaceStats | None = None) -> ReactDiff:
     config.check_model_data(cfg)
-    convention = getattr(cfg.data.normalisation, "value", cfg.data.normalisation)
+    convention = cfg.data.normalisation.value
     stats = stats or FaceStats(torch.zeros(fv.FV_DIM), torch.ones(fv.FV_DIM), convention)
     return ReactDiff.from_config(cfg.model, stats, window=cfg.data.window)
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data import frame_layout as fv
-from ..data.audio_features import LogMel, Wav2Vec2
+from ..data.audio_features import LogMel, Wav2Vec2, parse_spec
 from .denoiser import Denoiser, SigmaDensity
 from .past_regression import PastRegression
 from .priors import FaceStats, ReactionPriors
@@ -24,7 +24,7 @@ class AudioFrontend(nn.Module):
 
     def __init__(self, spec: str, feat_dim: int) -> None:
         super().__init__()
-        self.kind, _, path = spec.partition(":")
+        self.kind, path = parse_spec(spec, feat=True)
         self.frontend = None
         if self.kind == "logmel":
             self.frontend = LogMel()
@@ -93,21 +93,21 @@ class ReactDiff(nn.Module):
     @classmethod
     def from_config(cls, cfg, stats: FaceStats | None = None, window: int = 64) -> "ReactDiff":
         """cfg: the model section; window: the training window (data.window), the spectrum's length."""
-        size = getattr(cfg.size, "value", cfg.size)
+        size = cfg.size.value
         shape = PRESETS[size]
         if cfg.dropout:
             import dataclasses
 
             shape = dataclasses.replace(shape, dropout=float(cfg.dropout))
-        kind = getattr(cfg.sigma_density, "value", cfg.sigma_density)
+        kind = cfg.sigma_density.value
         return cls(shape, audio=cfg.audio, audio_dim=cfg.audio_dim, predict_emotion=cfg.predict_emotion,
                    sigma_data=cfg.sigma_data, stats=stats,
                    density=SigmaDensity(kind, cfg.p_mean, cfg.p_std, cfg.sigma_data),
                    velocity_weight=cfg.velocity_weight, au_weight=cfg.au_weight, lags=tuple(cfg.kinematics_lags),
-                   kinematics=getattr(cfg.kinematics, "value", cfg.kinematics),
+                   kinematics=cfg.kinematics.value,
                    acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout,
-                   noise=getattr(cfg.noise, "value", cfg.noise), window=window,
-                   anchor=getattr(cfg.anchor, "value", cfg.anchor), aligned_speaker=cfg.aligned_speaker,
+                   noise=cfg.noise.value, window=window,
+                   anchor=cfg.anchor.value, aligned_speaker=cfg.aligned_speaker,
                    loss_weight_power=cfg.loss_weight_power)
 
     @property

@@ -52,7 +52,7 @@ def load_model(job: "SampleJob", overrides: list[str]):
 def sampling_settings(cfg, rows: int, weights: str) -> dict:
     """What the output folder records: reactions made with other settings are never mixed into it."""
     s, d = cfg.sample, cfg.data
-    settings = {"rows": rows, "weights": weights, "sampler": s.sampler, "steps": s.steps, "k": s.k,
+    settings = {"rows": rows, "weights": weights, "sampler": s.sampler.value, "steps": s.steps, "k": s.k,
                 "window": s.window, "overlap": s.overlap, "history": d.history, "seed": s.seed,
                 "frames": d.eval_frames, "normalisation": d.normalisation.value,
                 "outputs": "raw (de-normalised) FaceVerse 3DMM"}

@@ -68,7 +68,7 @@ class ValidationSet:
         d = cfg.data
         index = ShardIndex.open(shards)
         normaliser = make_normaliser(d, Path(d.shards))  # the training statistics, which the model was built with
-        audio = getattr(d.audio, "value", d.audio)
+        audio = d.audio.value
         pairs = [(s, i, role) for s, size in enumerate(index.sizes) for i in range(size) for role in (0, 1)]
         if not pairs:
             raise ValueError(f"{shards}: no samples to validate on")

@@ -54,7 +54,7 @@ class Watch:
             from ..render.grey import GreyRenderer
             from ..render.p3d import resolve
 
-            rasteriser = dist.broadcast_object(resolve(t.render_rasteriser, device))  # rank 0's: one per run
+            rasteriser = dist.broadcast_object(resolve(t.render_rasteriser.value, device))  # rank 0's: one per run
             self.grey = GreyRenderer(FaceVerseModel.load(t.render_faceverse), t.render_size, None, device,
                                      rasteriser=rasteriser)
             self.source = SpeakerSource(self.shards)
