@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from tslearn import metrics as tslearn_metrics  # the test extra has it: a missing reference fails, never skips
+
 from reactdiff.eval import dtw as dtw_mod
 from reactdiff.eval import fid, metrics
-
-tslearn_metrics = pytest.importorskip("tslearn.metrics")
 
 
 # ---------------------------------------------------------------- slow reference transcriptions (loops)
@@ -316,17 +316,38 @@ def test_frrea_with_injected_extractor():
     assert fid.fr_rea(real, [real[:40], real[40:]], ext) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_frrea_needs_an_extractor_or_weights(tmp_path):
+def test_frrea_needs_an_extractor_or_weights(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="extractor"):
         fid.fr_rea(torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8))
-    try:
-        import pytorch_fid  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pytorch-fid"):
-            fid.inception_extractor(tmp_path / fid.FID_WEIGHTS_NAME)
-    else:
-        with pytest.raises(FileNotFoundError):
-            fid.inception_extractor(tmp_path / fid.FID_WEIGHTS_NAME)
+    with pytest.raises(FileNotFoundError):
+        fid.inception_extractor(tmp_path / fid.FID_WEIGHTS_NAME)
+    import sys
+    monkeypatch.setitem(sys.modules, "pytorch_fid", None)  # as without the `fid` extra
+    with pytest.raises(ImportError, match="pytorch-fid"):
+        fid.inception_extractor(tmp_path / fid.FID_WEIGHTS_NAME)
+
+
+def test_real_pytorch_fid_inception_from_a_local_file(tmp_path, monkeypatch):
+    """pytorch-fid's own InceptionV3 with weights from a file in its format (random values, written here): the
+    2048-d pool3 features, and nothing fetched."""
+    from pytorch_fid import inception as pf
+
+    def no_download(*a, **k):
+        raise AssertionError("tried to download")
+
+    with monkeypatch.context() as m:  # a random FID-Inception in pytorch-fid's layout, to write its weights file
+        m.setattr(pf, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(torch.nn.Module, "load_state_dict", lambda self, state, *a, **k: None)
+        torch.manual_seed(0)
+        state = pf.fid_inception_v3().state_dict()
+    weights = tmp_path / fid.FID_WEIGHTS_NAME
+    torch.save(state, weights)
+    monkeypatch.setattr(pf, "load_state_dict_from_url", no_download)
+    ext = fid.inception_extractor(weights)
+    frames = torch.rand(3, 3, 64, 64)
+    feats = fid.extract_features(frames, ext)
+    assert tuple(feats.shape) == (3, 2048) and torch.isfinite(torch.as_tensor(feats)).all()
+    assert fid.fr_rea(frames, [frames], ext) == pytest.approx(0.0, abs=1e-3)
 
 
 def test_inception_extractor_loads_the_local_file(tmp_path, monkeypatch):
