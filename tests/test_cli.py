@@ -94,7 +94,8 @@ def test_bench_loader_prints_ratios(capsys):
     assert cli_main(["bench", "loader", "--sessions", "2", "--seconds", "0.3", "--batch-size", "2",
                      "--workers", "0"]) == 0
     out = capsys.readouterr().out
-    assert "vs raw" in out and out.count("x\n") >= 4 and "the raw loader" in out
+    assert "vs raw" in out and out.count("x\n") >= 5 and "the raw loader" in out
+    assert "stock webdataset streaming" in out and "x stock webdataset streaming the same shards" in out
     assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render", "watch", "quality"}
 
 

@@ -16,6 +16,7 @@ from ..data.normalise import FaceNormaliser
 from ..data.reader import BatchStream
 from ..data.synthetic import generate_dataset
 from .raw_react_loader import RawReactDataset
+from .stream_loader import StreamingWindows
 
 
 def measure(batches, seconds: float) -> tuple[float, int]:
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.workers} workers")
         rows.append(("raw REACT layout, per-item wav+resample+npy+csv (released-code style)",) +
                     measure(endless(loader), args.seconds))
+        stream = StreamingWindows(sorted(str(p) for p in shards.glob("*.tar")), args.window, 4, norm)
+        rows.append(("stock webdataset streaming (every member decoded), feat, 4 windows per clip read",) +
+                    measure(DataLoader(stream, batch_size=args.batch_size, num_workers=args.workers), args.seconds))
         for label, extra in (
             ("shards, audio=raw waveform, 1 window per clip read", ["data.audio=raw", "data.windows_per_clip=1"]),
             ("shards, audio=feat (logmel), 1 window per clip read", ["data.audio=feat", "data.windows_per_clip=1"]),
@@ -83,5 +87,5 @@ def main(argv: list[str] | None = None) -> int:
         for label, rate, n in rows:
             print(f"{label:<{width}}  {rate:>10.1f}  {1000 / rate:>9.2f}  {n:>8d}  {rate / base_rate:>6.1f}x")
         print(f"\ndefault training config (feat, 4 windows per clip read): {rows[-1][1] / base_rate:.1f}x the raw "
-              "loader")
+              f"loader, {rows[-1][1] / rows[1][1]:.1f}x stock webdataset streaming the same shards")
     return 0
