@@ -1,7 +1,9 @@
-"""Command lines that take config overrides: options and `key=value` overrides may come in any order."""
+"""Command lines: options and `key=value` config overrides in any order; typed jobs from parsed options."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -13,3 +15,15 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     args.overrides = [*args.overrides, *extra]
     return args
+
+
+def job_from(cls, args: argparse.Namespace, **fixed):
+    """A typed job (a dataclass: render.job.RenderJob, sampling.job.SampleJob) from the parsed options of the same
+    names; `fixed` overrides them."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **fixed})
+
+
+def with_absolute_paths(job, names: tuple[str, ...]):
+    """`job` with its path fields `names` made absolute (array tasks may start in another folder)."""
+    return dataclasses.replace(job, **{n: str(Path(getattr(job, n)).resolve()) for n in names if getattr(job, n)})

@@ -69,6 +69,20 @@ def submit_array_then(cluster, out: Path, ex, task, spec: dict, todo: list[int],
     return jobs + [final_ex.submit(final, spec)]
 
 
+def fan_out(args, cluster, out: Path, kind: str, task, spec: dict, todo: list[int], tasks: int, final,
+            final_name: str, what: str, final_what: str) -> list:
+    """Print the plan of an array + final job; submit it unless --dry-run -> the jobs."""
+    ex, params = array_executor(cluster, out, kind)
+    print(f"[launch] {kind}: {what}, {len(todo)} still to run {todo if len(todo) < 20 else ''}; then 1 "
+          f"{final_what}; {params}")
+    if args.dry_run:
+        return []
+    jobs = submit_array_then(cluster, out, ex, task, spec, todo, tasks, final, f"{kind}-{final_name}")
+    ids = [j.job_id for j in jobs[:-1]]
+    print(f"[launch] submitted {len(ids)} {kind} task(s) {ids} and {final_what.split(' (')[0]} {jobs[-1].job_id}")
+    return jobs
+
+
 def submit_train(args, cluster) -> list:
     from .jobs import TrainJob
 
@@ -119,17 +133,9 @@ def submit_eval(args, cluster) -> list:
             "threads": cluster.cpus_per_task,
             "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,
             "wandb": args.wandb}
-    todo = missing_tasks(out, index, tasks)
-    ex, params = array_executor(cluster, out, "eval")
-    print(f"[launch] eval: {index.num_samples} dyadic clips ({2 * index.num_samples} speaker rows) in {tasks} tasks, "
-          f"{len(todo)} still to run {todo if len(todo) < 20 else ''}; then 1 aggregation job (baselines from "
-          f"{baseline_shards or 'none'}); {params}")
-    if args.dry_run:
-        return []
-    jobs = submit_array_then(cluster, out, ex, eval_task, spec, todo, tasks, aggregate, "eval-aggregate")
-    print(f"[launch] submitted {len(jobs) - 1} eval task(s) {[j.job_id for j in jobs[:-1]]} and aggregation "
-          f"{jobs[-1].job_id}")
-    return jobs
+    return fan_out(args, cluster, out, "eval", eval_task, spec, missing_tasks(out, index, tasks), tasks,
+                   aggregate, "aggregate", f"{index.num_samples} dyadic clips ({2 * index.num_samples} speaker "
+                   f"rows) in {tasks} tasks", f"aggregation job (baselines from {baseline_shards or 'none'})")
 
 
 def submit_render(args, cluster) -> list:
@@ -155,15 +161,8 @@ def submit_render(args, cluster) -> list:
     todo = [r for r in range(tasks)
             if job.overwrite or any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
     spec = {"job": job, "out": str(out), "threads": cluster.cpus_per_task}
-    ex, params = array_executor(cluster, out, "render")
-    print(f"[launch] render: {len(videos)} videos in {tasks} tasks, {len(todo)} still to run "
-          f"{todo if len(todo) < 20 else ''}; then 1 index job; {params}")
-    if args.dry_run:
-        return []
-    jobs = submit_array_then(cluster, out, ex, render_task, spec, todo, tasks, render_index, "render-index")
-    print(f"[launch] submitted {len(jobs) - 1} render task(s) {[j.job_id for j in jobs[:-1]]} and index job "
-          f"{jobs[-1].job_id}")
-    return jobs
+    return fan_out(args, cluster, out, "render", render_task, spec, todo, tasks, render_index, "index",
+                   f"{len(videos)} videos in {tasks} tasks", "index job")
 
 
 def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:

@@ -4,12 +4,11 @@ The options are declared once, here, for both."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from .. import cli_args
 from . import p3d
 
 PATH_FIELDS = ("samples", "out", "faceverse", "shards", "pirender", "identity")
@@ -38,12 +37,10 @@ class RenderJob:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "RenderJob":
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+        return cli_args.job_from(cls, args)
 
     def absolute(self) -> "RenderJob":
-        """Paths made absolute: array tasks may start in another folder."""
-        return dataclasses.replace(self, **{name: str(Path(getattr(self, name)).resolve())
-                                            for name in PATH_FIELDS if getattr(self, name)})
+        return cli_args.with_absolute_paths(self, PATH_FIELDS)
 
     def on_device(self) -> str:
         return self.device or ("cuda" if torch.cuda.is_available() else "cpu")

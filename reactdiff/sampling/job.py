@@ -4,11 +4,11 @@ world_size)). The options are declared once, here, for both."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
+
+from .. import cli_args
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,10 @@ class SampleJob:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "SampleJob":
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-        return cls(**{**values, "overrides": tuple(values.get("overrides") or ())})
+        return cli_args.job_from(cls, args, overrides=tuple(getattr(args, "overrides", None) or ()))
 
     def absolute(self) -> "SampleJob":
-        """Paths made absolute: array tasks may start in another folder."""
-        paths = {name: str(Path(getattr(self, name)).resolve()) for name in ("shards", "out", "export", "config")
-                 if getattr(self, name)}
-        return dataclasses.replace(self, **paths)
+        return cli_args.with_absolute_paths(self, ("shards", "out", "export", "config"))
 
     def on_device(self) -> str:
         return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
