@@ -10,7 +10,7 @@ from reactdiff import config
 from reactdiff.data.reader import BatchStream
 from reactdiff.model.denoiser import SigmaDensity, loss_weight, preconditioning
 from reactdiff.model.layers import Attention, FourierEmbedding
-from reactdiff.model.priors import FaceStats
+from reactdiff.data.normalise import FaceStats
 from reactdiff.model.reactdiff import ReactDiff
 from reactdiff.model.unet import PRESETS, TemporalUNet
 

@@ -10,7 +10,7 @@ import torch
 from reactdiff import config
 from reactdiff.data.reader import BatchStream
 from reactdiff.model.export import build_model, load_export, save_export
-from reactdiff.model.priors import FaceStats
+from reactdiff.data.normalise import FaceStats
 from reactdiff.sampling.cli import main as sample_main
 from reactdiff.sampling.online import generate, window_starts
 from reactdiff.sampling.writer import load_manifest, reaction_path

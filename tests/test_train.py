@@ -82,7 +82,7 @@ def initial_probe(run: Path):
     from reactdiff import config
     from reactdiff.data.reader import BatchStream
     from reactdiff.model.export import build_model
-    from reactdiff.model.priors import FaceStats
+    from reactdiff.data.normalise import FaceStats
 
     cfg = config.load(run / "config.yaml", ["data.batch_size=8"])
     stream = BatchStream(cfg.data)

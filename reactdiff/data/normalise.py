@@ -1,9 +1,14 @@
-"""3DMM normalisation with REACT's mean_face.npy / std_face.npy, in either convention."""
+"""3DMM normalisation with REACT's mean_face.npy / std_face.npy, in either convention: the one owner of it.
+
+FaceNormaliser is the reader's (numpy) face of the statistics; FaceStats the model's (torch buffers saved with the
+weights, so an export carries the normalisation it was trained with). Both go through normalise / denormalise."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from . import frame_layout as fv
 
@@ -52,7 +57,7 @@ def denormalise(x, mean, std, convention: str):
 
 class FaceNormaliser:
     """`zscore`: (x - mean) / std (ReactDiff). `center`: x - mean (REACT 2023/24 baselines). `none`: identity.
-    The reader's (numpy) face of the statistics; the model carries the same numbers as buffers (priors.FaceStats)."""
+    The reader's (numpy) face of the statistics; the model carries the same numbers as buffers (FaceStats)."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, convention: str) -> None:
         check_stats(mean, std, convention)
@@ -68,7 +73,7 @@ class FaceNormaliser:
 
     @classmethod
     def of_model(cls, stats) -> "FaceNormaliser":
-        """The statistics a model (an export) was trained with: priors.FaceStats -> a reader's normaliser."""
+        """The statistics a model (an export) was trained with: FaceStats -> a reader's normaliser."""
         return cls(stats.mean.detach().cpu().numpy(), stats.std.detach().cpu().numpy(), stats.convention)
 
     def normalise(self, x):
@@ -83,3 +88,39 @@ class FaceNormaliser:
 
     def describe(self) -> dict:
         return {"convention": self.convention, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+class FaceStats(nn.Module):
+    """mean/std (58,) buffers and a normalisation convention; `denormalise` undoes `FaceNormaliser.normalise`.
+
+    The buffers are saved with the weights, so an export carries the normalisation it was trained with.
+    """
+
+    def __init__(self, mean, std, convention: str) -> None:
+        super().__init__()
+        mean = torch.as_tensor(np.asarray(mean, dtype=np.float32)).reshape(-1)
+        std = torch.as_tensor(np.asarray(std, dtype=np.float32)).reshape(-1)
+        check_stats(mean.numpy(), std.numpy(), convention)
+        self.convention = convention
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    @classmethod
+    def identity(cls) -> "FaceStats":
+        return cls(np.zeros(fv.FV_DIM, np.float32), np.ones(fv.FV_DIM, np.float32), "none")
+
+    @classmethod
+    def from_normaliser(cls, norm: FaceNormaliser) -> "FaceStats":
+        return cls(norm.mean, norm.std, norm.convention)
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw 3DMM values of the first 58 channels of x (..., C >= 58); channels past 58 are returned unchanged."""
+        if x.shape[-1] < fv.FV_DIM:
+            raise ValueError(f"expected at least {fv.FV_DIM} channels, got {x.shape[-1]}")
+        if self.convention == "none":
+            return x
+        face = denormalise(x[..., :fv.FV_DIM], self.mean.to(x.dtype), self.std.to(x.dtype), self.convention)
+        return face if x.shape[-1] == fv.FV_DIM else torch.cat([face, x[..., fv.FV_DIM:]], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"convention={self.convention!r}"

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from .. import atomic, config
 from ..data import frame_layout as fv
 from ..digest import sha256_file
-from .priors import FaceStats
+from ..data.normalise import FaceStats
 from .reactdiff import ReactDiff
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "export.json"

@@ -20,12 +20,11 @@ The released code computed its auxiliary losses on the raw network output and on
 from __future__ import annotations
 
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from ..data import frame_layout as fv
-from ..data import normalise
+from ..data.normalise import FaceStats
 from .denoiser import loss_weight as edm_weight  # EDM's lambda(sigma), one owner
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -134,43 +133,6 @@ def snr_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
 
 
 KINEMATICS = ("loss", "raw_pose")
-
-
-class FaceStats(nn.Module):
-    """mean/std (58,) buffers and a normalisation convention; `denormalise` undoes `FaceNormaliser.normalise`.
-
-    The buffers are saved with the weights, so an export carries the normalisation it was trained with.
-    """
-
-    def __init__(self, mean, std, convention: str) -> None:
-        super().__init__()
-        mean = torch.as_tensor(np.asarray(mean, dtype=np.float32)).reshape(-1)
-        std = torch.as_tensor(np.asarray(std, dtype=np.float32)).reshape(-1)
-        normalise.check_stats(mean.numpy(), std.numpy(), convention)
-        self.convention = convention
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    @classmethod
-    def identity(cls) -> "FaceStats":
-        return cls(np.zeros(fv.FV_DIM, np.float32), np.ones(fv.FV_DIM, np.float32), "none")
-
-    @classmethod
-    def from_normaliser(cls, norm) -> "FaceStats":
-        """From a `reactdiff.data.normalise.FaceNormaliser`."""
-        return cls(norm.mean, norm.std, norm.convention)
-
-    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw 3DMM values of the first 58 channels of x (..., C >= 58); channels past 58 are returned unchanged."""
-        if x.shape[-1] < fv.FV_DIM:
-            raise ValueError(f"expected at least {fv.FV_DIM} channels, got {x.shape[-1]}")
-        if self.convention == "none":
-            return x
-        face = normalise.denormalise(x[..., :fv.FV_DIM], self.mean.to(x.dtype), self.std.to(x.dtype), self.convention)
-        return face if x.shape[-1] == fv.FV_DIM else torch.cat([face, x[..., fv.FV_DIM:]], dim=-1)
-
-    def extra_repr(self) -> str:
-        return f"convention={self.convention!r}"
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,8 @@ from ..data import frame_layout as fv
 from ..data.audio_features import LogMel, Wav2Vec2, parse_spec
 from .denoiser import Denoiser, SigmaDensity
 from .past_regression import PastRegression
-from .priors import FaceStats, ReactionPriors
+from ..data.normalise import FaceStats
+from .priors import ReactionPriors
 from .spectrum import TemporalSpectrum
 from .unet import PRESETS, TemporalUNet
 

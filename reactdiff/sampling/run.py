@@ -15,7 +15,7 @@ from ..data import frame_layout as fv
 from ..data.normalise import FaceNormaliser
 from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
-from ..model.priors import FaceStats
+from ..data.normalise import FaceStats
 from .job import SampleJob
 from .online import generate
 from .samplers import network_evaluations

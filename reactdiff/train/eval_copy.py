@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import dist
 from ..model.export import build_model
-from ..model.priors import FaceStats
+from ..data.normalise import FaceStats
 
 
 class EvalCopy:

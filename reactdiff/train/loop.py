@@ -24,7 +24,7 @@ from torch import nn
 from .. import atomic, config, dist
 from ..data.reader import BatchStream, listener_windows
 from ..model.export import build_model, export_weights
-from ..model.priors import FaceStats
+from ..data.normalise import FaceStats
 from . import checkpoint, launcher_watch, resume, run_lock
 from .ds_config import deepspeed_config, resolve_precision
 from .ema import EMA
