@@ -74,3 +74,79 @@ def test_appropriate_sets_are_per_session_seeded_and_order_free(mars):
     assert M.appropriate_sets(clips, seed=7) != sets
     key = (clips[1].key, "speaker")
     assert sets[key] != sets[(clips[1].key, "listener")] or len(stems["session2"]) < 3
+
+
+# ---------------------------------------------------------------- one person's recording (mars_source)
+
+def write_person(root, clip, role, frames, feat_rows=None, attr_rows=None, seconds=None, rate=16000):
+    import soundfile as sf
+
+    split_dir = root / "train"
+    rng = np.random.default_rng(len(clip.stem) + M.ROLES.index(role))
+    data = {M.COEFFS_DIR: rng.normal(size=(frames, 58)).astype(np.float32),
+            M.ATTRS_DIR: rng.random((attr_rows or frames, 25)).astype(np.float32),
+            M.FEATS_DIR: rng.normal(size=(feat_rows or frames, 768)).astype(np.float32)}
+    for modality, arr in data.items():
+        path = clip.path(split_dir, modality, role)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, arr)
+    wav = clip.path(split_dir, M.AUDIO_DIR, role)
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(wav, 0.1 * rng.normal(size=int((seconds or frames / M.FPS) * rate)).astype(np.float32), rate)
+    return split_dir, data
+
+
+def test_a_person_reads_back_exactly_and_bad_files_are_rejected_with_reasons(tmp_path):
+    from reactdiff.data import mars_source as S
+    from reactdiff.data.react_source import ClipRejected
+
+    clip = M.MarsClip("session1", "Camera-2024-06-21-103121-103102")
+    split_dir, data = write_person(tmp_path, clip, "speaker", 90, feat_rows=91, rate=44100)
+    face = S.load_coefficients(clip, split_dir, "speaker")
+    assert np.array_equal(face, data[M.COEFFS_DIR])
+    assert np.array_equal(S.load_attributes(clip, split_dir, "speaker", 90), data[M.ATTRS_DIR])
+    audio, info = S.load_audio(clip, split_dir, "speaker", 90)
+    assert info == {"rate": 44100, "channels": 1} and abs(len(audio) - 3 * 16000) <= 1
+    feats, facts = S.load_features(clip, split_dir, "speaker", 90)
+    assert feats.shape == (90, 768) and feats.dtype == np.float16 and facts == {"rows": 91, "aligned_to": 90}
+    np.testing.assert_array_equal(feats, data[M.FEATS_DIR][:90].astype(np.float16))
+
+    split_dir, data = write_person(tmp_path, clip, "listener", 90, feat_rows=89)
+    feats, _ = S.load_features(clip, split_dir, "listener", 90)
+    np.testing.assert_array_equal(feats[-2:], np.repeat(data[M.FEATS_DIR][-1:], 2, 0).astype(np.float16))
+
+    bad = M.MarsClip("session1", "Camera-bad")
+    write_person(tmp_path, bad, "speaker", 90, feat_rows=80, attr_rows=88, seconds=2.0)
+    with pytest.raises(ClipRejected, match=r"facial-attributes file train/facial-attributes/speaker/session1/"
+                                           r"Camera-bad.npy has 88 rows; the 3DMM track has 90 frames"):
+        S.load_attributes(bad, split_dir, "speaker", 90)
+    with pytest.raises(ClipRejected, match="audio-features .* has 80 rows; the 3DMM track has 90 frames"):
+        S.load_features(bad, split_dir, "speaker", 90)
+    with pytest.raises(ClipRejected, match=r"truncated audio file .*Camera-bad.wav: 2.00 s, the 3DMM track needs "
+                                           r"3.00 s"):
+        S.load_audio(bad, split_dir, "speaker", 90)
+    with pytest.raises(ClipRejected, match="missing 3DMM file"):
+        S.load_coefficients(M.MarsClip("session1", "nope"), split_dir, "speaker")
+
+
+def test_eeg_and_personality(tmp_path):
+    from reactdiff.data import mars_source as S
+    from reactdiff.data.react_source import ClipRejected
+
+    clip, split_dir = M.MarsClip("session4", "Camera-x"), tmp_path / "train"
+    assert S.load_eeg(clip, split_dir, "listener") is None and S.load_personality(split_dir, "listener") == {}
+    path = clip.path(split_dir, M.EEG_DIR, "listener")
+    path.parent.mkdir(parents=True)
+    header = ["timestamp", *S.EEG_COLUMNS]
+    rows = [header, ["0", *[str(i) for i in range(14)]], ["1", "", "x", *["2.5"] * 12]]
+    path.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    values, mask = S.load_eeg(clip, split_dir, "listener")
+    assert values.shape == mask.shape == (2, 14) and values[0, 13] == 13 and mask[0].all()
+    assert mask[1, :2].tolist() == [0, 0] and values[1, :2].tolist() == [0, 0] and values[1, 2] == 2.5
+    path.write_text("timestamp,TP9\n0,1\n")
+    with pytest.raises(ClipRejected, match="lacks the columns"):
+        S.load_eeg(clip, split_dir, "listener")
+    (split_dir / M.PERSONALITY_DIR).mkdir()
+    (split_dir / M.PERSONALITY_DIR / "listener.csv").write_text(
+        "video_name,session," + ",".join(S.TRAITS) + "\nCamera-x.mp4,4,1,2,3,4,5\n")
+    assert S.load_personality(split_dir, "listener") == {("session4", "Camera-x"): [1.0, 2.0, 3.0, 4.0, 5.0]}

@@ -36,27 +36,33 @@ def check_exists(clip: ClipPath, split_dir: Path) -> None:
         raise ClipRejected(f"pair list points nowhere: no file of {clip.rel} in any modality folder of {split_dir}")
 
 
-def load_fv(clip: ClipPath, split_dir: Path) -> np.ndarray:
-    """3DMM track as (T, 58) float32, the exact stored values. Accepts (T,58), (T,1,58), (1,T,58)."""
-    path = clip.fv(split_dir)
+def load_track(path: Path, dim: int, what: str, shown: str) -> np.ndarray:
+    """A (T, dim) float track from an npy file, the exact stored values; (T,1,dim) and (1,T,dim) are accepted.
+    `shown` is the path as rejects.jsonl names it."""
     if not path.is_file():
-        raise ClipRejected(f"missing 3DMM file {_rel(path, split_dir)}")
+        raise ClipRejected(f"missing {what} file {shown}")
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a reject, with the reason
-        raise ClipRejected(f"unreadable 3DMM file {_rel(path, split_dir)}: {exc}") from None
+        raise ClipRejected(f"unreadable {what} file {shown}: {exc}") from None
     if arr.ndim == 3 and arr.shape[1] == 1:
         arr = arr[:, 0]
     elif arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim != 2 or arr.shape[1] != fv.FV_DIM or arr.shape[0] < 2:
-        raise ClipRejected(f"3DMM file {_rel(path, split_dir)} has shape {tuple(np.shape(arr))}; "
-                           f"expected (T,58), (T,1,58) or (1,T,58)")
+    if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] < 2:
+        raise ClipRejected(f"{what} file {shown} has shape {tuple(np.shape(arr))}; "
+                           f"expected (T,{dim}), (T,1,{dim}) or (1,T,{dim})")
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ClipRejected(f"3DMM file {_rel(path, split_dir)} has dtype {arr.dtype}; expected float32")
+        raise ClipRejected(f"{what} file {shown} has dtype {arr.dtype}; expected float32")
     if not np.isfinite(arr).all():
-        raise ClipRejected(f"3DMM file {_rel(path, split_dir)} contains NaN or inf")
+        raise ClipRejected(f"{what} file {shown} contains NaN or inf")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def load_fv(clip: ClipPath, split_dir: Path) -> np.ndarray:
+    """3DMM track as (T, 58) float32, the exact stored values. Accepts (T,58), (T,1,58), (1,T,58)."""
+    path = clip.fv(split_dir)
+    return load_track(path, fv.FV_DIM, "3DMM", _rel(path, split_dir))
 
 
 def load_emotion(clip: ClipPath, split_dir: Path, frames: int) -> np.ndarray:
@@ -89,22 +95,27 @@ def load_emotion(clip: ClipPath, split_dir: Path, frames: int) -> np.ndarray:
 def load_audio(clip: ClipPath, split_dir: Path, frames: int) -> tuple[np.ndarray, dict]:
     """Wav -> 16 kHz mono float32 (torchaudio resampling). Returns (audio, facts about the source)."""
     path = clip.audio(split_dir)
+    return load_wav(path, _rel(path, split_dir), frames, fv.FPS)
+
+
+def load_wav(path: Path, shown: str, frames: int, fps: float) -> tuple[np.ndarray, dict]:
+    """A wav that must cover `frames` frames at `fps` -> 16 kHz mono float32, and facts about the source."""
     if not path.is_file():
-        raise ClipRejected(f"missing audio file {_rel(path, split_dir)}")
+        raise ClipRejected(f"missing audio file {shown}")
     try:
         info = sf.info(str(path))
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001
-        raise ClipRejected(f"unreadable audio file {_rel(path, split_dir)}: {exc}") from None
+        raise ClipRejected(f"unreadable audio file {shown}: {exc}") from None
     if data.shape[0] < info.frames:
-        raise ClipRejected(f"truncated audio file {_rel(path, split_dir)}: header says {info.frames} samples, "
+        raise ClipRejected(f"truncated audio file {shown}: header says {info.frames} samples, "
                            f"file holds {data.shape[0]}")
-    need = (frames - AUDIO_TOLERANCE_FRAMES) / fv.FPS
+    need = (frames - AUDIO_TOLERANCE_FRAMES) / fps
     if data.shape[0] / rate < need:
-        raise ClipRejected(f"truncated audio file {_rel(path, split_dir)}: {data.shape[0] / rate:.2f} s, "
-                           f"the 3DMM track needs {frames / fv.FPS:.2f} s")
+        raise ClipRejected(f"truncated audio file {shown}: {data.shape[0] / rate:.2f} s, "
+                           f"the 3DMM track needs {frames / fps:.2f} s")
     if not np.isfinite(data).all():
-        raise ClipRejected(f"audio file {_rel(path, split_dir)} contains NaN or inf")
+        raise ClipRejected(f"audio file {shown} contains NaN or inf")
     mono = torch.from_numpy(data.mean(axis=1))
     if rate != fv.AUDIO_RATE:
         mono = AF.resample(mono, rate, fv.AUDIO_RATE)
