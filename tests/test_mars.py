@@ -2,6 +2,7 @@
 appropriate sets. The tests write small files of MARS's format."""
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -150,3 +151,117 @@ def test_eeg_and_personality(tmp_path):
     (split_dir / M.PERSONALITY_DIR / "listener.csv").write_text(
         "video_name,session," + ",".join(S.TRAITS) + "\nCamera-x.mp4,4,1,2,3,4,5\n")
     assert S.load_personality(split_dir, "listener") == {("session4", "Camera-x"): [1.0, 2.0, 3.0, 4.0, 5.0]}
+
+
+# ---------------------------------------------------------------- MARS -> shards
+
+@pytest.fixture
+def mars_split(tmp_path):
+    """train: 5 good clips of 60-140 frames in 2 sessions, one with bad attributes, one orphan recording."""
+    root = tmp_path / "mars"
+    lengths = {("session0", "Camera-a"): 60, ("session0", "Camera-b"): 97, ("session0", "Camera-c"): 75,
+               ("session1", "Camera-d"): 140, ("session1", "Camera-e"): 64}
+    for (session, stem), frames in lengths.items():
+        for role in M.ROLES:
+            write_person(root, M.MarsClip(session, stem), role, frames, feat_rows=frames + (role == "speaker"))
+    write_person(root, M.MarsClip("session1", "Camera-bad"), "speaker", 80, attr_rows=70)
+    write_person(root, M.MarsClip("session1", "Camera-bad"), "listener", 80)
+    write_person(root, M.MarsClip("session1", "Camera-alone"), "listener", 80)
+    return root, lengths
+
+
+def shard_samples(folder):
+    import io
+    import tarfile
+
+    out = {}
+    for tar in sorted(folder.glob("*.tar")):
+        with tarfile.open(tar) as t:
+            for m in t.getmembers():
+                key, member = m.name.split(".", 1)
+                out.setdefault(key, {})[member] = t.extractfile(m).read()
+    return {k: {n: (json.loads(v) if n.endswith(".json") else np.load(io.BytesIO(v)) if n.endswith(".npy") else v)
+                for n, v in members.items()} for k, members in out.items()}
+
+
+def test_mars_split_shards_exactly_with_lengths_fps_sets_and_rejects(mars_split, tmp_path):
+    import hashlib
+
+    import webdataset as wds
+
+    from reactdiff.data import mars_shards
+    from reactdiff.data.sample_format import wds_audio
+    from reactdiff.data.shards_cli import EXIT_REJECTS, main
+
+    root, lengths = mars_split
+    out = tmp_path / "shards"
+    args = ["--react-root", str(root), "--split", "train", "--out", str(out), "--samples-per-shard", "2",
+            "--audio-features", "provided", "--workers", "1", "--quiet"]
+    assert main(args) == EXIT_REJECTS
+    index = json.loads((out / "index.json").read_text())
+    assert index["layout"] == "mars" and index["complete"] and index["totals"]["samples"] == 5
+    assert index["totals"]["rejects"] == 2
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    reasons = {r["clip"]: r["reason"] for r in rejects}
+    assert "has 70 rows; the 3DMM track has 80 frames" in reasons["session1/Camera-bad"]
+    assert "no speaker partner" in reasons["session1/Camera-alone"]
+    clips, _ = M.discover(root, "train")
+    sets = M.appropriate_sets(clips)
+    samples = shard_samples(out)
+    assert len(samples) == 5
+    for s in samples.values():
+        meta = s["meta.json"]
+        clip = M.MarsClip(meta["session"], meta["clip"])
+        assert meta["fps"] == 30 and meta["frames"] == lengths[(clip.session, clip.stem)]
+        assert meta["appropriate"] == {"a": sets[(clip.key, "speaker")], "b": sets[(clip.key, "listener")]}
+        for person, role in (("a", "speaker"), ("b", "listener")):
+            assert np.array_equal(s[f"{person}.fv.npy"], np.load(clip.path(root / "train", M.COEFFS_DIR, role)))
+            assert np.array_equal(s[f"{person}.emotion.npy"], np.load(clip.path(root / "train", M.ATTRS_DIR, role)))
+            feats = np.load(clip.path(root / "train", M.FEATS_DIR, role))[:meta["frames"]].astype(np.float16)
+            assert np.array_equal(s[f"{person}.feat.npy"], feats)
+    assert meta["features"]["kind"] == "provided" and meta["features"]["fps"] == 30
+    mean = np.load(out / "mean_face.npy")
+    every = np.concatenate([np.load(c.path(root / "train", M.COEFFS_DIR, r)) for c in clips for r in M.ROLES])
+    np.testing.assert_allclose(mean, every.mean(0), atol=1e-5)
+    # stock webdataset reads the shards, decoding every member
+    first = next(iter(wds.WebDataset([str(p) for p in sorted(out.glob("*.tar"))], shardshuffle=False,
+                                     empty_check=False).decode(wds_audio)))
+    assert first["a.audio.flac"].dtype == np.float32 and first["meta.json"]["layout"] == "mars"
+    # deterministic bytes, and --resume redoes only what is missing
+    again = tmp_path / "again"
+    assert main([*args[:5], str(again), *args[6:], "--allow-rejects"]) == 0
+    digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.glob("*.tar")}  # noqa: E731
+    assert digest(out) == digest(again)
+    victim = sorted(out.glob("*.tar"))[1]
+    victim.unlink()
+    index = mars_shards.make_mars_shards(root, "train", out, samples_per_shard=2, audio_features="provided",
+                                         resume=True, progress=False)
+    assert index["run"]["shards_written"] == 1 and digest(out) == digest(again)
+    with pytest.raises(Exception, match="other settings"):
+        mars_shards.make_mars_shards(root, "train", out, samples_per_shard=3, audio_features="provided",
+                                     resume=True, progress=False)
+    with pytest.raises(Exception, match="25 fps frames; MARS clips run at 30 fps"):
+        mars_shards.make_mars_shards(root, "train", tmp_path / "x", audio_features="logmel", progress=False)
+
+
+def test_training_windows_from_mars_shards_stay_inside_each_clip(mars_split, tmp_path):
+    from reactdiff import config
+    from reactdiff.data.mars_shards import make_mars_shards
+    from reactdiff.data.reader import BatchStream
+
+    root, lengths = mars_split
+    index = make_mars_shards(root, "train", tmp_path / "sh", samples_per_shard=2, audio_features="provided",
+                             progress=False)
+    n = index["source"]["clips"]
+    frames = {}
+    for c in index["clips"]:  # every discovered clip has a row; the rejected one has no sample
+        frames[c["row"]] = frames[n + c["row"]] = lengths.get((c["session"], c["stem"]))
+    cfg = config.load(None, [f"data.shards={tmp_path / 'sh'}", "data.window=48", "data.history=16",
+                             "data.batch_size=4", "data.num_workers=0", "data.audio=feat"])
+    seen = set()
+    for _, batch in zip(range(6), BatchStream(cfg.data)):
+        assert batch["speaker_feat"].shape[1:] == (64, 768)
+        for row, start in zip(batch["matrix_row"].tolist(), batch["start"].tolist()):
+            assert 0 <= start and start + 48 <= frames[row]
+            seen.add(row)
+    assert len(seen) > 4

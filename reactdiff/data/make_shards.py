@@ -26,6 +26,7 @@ from .sample_format import FORMAT_VERSION, PERSONS, encode_audio, encode_json, e
 from .tario import ShardBuilder
 
 _FRONTEND = None  # per process: the audio frontend (wav2vec2 loads once per worker, not once per clip)
+_FEATURE_SPEC = "none"  # per process: what --audio-features asked for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +47,15 @@ class ShardingError(RuntimeError):
 
 
 def _init_worker(feature_spec: str, threads: int) -> None:
-    global _FRONTEND
+    global _FRONTEND, _FEATURE_SPEC
     torch.set_num_threads(threads)
-    _FRONTEND = make_frontend(feature_spec)
+    _FEATURE_SPEC = feature_spec
+    _FRONTEND = None if feature_spec == "provided" else make_frontend(feature_spec)  # provided: MARS's own
+
+
+def frontend():
+    """This process's audio frontend (None: no features computed here) and the --audio-features spec."""
+    return _FRONTEND, _FEATURE_SPEC
 
 
 def process_row(row: PairRow, split_dir: Path, split: str, n_rows: int, audio_format: str) -> dict:
@@ -192,18 +199,19 @@ class ShardWriter:
 
 
 def _process_rows(rows: list, split_dir: Path, split: str, n_rows: int, audio_format: str, audio_features: str,
-                  workers: int):
+                  workers: int, process=process_row):
     """(row, processed sample or reject) in row order, in this process or a pool of `workers` (each worker builds
-    its audio frontend once, in _init_worker); a bounded number of clips in flight."""
+    its audio frontend once, in _init_worker); a bounded number of clips in flight. `process` reads one row
+    (process_row for REACT 2024, mars_shards.process_mars_row for MARS)."""
     if workers <= 1:
         _init_worker(audio_features, threads=torch.get_num_threads())
         for row in rows:
-            yield row, process_row(row, split_dir, split, n_rows, audio_format)
+            yield row, process(row, split_dir, split, n_rows, audio_format)
         return
     with cf.ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(audio_features, 1)) as pool:
         pending: collections.deque = collections.deque()
         for row in rows:
-            pending.append((row, pool.submit(process_row, row, split_dir, split, n_rows, audio_format)))
+            pending.append((row, pool.submit(process, row, split_dir, split, n_rows, audio_format)))
             while len(pending) >= 2 * workers:
                 r, fut = pending.popleft()
                 yield r, fut.result()

@@ -133,15 +133,19 @@ def load_reference_frame(clip: ClipPath, split_dir: Path) -> tuple[bytes, str]:
             raise ClipRejected(f"unreadable video frame {_rel(folder / '1.png', split_dir)}: {exc}") from None
         return data, "png"
     if mp4.is_file():
-        import av  # PyAV: only needed for mp4 sources
-
-        try:
-            with av.open(str(mp4)) as container:
-                frame = next(container.decode(video=0))
-                image = frame.to_image()
-        except Exception as exc:  # noqa: BLE001
-            raise ClipRejected(f"unreadable video {_rel(mp4, split_dir)}: {exc}") from None
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        return out.getvalue(), "mp4"
+        return first_frame_png(mp4, _rel(mp4, split_dir)), "mp4"
     raise ClipRejected(f"missing video: neither {_rel(folder / '1.png', split_dir)} nor {_rel(mp4, split_dir)}")
+
+
+def first_frame_png(mp4: Path, shown: str) -> bytes:
+    """The first frame of a video as PNG bytes."""
+    import av  # PyAV: only needed for mp4 sources
+
+    try:
+        with av.open(str(mp4)) as container:
+            image = next(container.decode(video=0)).to_image()
+    except Exception as exc:  # noqa: BLE001
+        raise ClipRejected(f"unreadable video {shown}: {exc}") from None
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

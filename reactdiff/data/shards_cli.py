@@ -1,11 +1,13 @@
-"""`make_shards`: REACT split -> WebDataset shards + index.json (+ rejects.jsonl)."""
+"""`make_shards`: a REACT 2024 or MARS (REACT 2025/2026) split -> WebDataset shards + index.json (+ rejects.jsonl)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
+from . import mars_layout
 from .make_shards import ShardingError, make_shards
+from .mars_shards import FEATURE_SPECS, make_mars_shards
 
 EXIT_REJECTS = 3  # some clips were rejected and --allow-rejects was not given
 
@@ -13,12 +15,17 @@ EXIT_REJECTS = 3  # some clips were rejected and --allow-rejects was not given
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="make_shards",
-        description="Pack one split of a REACT dataset (root/{split}/3D_FV_files, Audio_files, Emotion, "
-                    "Video_files + root/{split}.csv) into deterministic WebDataset tar shards with an index.json "
-                    "manifest. One sample per dyadic clip (pair-list row).",
+        description="Pack one split of a REACT 2024 dataset (root/{split}/3D_FV_files, Audio_files, Emotion, "
+                    "Video_files + root/{split}.csv) or of MARS, REACT 2025/2026's data (root/{split}/coefficients, "
+                    "facial-attributes, audio, audio-features, video-face-crop/{speaker,listener}/session<N>/) into "
+                    "deterministic WebDataset tar shards with an index.json manifest. One sample per dyadic clip "
+                    "(a pair-list row; for MARS a session's stem with both roles).",
         epilog=f"Exit codes: 0 done; 2 bad arguments or output in the way; {EXIT_REJECTS} clips were rejected "
                "(see rejects.jsonl) and --allow-rejects was not given.")
-    p.add_argument("--react-root", required=True, help="REACT dataset root (holds train/ val/ test/ and the csvs)")
+    p.add_argument("--react-root", required=True, help="dataset root (holds train/ val/ test/)")
+    p.add_argument("--layout", default="auto", choices=("auto", "react2024", "mars"),
+                   help="the dataset's layout (default auto: mars when <root>/<split>/coefficients/{speaker,"
+                        "listener}/ exist, else react2024)")
     p.add_argument("--split", required=True, choices=("train", "val", "test"))
     p.add_argument("--out", required=True, help="output folder for <split>-NNNNNN.tar, index.json, rejects.jsonl")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
@@ -26,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-shard", type=int, default=64,
                    help="dyadic clips per shard (default 64, ~160 MB with flac audio)")
     p.add_argument("--audio-features", default="none",
-                   help="precompute audio features: none | logmel | wav2vec2:/path/to/hf_folder (default none)")
+                   help="precompute audio features: none | logmel | wav2vec2:/path/to/hf_folder (default none); "
+                        f"MARS: {FEATURE_SPECS}")
     p.add_argument("--audio-format", default="flac", choices=("flac", "wav"),
                    help="how the 16 kHz audio is stored (16-bit, lossless either way; default flac)")
     p.add_argument("--pair-list", help="pair list csv (default: <react-root>/<split>.csv)")
@@ -46,12 +54,26 @@ def main(argv: list[str] | None = None) -> int:
         print("make_shards: --resume and --overwrite exclude each other", file=sys.stderr)
         return 2
     tool_args = {k: v for k, v in vars(args).items() if k not in ("quiet", "workers")}
+    layout = args.layout
+    if layout == "auto":
+        layout = "mars" if mars_layout.is_mars(args.react_root, args.split) else "react2024"
+        print(f"make_shards: {args.react_root}/{args.split} is a {'MARS' if layout == 'mars' else 'REACT 2024'} "
+              f"split (--layout {layout})", file=sys.stderr)
     try:
-        index = make_shards(args.react_root, args.split, args.out, workers=args.workers,
-                            samples_per_shard=args.samples_per_shard, audio_features=args.audio_features,
-                            audio_format=args.audio_format, resume=args.resume, overwrite=args.overwrite,
-                            pair_list=args.pair_list, limit=args.limit, stats_dir=args.stats_dir, tool_args=tool_args,
-                            progress=not args.quiet)
+        if layout == "mars":
+            if args.pair_list:
+                raise ShardingError("MARS has no pair list: a speaker and its listener share the stem")
+            index = make_mars_shards(args.react_root, args.split, args.out, workers=args.workers,
+                                     samples_per_shard=args.samples_per_shard, audio_features=args.audio_features,
+                                     audio_format=args.audio_format, resume=args.resume, overwrite=args.overwrite,
+                                     limit=args.limit, stats_dir=args.stats_dir, tool_args=tool_args,
+                                     progress=not args.quiet)
+        else:
+            index = make_shards(args.react_root, args.split, args.out, workers=args.workers,
+                                samples_per_shard=args.samples_per_shard, audio_features=args.audio_features,
+                                audio_format=args.audio_format, resume=args.resume, overwrite=args.overwrite,
+                                pair_list=args.pair_list, limit=args.limit, stats_dir=args.stats_dir,
+                                tool_args=tool_args, progress=not args.quiet)
     except (ShardingError, ValueError, FileNotFoundError) as exc:
         print(f"make_shards: error: {exc}", file=sys.stderr)
         return 2
