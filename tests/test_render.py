@@ -375,3 +375,12 @@ def test_render_grid_shows_speaker_true_listener_and_reactions(samples, tiny_sha
     assert json.loads((out / "render.json").read_text())["videos"][0]["video"] == "00001/grid.mp4"
     assert render_main([a for a in args if a not in ("--shards", str(tiny_shards))]) == 2
     assert "--grid needs --shards" in capsys.readouterr().err
+
+
+def test_a_render_folder_of_the_old_settings_name_still_resumes():
+    from reactdiff.render.plan import row_selection, upgrade_settings
+
+    old = {"samples": "/x", "rows": "0,3", "k": 2}
+    assert upgrade_settings(old) == {"samples": "/x", "row_selection": "0,3", "k": 2}
+    assert row_selection(old) == row_selection(upgrade_settings(old)) == "0,3"
+    assert upgrade_settings({"row_selection": None}) == {"row_selection": None}

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .. import recorded
+from ..render.plan import row_selection
 from .fid import Extractor, fr_rea
 
 RENDER_JSON = "render.json"
@@ -75,5 +76,5 @@ def frrea_from_renders(render_dir: Path, extractor: Extractor | None = None, *, 
 
     value = fr_rea(frames(real), frames(fake), extractor, weights=weights, device=device)
     return {"FRRea": value, "renderer": settings.get("renderer"), "frame_step": step, "real_videos": len(real),
-            "generated_videos": len(fake), "rows": settings.get("rows") or "all", "k": settings.get("k"),
+            "generated_videos": len(fake), "row_selection": row_selection(settings) or "all", "k": settings.get("k"),
             "frames": settings.get("frames") or "all"}

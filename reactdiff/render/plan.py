@@ -12,6 +12,19 @@ RENDER_JSON = "render.json"
 SETTINGS_JSON = "settings.json"
 
 
+def row_selection(settings: dict) -> str | None:
+    """The rows a render was asked for ("3,7" or None: all). Named `rows` in folders rendered before it was
+    renamed (the sampler's settings use `rows` for the number of rows)."""
+    return settings.get("row_selection", settings.get("rows"))
+
+
+def upgrade_settings(settings: dict) -> dict:
+    """A settings.json of an older render in today's names, so it still compares equal and resumes."""
+    if "rows" in settings and "row_selection" not in settings:
+        settings = {("row_selection" if k == "rows" else k): v for k, v in settings.items()}
+    return settings
+
+
 def plan(samples: Path, rows: str | None = None, k: int | None = None, ground_truth: bool = False,
          grid: bool = False):
     """(manifest, every video of the render as (entry, name) in a fixed order, K used). Task R of W renders
@@ -48,7 +61,7 @@ def write_index(out: Path) -> tuple[dict | None, list[str]]:
     if not (out / SETTINGS_JSON).is_file():
         raise FileNotFoundError(f"{out / SETTINGS_JSON} not found: nothing was rendered into {out}")
     settings = json.loads((out / SETTINGS_JSON).read_text())
-    _, videos, _ = plan(Path(settings["samples"]), settings["rows"], settings["k"], settings["ground_truth"],
+    _, videos, _ = plan(Path(settings["samples"]), row_selection(settings), settings["k"], settings["ground_truth"],
                       settings.get("grid", False))
     missing = [str(video_path(out, e, name)) for e, name in videos if not video_path(out, e, name).is_file()]
     if missing:

@@ -19,7 +19,7 @@ from .grey import GreyRenderer
 from .grid import write_grid
 from .job import RenderJob
 from .pirender import PIRenderer, load_generator
-from .plan import RENDER_JSON, SETTINGS_JSON, plan, video_path, write_index
+from .plan import RENDER_JSON, SETTINGS_JSON, plan, upgrade_settings, video_path, write_index
 
 
 class Drawer:
@@ -49,7 +49,7 @@ def settings_of(job: RenderJob, manifest: dict, k: int, beside: bool, renderer: 
     """What the video folder records: videos rendered otherwise are never mixed into it."""
     job = job.absolute()
     settings = {"samples": job.samples, "sampling": manifest["settings"],
-                "weights": manifest["settings"].get("weights"), "rows": job.rows, "k": k,
+                "weights": manifest["settings"].get("weights"), "row_selection": job.rows, "k": k,
                 "ground_truth": job.ground_truth, "shards": job.shards, "faceverse": job.faceverse,
                 "simplified": job.simplified, "identity": job.identity, "pirender": job.pirender, "size": job.size,
                 "fps": FPS, "frames": job.frames, "speaker_beside": beside, "renderer": renderer}
@@ -62,7 +62,7 @@ def record_settings(out: Path, settings: dict, overwrite: bool) -> None:
     """Record the settings before rendering; refuse to mix videos made otherwise in one folder."""
     path = out / SETTINGS_JSON
     if path.is_file() and not overwrite:
-        diff = recorded.changes(json.loads(path.read_text()), settings, keys=settings)
+        diff = recorded.changes(upgrade_settings(json.loads(path.read_text())), settings, keys=settings)
         if diff:
             raise ValueError(f"{out} holds videos rendered with other settings ({recorded.describe(diff)}); use "
                              f"another --out or --overwrite")
