@@ -249,6 +249,16 @@ def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers:
     index["side_files"] = _copy_side_files(Path(stats_dir) if stats_dir else react_root, react_root, split, n_rows, out)
     index.update(tool=f"reactdiff {__version__} make_shards", args=tool_args or {},
                  source={"react_root": str(react_root), "pair_list": str(list_path), "pair_rows": n_rows})
+    return write_shards(out, split, rows, index, samples_per_shard, split_dir, n_rows, audio_format, audio_features,
+                        workers, progress, process_row, t0=t0)
+
+
+def write_shards(out: Path, split: str, rows: list, index: dict, samples_per_shard: int, split_dir: Path, n_rows: int,
+                 audio_format: str, audio_features: str, workers: int, progress: bool, process,
+                 extra_rejects: list = (), t0: float | None = None) -> dict:
+    """The shards of `rows` that index.json does not record intact, then the final index and rejects.jsonl (rows
+    rejected while processing, plus `extra_rejects` found before) -> the index with `totals` and `run`."""
+    t0 = time.time() if t0 is None else t0
     n_shards = (len(rows) + samples_per_shard - 1) // samples_per_shard
     done = {e["index"]: e for e in index["shards"] if mf.shard_is_intact(out, e)}
     index["shards"] = sorted(done.values(), key=lambda e: e["index"])
@@ -256,15 +266,17 @@ def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers:
     todo_rows = [r for i in todo for r in rows[i * samples_per_shard:(i + 1) * samples_per_shard]]
 
     writer = ShardWriter(out, split, samples_per_shard, len(rows), index, todo_rows, progress)
-    for row, result in _process_rows(todo_rows, split_dir, split, n_rows, audio_format, audio_features, workers):
+    for row, result in _process_rows(todo_rows, split_dir, split, n_rows, audio_format, audio_features, workers,
+                                     process):
         writer.collect(row, result)
     writer.bar.close()
 
     index["shards"] = sorted(index["shards"], key=lambda e: e["index"])
     index["totals"] = mf.totals(index["shards"])
+    index["totals"]["rejects"] += len(extra_rejects)
     index["complete"] = True
     mf.write_index(out, index)
-    rejects = [rej for e in index["shards"] for rej in e["rejects"]]
+    rejects = [*extra_rejects, *(rej for e in index["shards"] for rej in e["rejects"])]
     atomic.write_text(out / mf.REJECTS_NAME, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejects))
     index["run"] = {"seconds": round(time.time() - t0, 2), "shards_written": len(todo),
                     "shards_kept": len(done), "clips_processed": len(todo_rows)}

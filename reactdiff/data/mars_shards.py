@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -176,22 +175,5 @@ def make_mars_shards(root: str | Path, split: str, out: str | Path, *, workers: 
                  appropriate={"seed": M.APPROPRIATE_SEED, "extra": M.EXTRA_APPROPRIATE,
                               "rule": "the paired recording, then extra others of the same session and role"},
                  clips=[{"row": r.row, "session": r.clip.session, "stem": r.clip.stem} for r in rows])
-    n_shards = (len(rows) + samples_per_shard - 1) // samples_per_shard
-    done = {e["index"]: e for e in index["shards"] if mf.shard_is_intact(out, e)}
-    index["shards"] = sorted(done.values(), key=lambda e: e["index"])
-    todo_rows = [r for i in range(n_shards) if i not in done
-                 for r in rows[i * samples_per_shard:(i + 1) * samples_per_shard]]
-    writer = ms.ShardWriter(out, split, samples_per_shard, len(rows), index, todo_rows, progress)
-    for row, result in ms._process_rows(todo_rows, root / split, split, n_rows, audio_format, audio_features, workers,
-                                        process=process_mars_row):
-        writer.collect(row, result)
-    writer.bar.close()
-    index["totals"] = mf.totals(index["shards"])
-    index["totals"]["rejects"] += len(orphans)  # recordings without a partner never became rows
-    index["complete"] = True
-    mf.write_index(out, index)
-    rejects = orphans + [rej for e in index["shards"] for rej in e["rejects"]]
-    atomic.write_text(out / mf.REJECTS_NAME, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejects))
-    index["run"] = {"seconds": round(time.time() - t0, 2), "shards_written": n_shards - len(done),
-                    "shards_kept": len(done), "clips_processed": len(todo_rows)}
-    return index
+    return ms.write_shards(out, split, rows, index, samples_per_shard, root / split, n_rows, audio_format,
+                           audio_features, workers, progress, process_mars_row, extra_rejects=orphans, t0=t0)
