@@ -159,3 +159,14 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert [r["name"] for r in results] == ["base", "cold"] and results[1]["train_s"] == 0.0  # reused
     assert set(results[0]["couplings"]) and set(results[0]["checks"])
     assert (work / "quality.md").read_text().startswith("| run / row |")
+
+
+def test_launch_render_takes_the_render_options_but_not_overwrite():
+    """A requeued render task continues from the videos it wrote: the fan-out has no --overwrite."""
+    from reactdiff.cluster import launch_cli
+
+    args = launch_cli.parse(["render", "--cluster", "c.yaml", "--reactions", "r", "--out", "o", "--grid",
+                             "--size", "64"])
+    assert (args.samples, args.grid, args.size) == ("r", True, 64)
+    with pytest.raises(SystemExit):
+        launch_cli.parse(["render", "--cluster", "c.yaml", "--reactions", "r", "--out", "o", "--overwrite"])

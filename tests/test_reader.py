@@ -190,3 +190,20 @@ def test_truncated_or_corrupt_shard_is_named(tiny_react, tmp_path, capsys):
     damaged.write_bytes(bytes(data[:offset]))  # truncated
     with pytest.raises(FileNotFoundError, match=rf"{damaged}.*wrong size \(index.json says {len(data)} bytes\)"):
         ShardIndex.open(folder)
+
+
+def test_fingerprints_write_enums_as_they_always_did():
+    """Checkpoints record the data fingerprint; it wrote enum settings as Python's str() of a plain enum
+    ("AudioInput.feat") before config.Choice made enums print as their value: it must keep doing so, or every
+    existing run would refuse to resume its data position."""
+    import enum
+
+    from reactdiff import config
+    from reactdiff.data.reader import _as_recorded
+
+    class AudioInput(str, enum.Enum):  # how the schema's enums were declared before Choice
+        feat = "feat"
+
+    assert str(config.AudioInput.feat) == "feat"
+    assert _as_recorded(config.AudioInput.feat) == str(AudioInput.feat) == "AudioInput.feat"
+    assert _as_recorded(64) == "64" and _as_recorded("zscore") == "zscore"

@@ -7,6 +7,7 @@ install's finder lives in a .pth file there, which a .pth *line* does not run)."
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,8 +23,12 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel_env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
+    # built from a copy: a build/ folder left in the checkout by an older build would ship files renamed since
+    source = tmp / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "runs", "shards", "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(REPO)], check=True, cwd=tmp)
+                    str(tmp / "dist"), str(source)], check=True, cwd=tmp)
     [whl] = (tmp / "dist").glob("reactdiff-*.whl")
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
@@ -50,6 +55,7 @@ def test_wheel_holds_the_configs_and_no_repository_paths(wheel_env):
     for config in ("demo", "paper", "quality", "data_react", "cluster/local", "cluster/local_executor"):
         assert f"reactdiff/configs/{config}.yaml" in names, config
     assert not any(n.startswith(("tests/", "tools/", "launch/")) for n in names)
+    assert "reactdiff/data/frame_layout.py" in names and "reactdiff/data/faceverse.py" not in names
     where = run(wheel_env, wheel_env["python"], "-c", "import reactdiff, reactdiff.config as c; "
                 "print(reactdiff.__file__); print(c.locate('demo'))")
     assert where.returncode == 0, where.stderr

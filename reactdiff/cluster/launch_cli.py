@@ -158,8 +158,7 @@ def submit_render(args, cluster) -> list:
               "render arrays is deprecated)")
     tasks = max(1, min(args.tasks or cluster.render_tasks or cluster.eval_tasks or 1, len(videos)))
     out = Path(job.out)
-    todo = [r for r in range(tasks)
-            if job.overwrite or any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
+    todo = [r for r in range(tasks) if any(not video_path(out, e, n).is_file() for e, n in videos[r::tasks])]
     spec = {"job": job, "out": str(out), "threads": cluster.cpus_per_task}
     return fan_out(args, cluster, out, "render", render_task, spec, todo, tasks, render_index, "index",
                    f"{len(videos)} videos in {tasks} tasks", "index job")
@@ -192,7 +191,7 @@ def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:
                     help="log the aggregated metrics, plots and report to wandb, grouped with the training run "
                          "(default offline: a run folder in --out that `wandb sync` uploads)")
     rd = sub.choices["render"]
-    add_render_options(rd)
+    add_render_options(rd, overwrite=False)
     rd.add_argument("--tasks", type=int, help="array size (default: the profile's render_tasks, else 1)")
     return p
 

@@ -114,8 +114,10 @@ def _train_stats(root: Path) -> tuple[np.ndarray, np.ndarray]:
     parts = []
     for c in clips:
         for role in M.ROLES:
-            x = np.load(c.path(root / "train", M.COEFFS_DIR, role), allow_pickle=False).reshape(-1, fv.FV_DIM)
-            x = x.astype(np.float64)
+            try:  # the same checks as sharding: a rejected track (NaN, wrong shape) never enters the statistics
+                x = S.load_coefficients(c, root / "train", role).astype(np.float64)
+            except ClipRejected:
+                continue
             m = x.mean(0)
             parts.append({"n": len(x), "mean": m, "m2": ((x - m) ** 2).sum(0)})
     return merge_stats(parts)

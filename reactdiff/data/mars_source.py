@@ -117,9 +117,10 @@ def load_personality(split_dir: Path, role: str) -> dict[tuple[str, str], list[f
         for n, row in enumerate(reader, start=2):
             try:
                 scores = [float(row[t]) for t in TRAITS]
-            except ValueError:
-                raise M.MarsLayoutError(f"{_shown(path, split_dir)} line {n}: a trait is not a number") from None
-            session = row["session"].strip()
+                session, name = row["session"].strip(), row["video_name"].strip()
+            except (TypeError, ValueError, AttributeError):
+                raise M.MarsLayoutError(f"{_shown(path, split_dir)} line {n}: a trait is missing or not a number, "
+                                        f"or the row is short") from None
             session = session if session.startswith("session") else f"session{session}"
-            out[(session, Path(row["video_name"].strip()).stem)] = scores
+            out[(session, Path(name).stem)] = scores
         return out

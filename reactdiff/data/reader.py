@@ -11,6 +11,7 @@ batch b, worker w takes the part of worker (w + b) % W, and every batch lands wh
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from pathlib import Path
@@ -139,6 +140,14 @@ class WindowDataset(IterableDataset):
             epoch, first, segments = epoch + 1, 0, ()
 
 
+def _as_recorded(value) -> str:
+    """A data setting as fingerprints have always written it: enums as "Type.name" (Python's str() of a plain
+    enum, before config.Choice made them print as their value), so older checkpoints still resume."""
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    return str(value)
+
+
 class BatchStream:
     """An endless (train) or one-pass (eval) iterator over batches, with `state_dict()` for exact resume."""
 
@@ -159,7 +168,7 @@ class BatchStream:
 
         data = OmegaConf.to_container(self.cfg, resolve=True) if not isinstance(self.cfg, dict) else self.cfg
         # paths may change (shards copied to a node's local disk); contents and the plan's inputs may not
-        keep = {k: str(v) for k, v in data.items()
+        keep = {k: _as_recorded(v) for k, v in data.items()
                 if k not in ("num_workers", "shards", "mean_face", "std_face", "val_shards")}  # val: not the stream
         facts = {"cfg": keep, "sizes": self.dataset.index.sizes, "keys": self.dataset.index.keys}
         if legacy:

@@ -103,9 +103,10 @@ def markdown(report: dict) -> str:
         lines += ["", summary]
     rea = report["results"]["model"].get("frrea")
     if rea is not None:
+        rows = rea.get("row_selection", rea.get("rows"))  # `rows` in reports written before the rename
         lines += ["", f"FRRea (Frechet distance of rendered listener frames, lower is better): "
                       f"**{report['results']['model']['FRRea']:.4f}**, {rea['generated_videos']} generated vs "
-                      f"{rea['real_videos']} true listener videos (rows {rea['rows']}, K {rea['k']}, frames "
+                      f"{rea['real_videos']} true listener videos (rows {rows}, K {rea['k']}, frames "
                       f"{rea['frames']}), every {rea['frame_step']}th frame, {rea['renderer']} (`{rea['renders']}`)."]
     lines += ["", "![metrics of the model, the baselines and the reference](metrics.png)", "",
               "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "

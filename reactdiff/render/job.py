@@ -64,8 +64,9 @@ class RenderJob:
             raise ValueError("--pirender needs --shards (each person's reference frame is read from them)")
 
 
-def add_options(p: argparse.ArgumentParser) -> None:
-    """The options of a RenderJob (`reactdiff render` and `launch/slurm.py render`)."""
+def add_options(p: argparse.ArgumentParser, overwrite: bool = True) -> None:
+    """The options of a RenderJob (`reactdiff render`, and `launch/slurm.py render` without --overwrite: a requeued
+    task must continue from the videos it wrote, never start over)."""
     p.add_argument("--reactions", "--samples", dest="samples", required=True, metavar="DIR",
                    help="output folder of `reactdiff sample` or an evaluation (reactions/ + manifest); --samples is "
                         "its old name")
@@ -92,4 +93,5 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, help="only the first N frames (default: all)")
     p.add_argument("--batch", type=int, help="frames per renderer call (default 32 for grey meshes, 16 for PIRender; "
                                              "lower it if the GPU runs out of memory)")
-    p.add_argument("--overwrite", action="store_true", help="render again the videos that exist")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help="render again the videos that exist")

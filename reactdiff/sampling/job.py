@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -29,7 +30,8 @@ class SampleJob:
         return cli_args.job_from(cls, args, overrides=tuple(getattr(args, "overrides", None) or ()))
 
     def absolute(self) -> "SampleJob":
-        return cli_args.with_absolute_paths(self, ("shards", "out", "export", "config"))
+        paths = ("shards", "out", "export") + (("config",) if self.config and Path(self.config).is_file() else ())
+        return cli_args.with_absolute_paths(self, paths)  # a config given by name stays a name
 
     def on_device(self) -> str:
         return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
