@@ -106,6 +106,14 @@ def process_row(row: PairRow, split_dir: Path, split: str, n_rows: int, audio_fo
     return {"key": key, "fields": fields, "matrix_rows": [meta["matrix_rows"]["a"], meta["matrix_rows"]["b"]]}
 
 
+def check_run_args(samples_per_shard: int, audio_format: str) -> None:
+    """What every sharding run checks first, whatever the layout."""
+    if samples_per_shard < 1:
+        raise ShardingError(f"--samples-per-shard must be >= 1, got {samples_per_shard}")
+    if audio_format not in ("flac", "wav"):
+        raise ShardingError(f"--audio-format must be flac or wav, got {audio_format!r}")
+
+
 def _prepare_out(out: Path, settings: ShardSettings, resume: bool, overwrite: bool) -> dict:
     """Return the index to continue from (empty shards list for a fresh run)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -231,10 +239,7 @@ def make_shards(react_root: str | Path, split: str, out: str | Path, *, workers:
     split_dir = react_root / split
     if not split_dir.is_dir():
         raise ShardingError(f"split folder {split_dir} not found (expected REACT layout root/{split}/3D_FV_files/...)")
-    if samples_per_shard < 1:
-        raise ShardingError(f"--samples-per-shard must be >= 1, got {samples_per_shard}")
-    if audio_format not in ("flac", "wav"):
-        raise ShardingError(f"--audio-format must be flac or wav, got {audio_format!r}")
+    check_run_args(samples_per_shard, audio_format)
     parse_spec(audio_features)
     list_path = Path(pair_list) if pair_list else pair_list_path(react_root, split)
     try:

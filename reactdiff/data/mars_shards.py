@@ -24,6 +24,7 @@ from . import mars_layout as M
 from . import mars_source as S
 from . import shard_folder as mf
 from .audio_features import parse_spec
+from .normalise import frame_moments, merge_moments
 from .react_source import ClipRejected, first_frame_png
 from .sample_format import PERSONS, encode_audio, encode_json, encode_npy, sample_key
 
@@ -108,19 +109,15 @@ def _rows(root: Path, split: str, clips: list[M.MarsClip]) -> list[MarsRow]:
 
 def _train_stats(root: Path) -> tuple[np.ndarray, np.ndarray]:
     """mean_face / std_face over every frame of both roles of the train split's clips (population std)."""
-    from .synthetic.writer import merge_stats  # the same pairwise merge as the synthetic REACT statistics
-
     clips, _ = M.discover(root, "train")
     parts = []
     for c in clips:
         for role in M.ROLES:
             try:  # the same checks as sharding: a rejected track (NaN, wrong shape) never enters the statistics
-                x = S.load_coefficients(c, root / "train", role).astype(np.float64)
+                parts.append(frame_moments(S.load_coefficients(c, root / "train", role)))
             except ClipRejected:
                 continue
-            m = x.mean(0)
-            parts.append({"n": len(x), "mean": m, "m2": ((x - m) ** 2).sum(0)})
-    return merge_stats(parts)
+    return merge_moments(parts)
 
 
 def _stats_files(root: Path, stats_dir: Path | None, out: Path) -> dict:
@@ -152,10 +149,7 @@ def make_mars_shards(root: str | Path, split: str, out: str | Path, *, workers: 
     """Write the shards of one MARS split; returns the final index (with `totals`)."""
     t0 = time.time()
     root, out = Path(root), Path(out)
-    if samples_per_shard < 1:
-        raise ms.ShardingError(f"--samples-per-shard must be >= 1, got {samples_per_shard}")
-    if audio_format not in ("flac", "wav"):
-        raise ms.ShardingError(f"--audio-format must be flac or wav, got {audio_format!r}")
+    ms.check_run_args(samples_per_shard, audio_format)
     if audio_features == "logmel":
         raise ms.ShardingError("--audio-features logmel computes 25 fps frames; MARS clips run at 30 fps: use "
                                f"{FEATURE_SPECS}")
@@ -167,7 +161,7 @@ def make_mars_shards(root: str | Path, split: str, out: str | Path, *, workers: 
         raise ms.ShardingError(str(exc)) from None
     listing = hashlib.sha256("\n".join(c.key for c in clips).encode()).hexdigest()
     n_rows = len(clips)  # speaker rows refer to the whole split, even with --limit
-    rows = _rows(root, split, clips)[:limit] if limit else _rows(root, split, clips)
+    rows = _rows(root, split, clips)[:limit or None]
     settings = ms.ShardSettings(split=split, samples_per_shard=samples_per_shard, audio_features=audio_features,
                                 audio_format=audio_format, pair_list_sha256=listing, rows=len(rows))
     index = ms._prepare_out(out, settings, resume, overwrite)

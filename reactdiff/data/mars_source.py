@@ -16,7 +16,7 @@ import numpy as np
 
 from . import frame_layout as fv
 from . import mars_layout as M
-from .react_source import ClipRejected, load_track, load_wav
+from .react_source import ClipRejected, load_track, load_wav, shown_path
 
 FEATURE_TOLERANCE_FRAMES = 2
 FEATURE_DIM = 768  # the challenge's wav2vec2 audio-features
@@ -25,40 +25,33 @@ EEG_COLUMNS = ("TP9", "AF7", "AF8", "TP10", "Delta_TP9", "Theta_TP9", "Alpha_TP9
 TRAITS = ("Extraversion", "Agreeableness", "Conscientiousness", "Neuroticism", "Openness")
 
 
-def _shown(path: Path, split_dir: Path) -> str:
-    try:
-        return str(path.relative_to(split_dir.parent))
-    except ValueError:
-        return str(path)
-
-
 def load_coefficients(clip: M.MarsClip, split_dir: Path, role: str) -> np.ndarray:
     path = clip.path(split_dir, M.COEFFS_DIR, role)
-    return load_track(path, fv.FV_DIM, "3DMM", _shown(path, split_dir))
+    return load_track(path, fv.FV_DIM, "3DMM", shown_path(path, split_dir))
 
 
 def load_attributes(clip: M.MarsClip, split_dir: Path, role: str, frames: int) -> np.ndarray:
     """(T, 25): 15 AU occurrences, valence, arousal, 8 expression probabilities; as many rows as the 3DMM."""
     path = clip.path(split_dir, M.ATTRS_DIR, role)
-    arr = load_track(path, fv.EMOTION_DIM, "facial-attributes", _shown(path, split_dir))
+    arr = load_track(path, fv.EMOTION_DIM, "facial-attributes", shown_path(path, split_dir))
     if len(arr) != frames:
-        raise ClipRejected(f"facial-attributes file {_shown(path, split_dir)} has {len(arr)} rows; the 3DMM track "
+        raise ClipRejected(f"facial-attributes file {shown_path(path, split_dir)} has {len(arr)} rows; the 3DMM track "
                            f"has {frames} frames")
     return arr
 
 
 def load_audio(clip: M.MarsClip, split_dir: Path, role: str, frames: int) -> tuple[np.ndarray, dict]:
     path = clip.path(split_dir, M.AUDIO_DIR, role)
-    return load_wav(path, _shown(path, split_dir), frames, M.FPS)
+    return load_wav(path, shown_path(path, split_dir), frames, M.FPS)
 
 
 def load_features(clip: M.MarsClip, split_dir: Path, role: str, frames: int) -> tuple[np.ndarray, dict]:
     """The provided (T', 768) wav2vec2 features aligned to the T face frames -> ((T, 768) float16, facts)."""
     path = clip.path(split_dir, M.FEATS_DIR, role)
-    arr = load_track(path, FEATURE_DIM, "audio-features", _shown(path, split_dir))
+    arr = load_track(path, FEATURE_DIM, "audio-features", shown_path(path, split_dir))
     have = len(arr)
     if abs(have - frames) > FEATURE_TOLERANCE_FRAMES:
-        raise ClipRejected(f"audio-features file {_shown(path, split_dir)} has {have} rows; the 3DMM track has "
+        raise ClipRejected(f"audio-features file {shown_path(path, split_dir)} has {have} rows; the 3DMM track has "
                            f"{frames} frames (one feature row per video frame, at most "
                            f"{FEATURE_TOLERANCE_FRAMES} apart)")
     if have >= frames:
@@ -78,13 +71,13 @@ def load_eeg(clip: M.MarsClip, split_dir: Path, role: str) -> tuple[np.ndarray, 
         with open(path, newline="") as f:
             rows = [r for r in csv.reader(f) if r]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ClipRejected(f"unreadable EEG file {_shown(path, split_dir)}: {exc}") from None
+        raise ClipRejected(f"unreadable EEG file {shown_path(path, split_dir)}: {exc}") from None
     if not rows:
-        raise ClipRejected(f"EEG file {_shown(path, split_dir)} is empty")
+        raise ClipRejected(f"EEG file {shown_path(path, split_dir)} is empty")
     header = [h.strip() for h in rows[0]]
     missing = [c for c in EEG_COLUMNS if c not in header]
     if missing:
-        raise ClipRejected(f"EEG file {_shown(path, split_dir)} lacks the columns {missing} (expected "
+        raise ClipRejected(f"EEG file {shown_path(path, split_dir)} lacks the columns {missing} (expected "
                            f"{', '.join(EEG_COLUMNS)})")
     cols = [header.index(c) for c in EEG_COLUMNS]
     values = np.zeros((len(rows) - 1, len(cols)), np.float32)
@@ -111,7 +104,7 @@ def load_personality(split_dir: Path, role: str) -> dict[tuple[str, str], list[f
         need = ("video_name", "session", *TRAITS)
         lost = [c for c in need if c not in (reader.fieldnames or [])]
         if lost:
-            raise M.MarsLayoutError(f"{_shown(path, split_dir)} lacks the columns {lost} (expected "
+            raise M.MarsLayoutError(f"{shown_path(path, split_dir)} lacks the columns {lost} (expected "
                                     f"{', '.join(need)})")
         out = {}
         for n, row in enumerate(reader, start=2):
@@ -119,7 +112,7 @@ def load_personality(split_dir: Path, role: str) -> dict[tuple[str, str], list[f
                 scores = [float(row[t]) for t in TRAITS]
                 session, name = row["session"].strip(), row["video_name"].strip()
             except (TypeError, ValueError, AttributeError):
-                raise M.MarsLayoutError(f"{_shown(path, split_dir)} line {n}: a trait is missing or not a number, "
+                raise M.MarsLayoutError(f"{shown_path(path, split_dir)} line {n}: a trait is missing or not a number, "
                                         f"or the row is short") from None
             session = session if session.startswith("session") else f"session{session}"
             out[(session, Path(name).stem)] = scores

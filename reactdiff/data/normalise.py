@@ -55,6 +55,30 @@ def denormalise(x, mean, std, convention: str):
     return x
 
 
+def frame_moments(track: np.ndarray) -> dict:
+    """Count, mean and sum of squared deviations of a (T, 58) track's frames: merge_moments' parts."""
+    x = np.asarray(track, np.float64).reshape(-1, fv.FV_DIM)
+    m = x.mean(0)
+    return {"n": len(x), "mean": m, "m2": ((x - m) ** 2).sum(0)}
+
+
+def merge_moments(parts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population std over all frames (Chan et al. pairwise merge, in the given order)."""
+    n, mean, m2 = 0, np.zeros(fv.FV_DIM), np.zeros(fv.FV_DIM)
+    for p in parts:
+        nb = p["n"]
+        if nb == 0:
+            continue
+        d = p["mean"] - mean
+        tot = n + nb
+        mean = mean + d * nb / tot
+        m2 = m2 + p["m2"] + d ** 2 * n * nb / tot
+        n = tot
+    if n == 0:
+        raise ValueError("no frames to compute mean_face/std_face from (the train split is empty)")
+    return mean.astype(np.float32), np.maximum(np.sqrt(m2 / n), 1e-6).astype(np.float32)
+
+
 class FaceNormaliser:
     """`zscore`: (x - mean) / std (ReactDiff). `center`: x - mean (REACT 2023/24 baselines). `none`: identity.
     The reader's (numpy) face of the statistics; the model carries the same numbers as buffers (FaceStats)."""

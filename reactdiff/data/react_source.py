@@ -21,7 +21,8 @@ class ClipRejected(Exception):
     """A clip that cannot be used; `str(exc)` is the reason written to rejects.jsonl."""
 
 
-def _rel(path: Path, split_dir: Path) -> str:
+def shown_path(path: Path, split_dir: Path) -> str:
+    """A source file as rejects.jsonl names it: relative to the dataset root when it lies below it."""
     try:
         return str(path.relative_to(split_dir.parent))
     except ValueError:
@@ -62,40 +63,40 @@ def load_track(path: Path, dim: int, what: str, shown: str) -> np.ndarray:
 def load_fv(clip: ClipPath, split_dir: Path) -> np.ndarray:
     """3DMM track as (T, 58) float32, the exact stored values. Accepts (T,58), (T,1,58), (1,T,58)."""
     path = clip.fv(split_dir)
-    return load_track(path, fv.FV_DIM, "3DMM", _rel(path, split_dir))
+    return load_track(path, fv.FV_DIM, "3DMM", shown_path(path, split_dir))
 
 
 def load_emotion(clip: ClipPath, split_dir: Path, frames: int) -> np.ndarray:
     """Emotion csv (header + one row per frame, 25 columns) as (T, 25) float32."""
     path = clip.emotion(split_dir)
     if not path.is_file():
-        raise ClipRejected(f"missing emotion file {_rel(path, split_dir)}")
+        raise ClipRejected(f"missing emotion file {shown_path(path, split_dir)}")
     try:
         with open(path, newline="") as f:
             rows = [r for r in csv.reader(f) if r]
         header, body = rows[0], rows[1:]
     except Exception as exc:  # noqa: BLE001
-        raise ClipRejected(f"unreadable emotion file {_rel(path, split_dir)}: {exc}") from None
+        raise ClipRejected(f"unreadable emotion file {shown_path(path, split_dir)}: {exc}") from None
     for i, r in enumerate([header] + body):
         if len(r) != fv.EMOTION_DIM:
-            raise ClipRejected(f"emotion file {_rel(path, split_dir)} line {i + 1} has {len(r)} columns; "
+            raise ClipRejected(f"emotion file {shown_path(path, split_dir)} line {i + 1} has {len(r)} columns; "
                                f"expected {fv.EMOTION_DIM} (15 AUs, valence, arousal, 8 expressions)")
     try:
         arr = np.asarray(body, dtype=np.float32)
     except ValueError as exc:
-        raise ClipRejected(f"emotion file {_rel(path, split_dir)} has a non-numeric value: {exc}") from None
+        raise ClipRejected(f"emotion file {shown_path(path, split_dir)} has a non-numeric value: {exc}") from None
     if arr.shape[0] != frames:
-        raise ClipRejected(f"emotion file {_rel(path, split_dir)} has {arr.shape[0]} rows; the 3DMM track has "
+        raise ClipRejected(f"emotion file {shown_path(path, split_dir)} has {arr.shape[0]} rows; the 3DMM track has "
                            f"{frames} frames")
     if not np.isfinite(arr).all():
-        raise ClipRejected(f"emotion file {_rel(path, split_dir)} contains NaN or inf")
+        raise ClipRejected(f"emotion file {shown_path(path, split_dir)} contains NaN or inf")
     return arr
 
 
 def load_audio(clip: ClipPath, split_dir: Path, frames: int) -> tuple[np.ndarray, dict]:
     """Wav -> 16 kHz mono float32 (torchaudio resampling). Returns (audio, facts about the source)."""
     path = clip.audio(split_dir)
-    return load_wav(path, _rel(path, split_dir), frames, fv.FPS)
+    return load_wav(path, shown_path(path, split_dir), frames, fv.FPS)
 
 
 def load_wav(path: Path, shown: str, frames: int, fps: float) -> tuple[np.ndarray, dict]:
@@ -130,11 +131,12 @@ def load_reference_frame(clip: ClipPath, split_dir: Path) -> tuple[bytes, str]:
         try:
             Image.open(io.BytesIO(data)).verify()
         except Exception as exc:  # noqa: BLE001
-            raise ClipRejected(f"unreadable video frame {_rel(folder / '1.png', split_dir)}: {exc}") from None
+            raise ClipRejected(f"unreadable video frame {shown_path(folder / '1.png', split_dir)}: {exc}") from None
         return data, "png"
     if mp4.is_file():
-        return first_frame_png(mp4, _rel(mp4, split_dir)), "mp4"
-    raise ClipRejected(f"missing video: neither {_rel(folder / '1.png', split_dir)} nor {_rel(mp4, split_dir)}")
+        return first_frame_png(mp4, shown_path(mp4, split_dir)), "mp4"
+    raise ClipRejected(f"missing video: neither {shown_path(folder / '1.png', split_dir)} nor "
+                       f"{shown_path(mp4, split_dir)}")
 
 
 def first_frame_png(mp4: Path, shown: str) -> bytes:

@@ -60,20 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_shards: {args.react_root}/{args.split} is a {'MARS' if layout == 'mars' else 'REACT 2024'} "
               f"split (--layout {layout})", file=sys.stderr)
     try:
+        common = dict(workers=args.workers, samples_per_shard=args.samples_per_shard,
+                      audio_features=args.audio_features, audio_format=args.audio_format, resume=args.resume,
+                      overwrite=args.overwrite, limit=args.limit, stats_dir=args.stats_dir, tool_args=tool_args,
+                      progress=not args.quiet)
         if layout == "mars":
             if args.pair_list:
                 raise ShardingError("MARS has no pair list: a speaker and its listener share the stem")
-            index = make_mars_shards(args.react_root, args.split, args.out, workers=args.workers,
-                                     samples_per_shard=args.samples_per_shard, audio_features=args.audio_features,
-                                     audio_format=args.audio_format, resume=args.resume, overwrite=args.overwrite,
-                                     limit=args.limit, stats_dir=args.stats_dir, tool_args=tool_args,
-                                     progress=not args.quiet)
+            index = make_mars_shards(args.react_root, args.split, args.out, **common)
         else:
-            index = make_shards(args.react_root, args.split, args.out, workers=args.workers,
-                                samples_per_shard=args.samples_per_shard, audio_features=args.audio_features,
-                                audio_format=args.audio_format, resume=args.resume, overwrite=args.overwrite,
-                                pair_list=args.pair_list, limit=args.limit, stats_dir=args.stats_dir,
-                                tool_args=tool_args, progress=not args.quiet)
+            index = make_shards(args.react_root, args.split, args.out, pair_list=args.pair_list, **common)
     except (ShardingError, ValueError, FileNotFoundError) as exc:
         print(f"make_shards: error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,8 @@ from ..frame_layout import CLIP_FRAMES
 from ..layout import SPLITS
 from ..sample_format import encode_npy
 from .seeding import rng_for
-from .writer import VIDEO_KINDS, ClipJob, merge_stats, pair_paths, run_clip, write_split_tables
+from ..normalise import merge_moments
+from .writer import VIDEO_KINDS, ClipJob, pair_paths, run_clip, write_split_tables
 
 GENERATOR_VERSION = 1
 CITIES = ("Paris", "Nottingham", "Augsburg")
@@ -120,7 +121,7 @@ def generate_dataset(root, *, seed: int = 0, sessions: dict[str, int] | None = N
         }
         summary_splits[split] = {"sessions": sessions[split], "clips": len(rs), "pairs": len(rs),
                                  "samples": 2 * len(rs)}
-    mean, std = merge_stats([s for r in results if r["split"] == "train" for s in r["stats"]])
+    mean, std = merge_moments([s for r in results if r["split"] == "train" for s in r["stats"]])
     for name, arr in (("mean_face.npy", mean), ("std_face.npy", std)):
         blob = encode_npy(arr)
         write_bytes(root / name, blob)

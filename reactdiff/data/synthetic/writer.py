@@ -13,6 +13,7 @@ import numpy as np
 from ...atomic import write_bytes
 from ..frame_layout import FV_DIM
 from ..layout import ClipPath, write_pair_list
+from ..normalise import frame_moments
 from ..sample_format import encode_npy
 from .behaviour import behave, draw_style
 from .emotion import emotion_csv, emotion_from_fv
@@ -50,29 +51,6 @@ class ClipJob:
 def template_scripts(seed: int, split: str, template: int, frames: int):
     """The (role 0, role 1) scripts of template `template` of `split`."""
     return make_template(rng_for(seed, "template", split, str(template)), frames)
-
-
-def _stats(fv: np.ndarray) -> dict:
-    x = fv.astype(np.float64)
-    m = x.mean(0)
-    return {"n": len(x), "mean": m, "m2": ((x - m) ** 2).sum(0)}
-
-
-def merge_stats(parts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std over all frames (Chan et al. pairwise merge, in the given order)."""
-    n, mean, m2 = 0, np.zeros(FV_DIM), np.zeros(FV_DIM)
-    for p in parts:
-        nb = p["n"]
-        if nb == 0:
-            continue
-        d = p["mean"] - mean
-        tot = n + nb
-        mean = mean + d * nb / tot
-        m2 = m2 + p["m2"] + d ** 2 * n * nb / tot
-        n = tot
-    if n == 0:
-        raise ValueError("no frames to compute mean_face/std_face from (the train split is empty)")
-    return mean.astype(np.float32), np.maximum(np.sqrt(m2 / n), 1e-6).astype(np.float32)
 
 
 def run_clip(job: ClipJob) -> dict:
@@ -115,7 +93,7 @@ def run_clip(job: ClipJob) -> dict:
             else:
                 write_mp4(cp.video_mp4(split_dir), frames)
                 written += cp.video_mp4(split_dir).stat().st_size
-        stats.append(_stats(beh.fv))
+        stats.append(frame_moments(beh.fv))
     return {
         "split": job.split, "site": job.site, "session": job.session, "clip": job.clip, "persons": list(job.persons),
         "template": template, "roles": {p: roles[i] for i, p in enumerate(job.persons)}, "first": first,
