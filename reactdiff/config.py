@@ -57,7 +57,7 @@ class DataConfig:
     mean_face: str = ""  # mean_face.npy (58,); empty: the copy next to index.json
     std_face: str = ""  # std_face.npy (58,); empty: the copy next to index.json
     normalisation: Normalisation = Normalisation.zscore  # how 3DMM is normalised for the model
-    eval_frames: int = 750  # frames per clip in eval mode (REACT scores frames 0..749)
+    eval_frames: int = 750  # frames per clip in eval mode (REACT scores frames 0..749); 0: whole clips (MARS)
     val_shards: str = ""  # validation shards: "" = the sibling `val` folder of `shards` when it exists; none = off
 
 
@@ -329,14 +329,14 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = (), schema: 
 
 
 _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.windows_per_clip", "data.batch_size",
-             "data.shuffle_buffer", "data.eval_frames",
+             "data.shuffle_buffer",
              "model.audio_dim", "model.sigma_data", "sample.steps", "sample.window", "sample.k", "sample.batch_size",
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
              "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size",
              "train.sync_every")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
-                 "model.loss_weight_power",
+                 "model.loss_weight_power", "data.eval_frames",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
                  "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage",
                  "train.val_every", "train.sample_every")

@@ -240,8 +240,16 @@ def test_mars_split_shards_exactly_with_lengths_fps_sets_and_rejects(mars_split,
     with pytest.raises(Exception, match="other settings"):
         mars_shards.make_mars_shards(root, "train", out, samples_per_shard=3, audio_features="provided",
                                      resume=True, progress=False)
-    with pytest.raises(Exception, match="25 fps frames; MARS clips run at 30 fps"):
-        mars_shards.make_mars_shards(root, "train", tmp_path / "x", audio_features="logmel", progress=False)
+    # logmel's 25 fps hops are brought to each clip's 30 fps frames: one feature row per face frame
+    mel = mars_shards.make_mars_shards(root, "train", tmp_path / "x", audio_features="logmel", progress=False)
+    from reactdiff.data.sample_format import decode_json, decode_npy
+    from reactdiff.data.shard_index import ShardIndex
+
+    assert mel["complete"]
+    idx = ShardIndex.open(tmp_path / "x")
+    raw = idx.read(0, 0)
+    meta = decode_json(raw["meta.json"])
+    assert meta["features"]["fps"] == 30 and decode_npy(raw["a.feat.npy"]).shape == (meta["frames"], 80)
 
 
 def test_training_windows_from_mars_shards_stay_inside_each_clip(mars_split, tmp_path):

@@ -106,13 +106,13 @@ def submit_train(args, cluster) -> list:
     return [job]
 
 
-def missing_tasks(out: Path, index, tasks: int) -> list[int]:
+def missing_tasks(out: Path, index, tasks: int, whole_clips: bool = False) -> list[int]:
     """Tasks with at least one row whose reactions are not written yet; a task's rows are its samples' matrix rows
     as the shard index records them (with rejected clips or a partial split they are not the sample positions)."""
     from ..sampling.writer import reaction_path
 
     return [task for task in range(tasks) if any(not reaction_path(out, r).is_file()
-                                                 for r in index.task_rows(task, tasks))]
+                                                 for r in index.task_rows(task, tasks, whole_clips))]
 
 
 def submit_eval(args, cluster) -> list:
@@ -129,11 +129,16 @@ def submit_eval(args, cluster) -> list:
         Path(args.shards), Path(args.baseline_shards) if args.baseline_shards else None).resolve()
     job = SampleJob(shards=args.shards, out=str(out), export=args.export, overrides=tuple(args.overrides),
                     quiet=True).absolute()
+    from .. import config
+    from ..model.export import CONFIG
+
+    # the tasks split the clips as the sampler's reader will: by frames when it takes whole clips (MARS)
+    whole_clips = config.load(Path(job.export) / CONFIG, list(job.overrides), saved=True).data.eval_frames == 0
     spec = {"job": job, "shards": job.shards, "out": str(out), "convention": args.convention,
             "threads": cluster.cpus_per_task,
             "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,
             "wandb": args.wandb}
-    return fan_out(args, cluster, out, "eval", eval_task, spec, missing_tasks(out, index, tasks), tasks,
+    return fan_out(args, cluster, out, "eval", eval_task, spec, missing_tasks(out, index, tasks, whole_clips), tasks,
                    aggregate, "aggregate", f"{index.num_samples} dyadic clips ({2 * index.num_samples} speaker "
                    f"rows) in {tasks} tasks", f"aggregation job (baselines from {baseline_shards or 'none'})")
 

@@ -103,7 +103,8 @@ def process_row(row: PairRow, split_dir: Path, split: str, n_rows: int, audio_fo
         "source": meta_src, "format_version": FORMAT_VERSION,
     }
     fields["meta.json"] = encode_json(meta)
-    return {"key": key, "fields": fields, "matrix_rows": [meta["matrix_rows"]["a"], meta["matrix_rows"]["b"]]}
+    return {"key": key, "fields": fields, "matrix_rows": [meta["matrix_rows"]["a"], meta["matrix_rows"]["b"]],
+            "frames": frames}
 
 
 def check_run_args(samples_per_shard: int, audio_format: str) -> None:
@@ -200,7 +201,8 @@ class ShardWriter:
             atomic.write_bytes(self.out / name, data)
             entry.update(file=name, keys=builder.keys, offsets=builder.offsets, samples=len(accepted),
                          bytes=len(data), sha256=mf.sha256_bytes(data),
-                         matrix_rows=[r["matrix_rows"] for r in accepted])  # [a speaks, b speaks] per sample
+                         matrix_rows=[r["matrix_rows"] for r in accepted],  # [a speaks, b speaks] per sample
+                         frames=[r["frames"] for r in accepted])  # per sample: whole-clip eval balances by them
         self.index["shards"] = sorted(self.index["shards"] + [entry], key=lambda e: e["index"])
         self.index["totals"] = mf.totals(self.index["shards"])
         mf.write_index(self.out, self.index)  # recorded only after the shard file is in place

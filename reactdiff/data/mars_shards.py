@@ -29,7 +29,7 @@ from .react_source import ClipRejected, first_frame_png
 from .sample_format import PERSONS, encode_audio, encode_json, encode_npy, sample_key
 
 ROLE_OF = dict(zip(PERSONS, M.ROLES))  # a: the speaker-role recording, b: the listener-role one
-FEATURE_SPECS = "none | provided (the dataset's audio-features) | wav2vec2:/path/to/hf_folder"
+FEATURE_SPECS = "none | provided (the dataset's audio-features) | logmel | wav2vec2:/path/to/hf_folder"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,19 @@ def _features(front, spec: str) -> dict | None:
     return None
 
 
+def _frontend_features(front, audio: np.ndarray, frames: int) -> np.ndarray:
+    """Features of one recording at the clip's 30 fps: wav2vec2 aligns to any frame count itself; logmel's frames
+    are 40 ms hops (25 fps), made over the audio's span and then interpolated to the clip's frames."""
+    if front.kind != "logmel":
+        return front(audio, frames).astype(np.float16)
+    import torch
+
+    from .audio_features import align_frames
+
+    native = max(1, round(len(audio) / fv.SAMPLES_PER_FRAME))
+    return align_frames(torch.from_numpy(front(audio, native)), frames).numpy().astype(np.float16)
+
+
 def _person(clip: M.MarsClip, split_dir: Path, role: str, frames: int, audio_format: str, front, spec: str,
             fields: dict, person: str) -> tuple[int, dict]:
     """Encode one role's members into `fields` -> (audio samples, facts about its source)."""
@@ -61,7 +74,7 @@ def _person(clip: M.MarsClip, split_dir: Path, role: str, frames: int, audio_for
         fields[f"{person}.ref.png"] = first_frame_png(video, f"{role}/{clip.key}.mp4")
         facts["video"] = "mp4"
     if front is not None:
-        fields[f"{person}.feat.npy"] = encode_npy(front(audio, frames).astype(np.float16))
+        fields[f"{person}.feat.npy"] = encode_npy(_frontend_features(front, audio, frames))
     elif spec == "provided":
         feat, facts["features"] = S.load_features(clip, split_dir, role, frames)
         fields[f"{person}.feat.npy"] = encode_npy(feat)
@@ -96,7 +109,7 @@ def process_mars_row(row: MarsRow, split_dir: Path, split: str, n_rows: int, aud
             "personality": row.personality or None, "features": _features(front, spec),
             "source": source, "format_version": ms.FORMAT_VERSION}
     fields["meta.json"] = encode_json(meta)
-    return {"key": key, "fields": fields, "matrix_rows": [row.row, n_rows + row.row]}
+    return {"key": key, "fields": fields, "matrix_rows": [row.row, n_rows + row.row], "frames": frames}
 
 
 def _rows(root: Path, split: str, clips: list[M.MarsClip]) -> list[MarsRow]:
@@ -150,9 +163,6 @@ def make_mars_shards(root: str | Path, split: str, out: str | Path, *, workers: 
     t0 = time.time()
     root, out = Path(root), Path(out)
     ms.check_run_args(samples_per_shard, audio_format)
-    if audio_features == "logmel":
-        raise ms.ShardingError("--audio-features logmel computes 25 fps frames; MARS clips run at 30 fps: use "
-                               f"{FEATURE_SPECS}")
     if audio_features != "provided":
         parse_spec(audio_features)
     try:

@@ -27,10 +27,21 @@ def slot_bounds(total: int, num_slots: int, slot: int, equal: bool) -> tuple[int
     return slot * total // num_slots, (slot + 1) * total // num_slots
 
 
+def frame_bounds(frames: list[int], num_slots: int, slot: int) -> tuple[int, int]:
+    """[start, stop) of `slot` in a stream of samples of `frames` frames each: contiguous stretches of about equal
+    frame totals (the cost of whole-clip evaluation grows with frames, not clips); every sample in exactly one."""
+    if not 0 <= slot < num_slots:
+        raise ValueError(f"slot {slot} out of range for {num_slots} slots")
+    before = np.concatenate([[0], np.cumsum(frames, dtype=np.int64)[:-1]])  # frames ahead of each sample
+    total = int(np.sum(frames, dtype=np.int64))
+    cut = lambda s: int(np.searchsorted(before, s * total / num_slots, side="left")) if s < num_slots else len(frames)  # noqa: E731
+    return cut(slot), cut(slot + 1)
+
+
 def slot_segments(shard_sizes: list[int], order: list[int], num_slots: int, slot: int,
-                  equal: bool) -> list[tuple[int, int, int]]:
-    """The slot's samples as (shard, first, stop) segments, in stream order."""
-    start, stop = slot_bounds(sum(shard_sizes), num_slots, slot, equal)
+                  equal: bool, bounds: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
+    """The slot's samples as (shard, first, stop) segments, in stream order (`bounds`: its [start, stop) given)."""
+    start, stop = bounds or slot_bounds(sum(shard_sizes), num_slots, slot, equal)
     segments, pos = [], 0
     for shard in order:
         size = shard_sizes[shard]

@@ -20,11 +20,13 @@ ROLES = (0, 1)  # 0: person a speaks to b, 1: b speaks to a
 
 
 def slot_items(sizes: list[int], seed: int, epoch: int, slot: int, num_slots: int, train: bool,
-               windows_per_clip: int, shuffle_buffer: int) -> list[tuple[int, int, int, int]]:
-    """(shard, sample, role, window) in yield order for one slot and epoch."""
+               windows_per_clip: int, shuffle_buffer: int, bounds: tuple[int, int] | None = None,
+               ) -> list[tuple[int, int, int, int]]:
+    """(shard, sample, role, window) in yield order for one slot and epoch (`bounds`: the slot's samples given, as
+    whole-clip evaluation balances them by frames)."""
     order = shard_order(len(sizes), seed, epoch, shuffle=train)
     stream = [(shard, sample, role, w)
-              for shard, lo, hi in slot_segments(sizes, order, num_slots, slot, equal=train)
+              for shard, lo, hi in slot_segments(sizes, order, num_slots, slot, equal=train, bounds=bounds)
               for sample in range(lo, hi)
               for role in ROLES
               for w in range(windows_per_clip if train else 1)]

@@ -64,7 +64,8 @@ class WindowDataset(IterableDataset):
         # a model's own statistics when given (an export must see what it was trained on), else the shard folder's
         self.normaliser = normaliser or make_normaliser(cfg, self.index.folder)
         self.workers = max(1, cfg.num_workers)
-        self.window = cfg.window if train else cfg.eval_frames
+        self.window = cfg.window if train else cfg.eval_frames  # eval_frames 0: every clip whole, whatever its length
+        self.whole_clips = not train and cfg.eval_frames == 0
         self.history = cfg.history if train else 0
         self.per_clip = cfg.windows_per_clip if train else 1
         self.start = start
@@ -88,7 +89,8 @@ class WindowDataset(IterableDataset):
 
     def _items(self, epoch: int, slot: int, num_slots: int, segments=()):
         if not self.train:
-            return slot_items(self.index.sizes, self.cfg.seed, epoch, slot, num_slots, False, 1, 0)
+            return slot_items(self.index.sizes, self.cfg.seed, epoch, slot, num_slots, False, 1, 0,
+                              bounds=self.index.eval_bounds(slot, num_slots, self.whole_clips))
         return epoch_items(self.index.sizes, self.cfg.seed, epoch, slot, num_slots, self.per_clip,
                            self.cfg.shuffle_buffer, self.cfg.batch_size, segments)
 
@@ -107,12 +109,12 @@ class WindowDataset(IterableDataset):
         segments = self.segments
         while True:
             items = self._items(epoch, slot, num_slots, segments)
-            n_batches = slot_batches(len(items), self.cfg.batch_size, self.train)
+            bs = 1 if self.whole_clips else self.cfg.batch_size  # clips of different lengths do not stack
+            n_batches = slot_batches(len(items), bs, self.train)
             last_use = {}
             for pos, (shard, sample, _, _) in enumerate(items):
                 last_use[(shard, sample)] = pos
             cache: dict = {}
-            bs = self.cfg.batch_size
             for b in range(first, n_batches):
                 out = []
                 for pos in range(b * bs, min((b + 1) * bs, len(items))):
@@ -130,8 +132,9 @@ class WindowDataset(IterableDataset):
                         start = 0
                         if frames < self.window:
                             raise ValueError(f"sample {data['meta']['key']} has {frames} frames; eval needs "
-                                             f"data.eval_frames={self.window}")
-                    out.append(cut_item(data, role, start, self.window, self.history))
+                                             f"data.eval_frames={self.window} (data.eval_frames=0: whole clips of "
+                                             f"any length)")
+                    out.append(cut_item(data, role, start, self.window or frames, self.history))
                     if last_use[ref] == pos:
                         del cache[ref]
                 yield collate(out)

@@ -22,6 +22,7 @@ class ShardIndex:
     split: str
     recorded_rows: list[list[list[int]]] | None = None  # per shard, per sample: [row a speaks, row b speaks]
     sha256: list[str | None] | None = None  # per shard, as make_shards recorded it
+    frames: list[int] | None = None  # per sample (manifest order), where make_shards recorded them
 
     @classmethod
     def open(cls, folder: str | Path) -> "ShardIndex":
@@ -44,7 +45,8 @@ class ShardIndex:
                    keys=[e["keys"] for e in shards], first_id=[0] + list(np.cumsum(sizes)[:-1].tolist()),
                    features=None if spec == "none" else {"spec": spec}, split=index["settings"]["split"],
                    recorded_rows=[e["matrix_rows"] for e in shards] if all("matrix_rows" in e for e in shards)
-                   else None, sha256=[e.get("sha256") for e in shards])
+                   else None, sha256=[e.get("sha256") for e in shards],
+                   frames=[n for e in shards for n in e["frames"]] if all("frames" in e for e in shards) else None)
 
     @property
     def num_samples(self) -> int:
@@ -67,12 +69,27 @@ class ShardIndex:
         self.recorded_rows = per_shard  # read once: every task's rows come from them
         return self.matrix_rows()
 
-    def task_rows(self, task: int, tasks: int) -> list[int]:
-        """The neighbour-matrix rows of eval task `task` of `tasks`: the reader's contiguous stretch of samples for
-        that slot (partition.slot_bounds), both directions of each."""
-        from .partition import slot_bounds
+    def sample_frames(self) -> list[int]:
+        """Frames of every sample, in manifest order (index.json records them; older indexes: from meta.json)."""
+        if self.frames is None:
+            from .sample_format import decode_json
 
-        lo, hi = slot_bounds(self.num_samples, tasks, task, equal=False)
+            self.frames = [int(decode_json(self.read(shard, i, lambda name: name == "meta.json")["meta.json"])["frames"])
+                           for shard, size in enumerate(self.sizes) for i in range(size)]
+        return self.frames
+
+    def eval_bounds(self, task: int, tasks: int, whole_clips: bool) -> tuple[int, int]:
+        """[start, stop) samples of eval slot `task`: equal counts, or (whole clips of any length) equal frames."""
+        from .partition import frame_bounds, slot_bounds
+
+        if whole_clips:
+            return frame_bounds(self.sample_frames(), tasks, task)
+        return slot_bounds(self.num_samples, tasks, task, equal=False)
+
+    def task_rows(self, task: int, tasks: int, whole_clips: bool = False) -> list[int]:
+        """The neighbour-matrix rows of eval task `task` of `tasks`: the reader's contiguous stretch of samples for
+        that slot (eval_bounds), both directions of each."""
+        lo, hi = self.eval_bounds(task, tasks, whole_clips)
         return [r for pair in self.matrix_rows()[lo:hi] for r in pair]
 
     def verify(self, shard: int) -> str | None:

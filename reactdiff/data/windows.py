@@ -44,19 +44,22 @@ def decode_sample(raw: dict, normaliser: FaceNormaliser, audio: str, emotion: bo
     return out
 
 
-def _frames(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """x[lo:hi] along time, zero-padded where lo < 0 or hi > len(x)."""
+def _frames(x: np.ndarray, lo: int, hi: int, hold: bool = False) -> np.ndarray:
+    """x[lo:hi] along time, zero-padded where lo < 0; past the end zero-padded too, or (hold) the last frame held."""
     out = np.zeros((hi - lo,) + x.shape[1:], x.dtype)
     a, b = max(lo, 0), min(hi, len(x))
     if a < b:
         out[a - lo:b - lo] = x[a:b]
+        if hold and b < hi:
+            out[b - lo:] = x[b - 1]
     return out
 
 
 def window_start(seed: int, epoch: int, sample_id: int, role: int, w: int, frames: int, window: int) -> int:
-    """Random window start, a pure function of the item (so resumes and worker counts never change it)."""
-    if frames < window:
-        raise ValueError(f"clip has {frames} frames, shorter than the window of {window}")
+    """Random window start, a pure function of the item (so resumes and worker counts never change it). A clip
+    shorter than the window starts at 0: the item is padded past its end and `valid` marks the real frames."""
+    if frames <= window:
+        return 0
     return int(np.random.default_rng([seed, epoch, sample_id, role, w, 0x3A7]).integers(0, frames - window + 1))
 
 
@@ -66,7 +69,7 @@ def cut_item(sample: dict, role: int, start: int, window: int, history: int) -> 
     lo, hi = start - history, start + window
     item = {
         "speaker_fv": _frames(sample[f"{spk}.fv"], lo, hi),
-        "listener_fv": _frames(sample[f"{lis}.fv"], lo, hi),
+        "listener_fv": _frames(sample[f"{lis}.fv"], lo, hi, hold=True),  # a still face past the end (not scored)
         "valid": _frames(np.ones(meta["frames"], bool), lo, hi),
         "start": start,
         "matrix_row": meta["matrix_rows"][spk],

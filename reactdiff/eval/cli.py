@@ -21,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where metrics.json and report.md go (default: --reactions)")
     p.add_argument("--convention", default="react2024", choices=("react2024", "reactface"),
                    help="FRCorr/FRDist summed (react2024) or averaged (reactface) over the K samples")
+    p.add_argument("--protocol", choices=("react2024", "react2025", "react2026"),
+                   help="react2024: fixed-length clips and the neighbour matrix; react2025 / react2026: MARS (whole "
+                        "clips, session-level appropriate sets, the attribute metrics; 2026 scores speaker -> "
+                        "listener only). Default: react2025 for MARS shards, else react2024")
     p.add_argument("--reference-quirks", action="store_true",
                    help="score FRSyn on the first sample only, as the reference code does")
     p.add_argument("--baseline-shards", help="the split the random and mean baselines draw real listeners from "
@@ -37,21 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args) -> dict:
+    from .mars_truth import is_mars_shards
+
+    samples, shards, out = Path(args.samples), Path(args.shards), Path(args.out or args.samples)
+    baseline_shards = Path(args.baseline_shards) if args.baseline_shards else None
+    if args.renders and not args.fid_weights:
+        raise ValueError("--renders needs --fid-weights (FRRea uses pytorch-fid's InceptionV3; nothing is downloaded)")
+    mars = is_mars_shards(shards)
+    protocol = args.protocol or ("react2025" if mars else "react2024")
+    if mars != (protocol != "react2024"):
+        raise ValueError(f"--protocol {protocol} does not fit {shards}, which holds "
+                         f"{'MARS' if mars else 'REACT 2024'} clips (MARS: react2025 or react2026)")
+    if mars:
+        from .mars_evaluate import evaluate_mars
+
+        if args.renders:
+            raise ValueError("--renders (FRRea) is not part of the MARS protocols here yet")
+        return evaluate_mars(samples, shards, out, protocol, args.reference_quirks, not args.no_baselines,
+                             args.device, baseline_shards, progress=True, wandb=args.wandb)
+    return evaluate(samples, shards, out, args.convention, args.reference_quirks, not args.no_baselines, args.device,
+                    Path(args.renders) if args.renders else None, args.fid_weights, args.frame_step,
+                    baseline_shards=baseline_shards, progress=True, wandb=args.wandb)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    samples = Path(args.samples)
     try:
-        if args.renders and not args.fid_weights:
-            raise ValueError("--renders needs --fid-weights (FRRea uses pytorch-fid's InceptionV3; nothing is "
-                             "downloaded)")
-        report = evaluate(samples, Path(args.shards), Path(args.out) if args.out else samples, args.convention,
-                          args.reference_quirks, not args.no_baselines, args.device,
-                          Path(args.renders) if args.renders else None, args.fid_weights, args.frame_step,
-                          baseline_shards=Path(args.baseline_shards) if args.baseline_shards else None,
-                          progress=True, wandb=args.wandb)
+        report = _run(args)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"reactdiff evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(markdown(report))
-    print(f"reactdiff evaluate: {report['seconds']:.1f} s -> {Path(args.out or samples) / 'metrics.json'}")
+    print(f"reactdiff evaluate: {report['seconds']:.1f} s -> {Path(args.out or args.samples) / 'metrics.json'}")
     return 0

@@ -35,16 +35,30 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _budget(device: torch.device, memory_budget: int | None) -> int:
+    """Bytes of work space: given, or 512 MiB on CPU, a quarter of free GPU memory up to 8 GiB."""
+    if memory_budget is not None:
+        return memory_budget
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return min(free // 4, 8 << 30)
+    return 512 << 20
+
+
+def _pair_bytes(t1: int, t2: int, d: int) -> int:
+    return 8 * (t1 * t2 + min(_ROW_BLOCK, t1) * t2 * 2 + 3 * (t1 + t2) * (d + 2) + 4 * t1)
+
+
+def fits_whole(t1: int, t2: int, d: int, device: torch.device, memory_budget: int | None = None) -> bool:
+    """Whether one pair's whole cost matrix fits the budget; longer sequences (MARS clips of 20,000 frames: 3.2 GB
+    a pair) go through the striped recursion, whose memory is bounded by the budget whatever the length."""
+    return _pair_bytes(t1, t2, d) <= _budget(device, memory_budget)
+
+
 def pairs_per_chunk(t1: int, t2: int, d: int, device: torch.device, memory_budget: int | None = None) -> int:
     """How many pairs fit the memory budget (default: 512 MiB on CPU, a quarter of free GPU memory up to 8 GiB)."""
-    if memory_budget is None:
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            memory_budget = min(free // 4, 8 << 30)
-        else:
-            memory_budget = 512 << 20
-    per_pair = 8 * (t1 * t2 + min(_ROW_BLOCK, t1) * t2 * 2 + 3 * (t1 + t2) * (d + 2) + 4 * t1)
-    return max(1, int(memory_budget // per_pair))
+    memory_budget = _budget(device, memory_budget)
+    return max(1, int(memory_budget // _pair_bytes(t1, t2, d)))
 
 
 def _as_tensor(a) -> torch.Tensor:
@@ -127,6 +141,52 @@ def _accumulated_cost_torch(cost: torch.Tensor) -> torch.Tensor:
     return prev1[t1].clone()
 
 
+def _stripe_torch(cost: torch.Tensor, top: torch.Tensor | None) -> torch.Tensor:
+    """Rows i0..i0+H-1 of the recursion from a (H, T2, B) cost stripe and R of the row above it (`top`, (T2, B);
+    None for the first stripe) -> R of the stripe's last row, (T2, B). The anti-diagonal walk of
+    _accumulated_cost_torch, with index 0 of its diagonals holding row i0 - 1 from `top`."""
+    h, t2, b = cost.shape
+    inf = float("inf")
+    prev1, prev2 = cost.new_full((h + 1, b), inf), cost.new_full((h + 1, b), inf)
+    best, bottom = cost.new_empty(h, b), cost.new_empty(t2, b)
+    for d in range(h + t2 - 1):
+        i0, i1 = max(0, d - t2 + 1), min(d, h - 1)
+        n = i1 - i0 + 1
+        if i0 == 0:  # row i0 - 1 at columns d (above) and d - 1 (diagonal); R(-1, -1) = 0 starts the first stripe
+            prev1[0] = top[d] if top is not None and d < t2 else inf
+            prev2[0] = (top[d - 1] if top is not None else inf) if d > 0 else (0.0 if top is None else inf)
+        c = cost.as_strided((n, b), ((t2 - 1) * b, 1), cost.storage_offset() + (i0 * (t2 - 1) + d) * b)
+        m = best[:n]
+        torch.minimum(prev1[i0:i1 + 1], prev1[i0 + 1:i1 + 2], out=m)
+        torch.minimum(m, prev2[i0:i1 + 1], out=m)
+        torch.add(m, c, out=prev2[i0 + 1:i1 + 2])
+        if i0 > 0:
+            prev2[i0] = inf
+        prev1, prev2 = prev2, prev1
+        if d >= h - 1:
+            bottom[d - h + 1] = prev1[h]
+    return bottom
+
+
+def _dtw_striped(a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, device: torch.device,
+                 budget: int) -> torch.Tensor:
+    """DTW(a[ia[p]], b[ib[p]]) in memory bounded by `budget`: the cost matrix is made and consumed
+    a stripe of rows at a time (same values as the whole-matrix path up to the zeroing of rounding noise, which
+    is judged per stripe). -> (P,) float64 on the CPU."""
+    p, t1, t2 = ia.numel(), a.shape[1], b.shape[1]
+    per_row = 8 * t2 * 3  # a stripe row, and the row block squared_cost builds it from
+    pairs = max(1, min(p, budget // (per_row * 256)))  # stripes of >= 256 rows where the budget allows
+    rows = max(1, min(t1, budget // (per_row * pairs)))
+    out = torch.empty(p, dtype=torch.float64)
+    for s in range(0, p, pairs):
+        xs, ys = a[ia[s:s + pairs]], b[ib[s:s + pairs]]
+        top = None
+        for i in range(0, t1, rows):
+            top = _stripe_torch(squared_cost(xs[:, i:i + rows], ys, device=device), top)
+        out[s:s + pairs] = top[-1].sqrt().cpu()
+    return out
+
+
 def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = None,
                 memory_budget: int | None = None, backend: str = "auto") -> torch.Tensor:
     """DTW(a[ia[p]], b[ib[p]]) for every p, as tslearn.metrics.dtw defines it, in float64.
@@ -157,6 +217,8 @@ def dtw_indexed(a, b, ia, ib, *, device=None, max_pairs_per_chunk: int | None = 
         a, b = a.to(device), b.to(device)
         ia, ib = ia.to(device), ib.to(device)
     p = ia.numel()
+    if not fits_whole(t1, t2, d, device, memory_budget):
+        return _dtw_striped(a, b, ia, ib, device, _budget(device, memory_budget))
     chunk = min(max(p, 1), max_pairs_per_chunk or pairs_per_chunk(t1, t2, d, device, memory_budget))
     out = torch.empty(p, dtype=torch.float64)
     storage = torch.empty(t1 * t2 * chunk, dtype=torch.float64, device=device)  # one workspace for all chunks

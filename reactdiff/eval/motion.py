@@ -210,3 +210,25 @@ def plot_couplings(curves: dict, path, title: str = "speaker -> listener cross-c
     fig.tight_layout()
     atomic.save_figure(fig, path)
     plt.close(fig)
+
+
+def clip_group_stats(preds: list[np.ndarray], trues: list[np.ndarray], fps: float) -> dict[str, dict[str, float]]:
+    """group_stats for clips of different lengths: preds [(K, T_c, 58)], trues [(T_c, 58)]; each statistic is the
+    frame-weighted mean of the clips' own (so no seam between clips is counted as motion)."""
+    out = {}
+    weights = np.array([len(t) for t in trues], np.float64)
+    for name, sl in GROUPS.items():
+        cols = {"jitter": [], "jitter_true": [], "variance": [], "variance_true": [], "hf_share": [],
+                "hf_share_true": []}
+        for p, t in zip(preds, trues):
+            p, t = _as_reactions(p[None]), _as_reactions(t[None])
+            for key, x in (("", p[..., sl]), ("_true", t[..., sl])):
+                cols["jitter" + key].append(jitter(x) if x.shape[-2] > 1 else 0.0)
+                cols["variance" + key].append(temporal_variance(x) if x.shape[-2] > 1 else 0.0)
+                cols["hf_share" + key].append(high_frequency_share(x, fps))
+        mean = {key: float(np.average(vals, weights=weights)) for key, vals in cols.items()}
+        ratio = lambda a, b: a / b if b > 0 else float("nan")  # noqa: E731
+        out[name] = {"jitter": mean["jitter"], "jitter_ratio": ratio(mean["jitter"], mean["jitter_true"]),
+                     "variance": mean["variance"], "variance_ratio": ratio(mean["variance"], mean["variance_true"]),
+                     "hf_share": mean["hf_share"], "hf_share_true": mean["hf_share_true"]}
+    return out

@@ -22,7 +22,7 @@ def plot_metrics(report: dict, path: Path) -> None:
     names = list(report["results"])
     colours = ["C0" if n.startswith("model") else "C2" if n.startswith("reference") else "C7" for n in names]
     fig, axes = plt.subplots(2, 3, figsize=(11, 5.5))
-    for ax, metric in zip(axes.flat, METRICS):
+    for ax, metric in zip(axes.flat, report.get("metric_names", METRICS)):
         values = [report["results"][n][metric] for n in names]
         ax.bar(range(len(names)), values, color=colours)
         ax.set_xticks(range(len(names)), [n.split(": ")[-1] for n in names], rotation=25, fontsize=7)
@@ -64,41 +64,62 @@ def coupling_table(couplings: dict) -> list[str]:
     return lines
 
 
-def verdict(results: dict) -> str | None:
-    """Does the model beat the honest baselines (FRDist below every baseline, FRCorr above mean and random)?"""
+def verdict(results: dict, corr_key: str = "FRCorr", dist_key: str = "FRDist") -> str | None:
+    """Does the model beat the honest baselines (FRDist below every baseline, FRCorr above mean and random)?
+    (The MARS protocols call them FRD and FRC.)"""
     model = results.get("model")
     base = {n: r for n, r in results.items() if n.startswith("baseline:")}
     if model is None or not base:
         return None
-    best_dist = min(base, key=lambda n: base[n]["FRDist"])
+    best_dist = min(base, key=lambda n: base[n][dist_key])
     corr = {n: r for n, r in base.items() if n in ("baseline: mean", "baseline: random")}
-    best_corr = max(corr, key=lambda n: corr[n]["FRCorr"]) if corr else None
-    dist_ok = model["FRDist"] < base[best_dist]["FRDist"]
-    corr_ok = best_corr is None or model["FRCorr"] > corr[best_corr]["FRCorr"]
-    parts = [f"FRDist below every baseline: {'yes' if dist_ok else 'no'} (model {model['FRDist']:.4g}, best "
-             f"baseline {best_dist.split(': ')[1]} {base[best_dist]['FRDist']:.4g})"]
+    best_corr = max(corr, key=lambda n: corr[n][corr_key]) if corr else None
+    dist_ok = model[dist_key] < base[best_dist][dist_key]
+    corr_ok = best_corr is None or model[corr_key] > corr[best_corr][corr_key]
+    parts = [f"{dist_key} below every baseline: {'yes' if dist_ok else 'no'} (model {model[dist_key]:.4g}, best "
+             f"baseline {best_dist.split(': ')[1]} {base[best_dist][dist_key]:.4g})"]
     if best_corr is not None:
-        parts.append(f"FRCorr above mean and random: {'yes' if corr_ok else 'no'} (model {model['FRCorr']:.4g}, "
-                     f"{best_corr.split(': ')[1]} {corr[best_corr]['FRCorr']:.4g})")
+        parts.append(f"{corr_key} above mean and random: {'yes' if corr_ok else 'no'} (model {model[corr_key]:.4g}, "
+                     f"{best_corr.split(': ')[1]} {corr[best_corr][corr_key]:.4g})")
     return ("**The model beats the honest baselines.** " if dist_ok and corr_ok else
             "**The model does not beat the honest baselines.** ") + "; ".join(parts) + "."
 
 
+def _mars_header(report: dict) -> list[str]:
+    frames, kind = report["frames"], report["kind"]
+    scored = ("the 25 facial attributes (the leaderboard's score)" if kind == "attributes" else
+              "3DMM: the model predicts no facial attributes, so this is **not** the leaderboard's attribute score")
+    return ["# REACT metrics (MARS)", "",
+            f"Protocol `{report['protocol']}` ({'both directions' if report['protocol'] == 'react2025' else 'speaker '
+            '-> listener only'}): {report['rows']} speaker clips x {report['k']} reactions, whole clips of "
+            f"{frames['min']}-{frames['max']} frames ({frames['total']} in all) at {report['fps']:g} fps, scored on "
+            f"{scored}. Appropriate reactions: the paired listener and up to 9 of the same session, each brought "
+            f"to the clip's length by nearest-frame time stretching (our rule; the challenge aligns with a "
+            f"pretrained autoencoder){'; ' + str(report['appropriate_missing']) + ' appropriate reactions named by '
+            'the sets are not in the shards (rejected or cut clips) and were skipped' if report['appropriate_missing'] else ''}. "
+            f"FRC/FRD summed over the K reactions; TLCC over "
+            f"{'the first reaction only (reference quirk)' if report['reference_quirks'] else 'all K reactions'}, "
+            f"lags within 2 s."]
+
+
 def markdown(report: dict) -> str:
     sampling = report["sampling"]
+    names = report.get("metric_names", METRICS)
+    descriptions = report.get("descriptions", DESCRIPTIONS)
     summed = "summed" if report["convention"] == "react2024" else "averaged"
-    lines = ["# REACT metrics", "",
-             f"{report['rows']} speaker clips x {report['k']} reactions x {report['frames']} frames; convention "
-             f"`{report['convention']}` (FRCorr/FRDist {summed} over the K samples); FRSyn over "
-             f"{'the first sample only (reference quirk)' if report['reference_quirks'] else 'all K samples'}.",
-             f"Samples: `{report['samples']}` ({sampling.get('weights')}, {sampling.get('sampler')} "
+    lines = _mars_header(report) if "protocol" in report else [
+        "# REACT metrics", "",
+        f"{report['rows']} speaker clips x {report['k']} reactions x {report['frames']} frames; convention "
+        f"`{report['convention']}` (FRCorr/FRDist {summed} over the K samples); FRSyn over "
+        f"{'the first sample only (reference quirk)' if report['reference_quirks'] else 'all K samples'}."]
+    lines += [f"Samples: `{report['samples']}` ({sampling.get('weights')}, {sampling.get('sampler')} "
              f"{sampling.get('steps')} steps). Ground truth: `{report['shards']}`. Baselines drawn from: "
              f"`{report.get('baseline_shards') or 'none'}`.", "",
-             "| | " + " | ".join(METRICS) + " |", "| --- | " + " | ".join("---:" for _ in METRICS) + " |"]
+             "| | " + " | ".join(names) + " |", "| --- | " + " | ".join("---:" for _ in names) + " |"]
     for name, res in report["results"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(res[m]) for m in METRICS) + " |")
-    lines += [""] + [f"- **{name}**: {DESCRIPTIONS[name]}" for name in report["results"] if name in DESCRIPTIONS]
-    summary = verdict(report["results"])
+        lines.append(f"| {name} | " + " | ".join(_fmt(res.get(m)) for m in names) + " |")
+    lines += [""] + [f"- **{name}**: {descriptions[name]}" for name in report["results"] if name in descriptions]
+    summary = verdict(report["results"], *(("FRC", "FRD") if "protocol" in report else ()))
     if summary:
         lines += ["", summary]
     rea = report["results"]["model"].get("frrea")
@@ -108,9 +129,12 @@ def markdown(report: dict) -> str:
                       f"**{report['results']['model']['FRRea']:.4f}**, {rea['generated_videos']} generated vs "
                       f"{rea['real_videos']} true listener videos (rows {rows}, K {rea['k']}, frames "
                       f"{rea['frames']}), every {rea['frame_step']}th frame, {rea['renderer']} (`{rea['renders']}`)."]
-    lines += ["", "![metrics of the model, the baselines and the reference](metrics.png)", "",
+    legend = ("FRC: higher is better (appropriateness). FRD: lower is better. S-MSE/FRVar: diversity (higher = more "
+              "diverse). TLCC: lower is better (frames of lag to the speaker). MAE: mean absolute error of valence, "
+              "arousal and expressions against the appropriate reactions." if "protocol" in report else
               "FRCorr: higher is better (appropriateness). FRDist: lower is better. FRDiv/FRDvs/FRVar: diversity "
-              "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker).", "",
+              "(higher = more diverse). FRSyn: lower is better (frames of lag to the speaker).")
+    lines += ["", "![metrics of the model, the baselines and the reference](metrics.png)", "", legend, "",
               "## Motion", "",
               "Per stream group: frame-to-frame jitter and temporal variance relative to the true listeners of the "
               "same clips (1.0 = human), and the share of the power above 3 Hz.", ""]
@@ -127,7 +151,8 @@ def write_report(report: dict, out: Path, wandb: str = "disabled") -> None:
     whose failure only warns: the files are written."""
     atomic.write_json(out / "metrics.json", report)
     plot_metrics(report, out / "metrics.png")
-    plot_couplings(report["couplings"], out / "couplings.png")
+    if "couplings" in report:  # (not for clips of different lengths)
+        plot_couplings(report["couplings"], out / "couplings.png")
     atomic.write_text(out / "report.md", markdown(report))
     try:
         report["wandb"] = log_evaluation(report, out, wandb)

@@ -74,13 +74,19 @@ class Denoiser(nn.Module):
         c_skip, c_out, c_in = c_skip.view(per_sample), c_out.view(per_sample), c_in.view(per_sample)
         return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), **cond)
 
-    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, whiten=None, **cond):
+    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, whiten=None, frames=None, **cond):
         """EDM-weighted denoising loss per sample (B,), and the x0 estimate (for the priors). `whiten` maps the error
-        into the coordinates where the data has std sigma_data (noise with the data's spectrum, spectrum.py)."""
+        into the coordinates where the data has std sigma_data (noise with the data's spectrum, spectrum.py).
+        frames (B, W) bool, or None for all: the real frames of windows that run past a clip's end; the padding's
+        error is zeroed before whitening and the mean is over the real frames, so padding never enters the loss."""
         x0_hat = self(x0 + noise * sigma.view(-1, *([1] * (x0.ndim - 1))).to(x0.dtype), sigma, **cond)
         weight = loss_weight(sigma.float(), self.sigma_data)
         err = x0_hat.float() - x0.float()  # fp32 whatever the precision
+        if frames is not None:
+            err = err * frames[..., None].to(err.dtype)
         if whiten is not None:
             err = whiten(err)
         per_sample = (err ** 2).flatten(1).mean(1) * weight
+        if frames is not None:  # mean over real frames: W / real of the mean over all
+            per_sample = per_sample * frames.shape[1] / frames.sum(1).clamp(min=1).to(per_sample.dtype)
         return per_sample, x0_hat

@@ -181,8 +181,12 @@ class ReactDiff(nn.Module):
         whiten = None if self.spectrum is None else self.spectrum.loss_coordinates
         anchor = self.anchor(past, x0.shape[1])
         anchor = 0 if anchor is None else anchor  # the denoiser sees x0 - anchor, the priors the absolute estimate
-        per_sample, x0_hat = self.denoiser.loss(x0 - anchor, sigma, noise, whiten=whiten, **cond)
+        real = batch["valid"][:, history:]
+        real = None if bool(real.all()) else real  # a window past a short clip's end: padding stays out of the loss
+        per_sample, x0_hat = self.denoiser.loss(x0 - anchor, sigma, noise, whiten=whiten, frames=real, **cond)
         x0_hat = x0_hat + anchor
+        if real is not None:  # the priors see the padding as the data's own (held) frames
+            x0_hat = torch.where(real[..., None], x0_hat, x0)
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
         return per_sample, terms
 

@@ -57,12 +57,18 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
     """K reactions per role sample of an eval batch -> (B, K, frames, dim), normalised like the training data."""
     device = batch["speaker_fv"].device
     frames = frames or batch["speaker_fv"].shape[1]
+    real = frames  # a clip shorter than the window is generated padded to it, as training saw such clips
     b = batch["speaker_fv"].shape[0]
     rep = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731 - row i*k + j is reaction j of sample i
     speaker = rep(batch["speaker_fv"][:, :frames].float())
     audio = model.audio(batch, batch["speaker_fv"].shape[1])  # whole clip once, then sliced per window
     audio = rep(audio[:, :frames]) if audio is not None else None
     valid = torch.ones(b * k, frames, dtype=torch.bool, device=device)
+    if frames < window:
+        pad = lambda t: torch.nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, window - frames))  # noqa: E731
+        speaker, audio = pad(speaker), pad(audio) if audio is not None else None
+        valid = torch.nn.functional.pad(valid, (0, window - frames))
+        frames = window
     gens = per_sample_generators([reaction_seed(seed, key, role, j) for key, role in zip(batch["key"], batch["role"])
                                   for j in range(k)])
     sigmas = get_sigmas_karras(steps, sigma_min, sigma_max, rho, device=device)
@@ -93,4 +99,4 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
             new[:, :shared] = (1 - ramp) * out[:, start:done] + ramp * new[:, :shared]
         out[:, start:hi] = new
         done = hi
-    return out.view(b, k, frames, model.dim)
+    return out.view(b, k, frames, model.dim)[:, :, :real]

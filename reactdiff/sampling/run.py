@@ -85,7 +85,7 @@ def react(model, batch: dict, idx: list[int], cfg, device) -> tuple[np.ndarray, 
     sub = {k: (v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx]) for k, v in batch.items()}
     y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, sampler=s.sampler,
                  steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, seed=s.seed,
-                 frames=d.eval_frames, guidance=s.guidance, temperature=s.temperature)
+                 frames=d.eval_frames or None, guidance=s.guidance, temperature=s.temperature)
     face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()  # the stats live with the model
     return face, y[..., fv.FV_DIM:].cpu().numpy() if model.predict_emotion else None
 
@@ -110,7 +110,7 @@ def sample(job: SampleJob, rank: int = 0, world_size: int = 1) -> dict:
     settings = sampling_settings(cfg, all_rows, weights)
     part = part_name(rank, world_size) if world_size > 1 else None
     entries = previous_entries(out, settings, part, job.overwrite)
-    mine = len(stream.dataset.index.task_rows(rank, world_size))
+    mine = len(stream.dataset.index.task_rows(rank, world_size, stream.dataset.whole_clips))
     total = min(mine, job.limit) if job.limit else mine
     bar = tqdm(total=total, desc="sample", unit="clip", disable=job.quiet, dynamic_ncols=True)
     t0, generated, seen = time.time(), 0, 0
