@@ -83,11 +83,19 @@ def _sample_rows(spec: dict, rank: int, world_size: int) -> dict:
 
 
 def _aggregate(spec: dict) -> dict:
-    """Merge every task's reactions in neighbour-matrix order and score them -> metrics.json + report.md."""
+    """Merge every task's reactions in neighbour-matrix order and score them -> metrics.json + report.md (MARS
+    shards: with spec["protocol"], react2025 or react2026)."""
     from ..eval.evaluate import evaluate
+    from ..eval.mars_evaluate import evaluate_mars
 
     out = Path(spec["out"])
     baseline_shards = spec.get("baseline_shards")
+    if spec.get("protocol", "react2024") != "react2024":
+        report = evaluate_mars(out, Path(spec["shards"]), out, spec["protocol"], spec.get("reference_quirks", False),
+                               spec.get("baselines", True),
+                               baseline_shards=Path(baseline_shards) if baseline_shards else None, progress=True,
+                               wandb=spec.get("wandb", "offline"))
+        return {"metrics": report["results"]["model"], "out": str(out / "metrics.json"), "wandb": report.get("wandb")}
     report = evaluate(out, Path(spec["shards"]), out, spec.get("convention", "react2024"),
                       spec.get("reference_quirks", False), spec.get("baselines", True),
                       baseline_shards=Path(baseline_shards) if baseline_shards else None, progress=True,

@@ -134,7 +134,14 @@ def submit_eval(args, cluster) -> list:
 
     # the tasks split the clips as the sampler's reader will: by frames when it takes whole clips (MARS)
     whole_clips = config.load(Path(job.export) / CONFIG, list(job.overrides), saved=True).data.eval_frames == 0
-    spec = {"job": job, "shards": job.shards, "out": str(out), "convention": args.convention,
+    from ..eval.mars_truth import is_mars_shards
+
+    mars = is_mars_shards(job.shards)
+    protocol = args.protocol or ("react2025" if mars else "react2024")
+    if mars != (protocol != "react2024"):
+        raise ValueError(f"--protocol {protocol} does not fit {args.shards} ({'MARS' if mars else 'REACT 2024'} "
+                         f"clips; MARS: react2025 or react2026)")
+    spec = {"job": job, "shards": job.shards, "out": str(out), "convention": args.convention, "protocol": protocol,
             "threads": cluster.cpus_per_task,
             "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,
             "wandb": args.wandb}
@@ -189,6 +196,8 @@ def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="results folder (reactions/, metrics.json, report.md)")
     ev.add_argument("--tasks", type=int, help="array size (default: the profile's eval_tasks, else one per shard)")
     ev.add_argument("--convention", default="react2024", choices=("react2024", "reactface"))
+    ev.add_argument("--protocol", choices=("react2024", "react2025", "react2026"),
+                    help="as in `reactdiff evaluate` (default: react2025 for MARS shards, else react2024)")
     ev.add_argument("--baseline-shards", help="split the random/mean baselines draw from (default: the sibling "
                                               "`train` folder of --shards; never --shards itself)")
     ev.add_argument("--no-baselines", action="store_true", help="score the model only")

@@ -74,8 +74,8 @@ class ShardIndex:
         if self.frames is None:
             from .sample_format import decode_json
 
-            self.frames = [int(decode_json(self.read(shard, i, lambda name: name == "meta.json")["meta.json"])["frames"])
-                           for shard, size in enumerate(self.sizes) for i in range(size)]
+            meta = lambda shard, i: decode_json(self.read(shard, i, lambda n: n == "meta.json")["meta.json"])  # noqa: E731
+            self.frames = [int(meta(shard, i)["frames"]) for shard, size in enumerate(self.sizes) for i in range(size)]
         return self.frames
 
     def eval_bounds(self, task: int, tasks: int, whole_clips: bool) -> tuple[int, int]:

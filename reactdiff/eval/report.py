@@ -89,17 +89,18 @@ def _mars_header(report: dict) -> list[str]:
     frames, kind = report["frames"], report["kind"]
     scored = ("the 25 facial attributes (the leaderboard's score)" if kind == "attributes" else
               "3DMM: the model predicts no facial attributes, so this is **not** the leaderboard's attribute score")
+    direction = "both directions" if report["protocol"] == "react2025" else "speaker -> listener only"
+    skipped = report["appropriate_missing"]
+    skipped = (f"; {skipped} appropriate reactions named by the sets are not in the shards (rejected or cut clips) "
+               f"and were skipped" if skipped else "")
+    tlcc = "the first reaction only (reference quirk)" if report["reference_quirks"] else "all K reactions"
     return ["# REACT metrics (MARS)", "",
-            f"Protocol `{report['protocol']}` ({'both directions' if report['protocol'] == 'react2025' else 'speaker '
-            '-> listener only'}): {report['rows']} speaker clips x {report['k']} reactions, whole clips of "
-            f"{frames['min']}-{frames['max']} frames ({frames['total']} in all) at {report['fps']:g} fps, scored on "
-            f"{scored}. Appropriate reactions: the paired listener and up to 9 of the same session, each brought "
-            f"to the clip's length by nearest-frame time stretching (our rule; the challenge aligns with a "
-            f"pretrained autoencoder){'; ' + str(report['appropriate_missing']) + ' appropriate reactions named by '
-            'the sets are not in the shards (rejected or cut clips) and were skipped' if report['appropriate_missing'] else ''}. "
-            f"FRC/FRD summed over the K reactions; TLCC over "
-            f"{'the first reaction only (reference quirk)' if report['reference_quirks'] else 'all K reactions'}, "
-            f"lags within 2 s."]
+            f"Protocol `{report['protocol']}` ({direction}): {report['rows']} speaker clips x {report['k']} "
+            f"reactions, whole clips of {frames['min']}-{frames['max']} frames ({frames['total']} in all) at "
+            f"{report['fps']:g} fps, scored on {scored}. Appropriate reactions: the paired listener and up to 9 of "
+            f"the same session, each brought to the clip's length by nearest-frame time stretching (our rule; the "
+            f"challenge aligns with a pretrained autoencoder){skipped}. FRC/FRD summed over the K reactions; TLCC "
+            f"over {tlcc}, lags within 2 s."]
 
 
 def markdown(report: dict) -> str:

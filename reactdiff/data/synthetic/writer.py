@@ -53,8 +53,18 @@ def template_scripts(seed: int, split: str, template: int, frames: int):
     return make_template(rng_for(seed, "template", split, str(template)), frames)
 
 
-def run_clip(job: ClipJob) -> dict:
-    """Generate both persons of one dyadic clip, write their 3DMM, audio, emotion and video; return its metadata."""
+@dataclasses.dataclass
+class Person:
+    """One person's generated recording of a clip, at 25 fps."""
+
+    fv: np.ndarray  # (T, 58)
+    audio: np.ndarray  # (samples, channels) at SOURCE_AUDIO_RATE: own voice, the other's leaking in, room noise
+    emotion: np.ndarray  # (T, 25)
+    style: object
+
+
+def simulate_clip(job: ClipJob) -> tuple[list[Person], dict]:
+    """Both persons of one dyadic clip (in job.persons order) and the clip's facts (template, roles, lags)."""
     T, name = job.frames, job.name
     pick = rng_for(job.seed, "clip", name)
     template = int(pick.integers(job.templates))
@@ -69,23 +79,37 @@ def run_clip(job: ClipJob) -> dict:
     voices = [synth_voice(syls[i], styles[i].f0, samples, rng_for(job.seed, "voice", name, p))
               for i, p in enumerate(job.persons)]
     channels = 2 if job.site == "NoXI" else 1
-    split_dir = Path(job.root) / job.split
-    written, stats = 0, []
+    people = []
     for i, person in enumerate(job.persons):
         o = 1 - i
         beh = behave(scripts[i], scripts[o], syls[i], styles[i], T, rng_for(job.seed, "behaviour", name, person))
+        audio = room_mix(voices[i], voices[o], channels, rng_for(job.seed, "room", name, person))
+        people.append(Person(beh.fv, audio, emotion_from_fv(beh.fv, beh.envelope), styles[i]))
+    facts = {"split": job.split, "site": job.site, "session": job.session, "clip": job.clip,
+             "persons": list(job.persons), "template": template,
+             "roles": {p: roles[i] for i, p in enumerate(job.persons)}, "first": first,
+             "lags": {p: styles[i].lag for i, p in enumerate(job.persons)}}
+    return people, facts
+
+
+def run_clip(job: ClipJob) -> dict:
+    """Generate both persons of one dyadic clip, write their 3DMM, audio, emotion and video; return its metadata."""
+    T = job.frames
+    people, facts = simulate_clip(job)
+    split_dir = Path(job.root) / job.split
+    written, stats = 0, []
+    for person, rec in zip(job.persons, people):
         cp = ClipPath(job.site, job.session, person, job.clip)
         blobs = {
-            cp.fv(split_dir): encode_npy(beh.fv.reshape(T, 1, FV_DIM)),
-            cp.audio(split_dir): wav_bytes(
-                room_mix(voices[i], voices[o], channels, rng_for(job.seed, "room", name, person))),
-            cp.emotion(split_dir): emotion_csv(emotion_from_fv(beh.fv, beh.envelope)),
+            cp.fv(split_dir): encode_npy(rec.fv.reshape(T, 1, FV_DIM)),
+            cp.audio(split_dir): wav_bytes(rec.audio),
+            cp.emotion(split_dir): emotion_csv(rec.emotion),
         }
         for path, data in blobs.items():
             write_bytes(path, data)
             written += len(data)
         if job.video != "none":
-            frames = draw_frames(beh.fv, styles[i], job.video_size)
+            frames = draw_frames(rec.fv, rec.style, job.video_size)
             if job.video == "png":
                 folder = cp.video_frames(split_dir)
                 write_png_folder(folder, frames)
@@ -93,12 +117,8 @@ def run_clip(job: ClipJob) -> dict:
             else:
                 write_mp4(cp.video_mp4(split_dir), frames)
                 written += cp.video_mp4(split_dir).stat().st_size
-        stats.append(frame_moments(beh.fv))
-    return {
-        "split": job.split, "site": job.site, "session": job.session, "clip": job.clip, "persons": list(job.persons),
-        "template": template, "roles": {p: roles[i] for i, p in enumerate(job.persons)}, "first": first,
-        "lags": {p: styles[i].lag for i, p in enumerate(job.persons)}, "stats": stats, "bytes": written,
-    }
+        stats.append(frame_moments(rec.fv))
+    return {**facts, "stats": stats, "bytes": written}
 
 
 def pair_paths(result: dict) -> tuple[str, str]:
