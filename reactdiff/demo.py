@@ -10,6 +10,9 @@
     -> rendering (reactdiff render): grey FaceVerse-mesh mp4s of a clip's reactions and its true listener, the
        speaker beside them with the speaker's audio (a synthetic head in the FaceVerse model-file format)
 
+`--layout mars` runs the same path on a synthetic MARS-layout dataset (REACT 2025 / 2026: session folders, clips of
+40-600 frames at 30 fps): whole-clip generation and the react2025 protocol on the 25 facial attributes.
+
 Re-running reuses what is already there (the dataset if its arguments match, verified shards via --resume).
 """
 from __future__ import annotations
@@ -41,8 +44,12 @@ from .train.run_log import read_rows
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reactdiff demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default="runs/demo", help="folder for the synthetic REACT dataset (default runs/demo)")
-    p.add_argument("--shards", default="shards/demo", help="folder for the shards, one subfolder per split")
+    p.add_argument("--layout", choices=("react2024", "mars"), default="react2024",
+                   help="react2024 (default) or mars: a MARS-layout dataset (REACT 2025/2026), whole clips of "
+                        "variable length at 30 fps, scored with the react2025 protocol")
+    p.add_argument("--work", help="folder for the synthetic dataset (default runs/demo, runs/demo_mars for mars)")
+    p.add_argument("--shards", help="folder for the shards, one subfolder per split (default shards/demo, "
+                                    "shards/demo_mars)")
     p.add_argument("--config", default=str(config.packaged("demo")), help="run config (default: the packaged "
                                                                            "configs/demo.yaml)")
     p.add_argument("--sessions", default="4,1,2", help="train,val,test sessions of 2 dyadic clips (default 4,1,2)")
@@ -56,7 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MARS_OVERRIDES = ("data.eval_frames=0", "data.emotion=true", "model.predict_emotion=true",
+                  "train.sample_every=0")  # whole clips; attributes generated and scored; no REACT-style previews
+MARS_FRAMES = (40, 600)
+
+
+def _mars_dataset(work: Path, args) -> dict:
+    from .data.synthetic.mars import generate_mars
+
+    train, val, test = (int(x) for x in args.sessions.split(","))
+    sessions = {"train": train, "val": val, "test": test}
+    root = work / "mars"
+    info = root / "synthetic.json"
+    if info.is_file() and json.loads(info.read_text())["args"]["sessions"] == sessions:
+        print(f"[demo] 1/8 synthetic MARS dataset: reusing {root}")
+        return {"root": root, "reused": True}
+    s = generate_mars(root, sessions=sessions, clips_per_session=3, min_frames=MARS_FRAMES[0],
+                      max_frames=MARS_FRAMES[1], progress=not args.quiet, force=True)
+    print(f"[demo] 1/8 synthetic MARS dataset: {root}, {s['clips']} dyadic clips of {MARS_FRAMES[0]}-"
+          f"{MARS_FRAMES[1]} frames at 30 fps, {s['bytes'] / 1e6:.0f} MB in {s['seconds']:.1f} s")
+    return {"root": root, "reused": False}
+
+
 def _dataset(work: Path, args) -> dict:
+    if args.layout == "mars":
+        return _mars_dataset(work, args)
     train, val, test = (int(x) for x in args.sessions.split(","))
     wanted = {"sessions": {"train": train, "val": val, "test": test}, "frames": args.frames,
               "video_size": args.video_size}
@@ -76,14 +107,32 @@ def _dataset(work: Path, args) -> dict:
     return {"root": root, "reused": False}
 
 
+def _shards(root: Path, split: str, out: Path, args) -> dict | None:
+    """One split's shards (None for a split with no sessions)."""
+    if args.layout == "mars":
+        from .data.mars_shards import make_mars_shards
+
+        if not (root / split).is_dir():
+            return None
+        return make_mars_shards(root, split, out, workers=args.workers, samples_per_shard=2,
+                                audio_features="logmel", resume=True, progress=not args.quiet)
+    if not read_pair_list(pair_list_path(root, split)):
+        return None
+    return make_shards(root, split, out, workers=args.workers, samples_per_shard=2, audio_features="logmel",
+                       resume=True, progress=not args.quiet)
+
+
 def run(args) -> int:
-    work, shards = Path(args.work), Path(args.shards)
+    mars = args.layout == "mars"
+    work = Path(args.work or ("runs/demo_mars" if mars else "runs/demo"))
+    shards = Path(args.shards or ("shards/demo_mars" if mars else "shards/demo"))
+    if mars:
+        args.overrides = [*MARS_OVERRIDES, *args.overrides]
     ds = _dataset(work, args)
     for split in ("train", "val", "test"):
-        if not read_pair_list(pair_list_path(ds["root"], split)):
-            continue  # a split with no sessions
-        index = make_shards(ds["root"], split, shards / split, workers=args.workers, samples_per_shard=2,
-                            audio_features="logmel", resume=True, progress=not args.quiet)
+        index = _shards(ds["root"], split, shards / split, args)
+        if index is None:
+            continue
         run_ = index["run"]
         print(f"[demo] 2/8 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
               + f" (wrote {run_['shards_written']}, kept {run_['shards_kept']})")
@@ -112,11 +161,13 @@ def run(args) -> int:
         model = report["results"]["model"]
         jitter = " / ".join(f"{model['motion'][g]['jitter_ratio']:.2f}" for g in ("expression", "rotation",
                                                                                    "translation"))
-        print("[demo] 7/8 metrics: " + ", ".join(f"{m} {model[m]:.3f}" for m in ("FRCorr", "FRDist", "FRDiv",
-              "FRVar", "FRSyn")) + f"; jitter vs real listeners (expression / rotation / translation) {jitter}; "
-              f"the table with the mean, random (from the train split) and mime baselines: "
-              f"{work / 'eval' / 'report.md'}")
-        print(f"           {verdict(report['results'])}")
+        names, keys = (("FRC", "FRD", "S-MSE", "FRVar", "TLCC"), ("FRC", "FRD")) if mars else (
+            ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn"), ())
+        protocol = f" ({report['protocol']}, {report['kind']})" if mars else ""
+        print(f"[demo] 7/8 metrics{protocol}: " + ", ".join(f"{m} {model[m]:.3f}" for m in names) +
+              f"; jitter vs real listeners (expression / rotation / translation) {jitter}; the table with the mean, "
+              f"random (from the train split) and mime baselines: {work / 'eval' / 'report.md'}")
+        print(f"           {verdict(report['results'], *keys)}")
     ok = ok and report is not None and _render(work, shards / "test", args)
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")
@@ -205,7 +256,8 @@ def _render(work: Path, test_shards: Path, args) -> bool:
         return False
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.mp4"))
     print(f"[demo] 8/8 rendering (reactdiff render) in {time.time() - t0:.1f} s: {', '.join(files)} in {out} "
-          f"([speaker | listener] grey meshes, 25 fps, speaker audio)")
+          f"([speaker | listener] grey meshes, {load_manifest(work / 'eval')['settings'].get('fps', 25)} fps, "
+          f"speaker audio)")
     return len(files) == 3
 
 

@@ -201,3 +201,16 @@ def test_mars_sample_and_evaluate_whole_clips_both_protocols(mars_shards, tmp_pa
     assert json.loads((tmp_path / "e26" / "metrics.json").read_text())["rows"] == 6  # speaker -> listener only
     assert evaluate_main(["--reactions", str(out), "--shards", str(shards), "--protocol", "react2024",
                           "--wandb", "disabled"]) == 2
+
+
+def test_demo_runs_end_to_end_on_mars(tmp_path):
+    """`reactdiff demo --layout mars`: synthetic MARS -> shards -> DeepSpeed training -> fan-out evaluation with
+    the react2025 protocol -> videos at 30 fps."""
+    from reactdiff.demo import main
+
+    assert main(["--layout", "mars", "--work", str(tmp_path / "w"), "--shards", str(tmp_path / "s"),
+                 "--sessions", "2,1,1", "--quiet", "data.num_workers=1", "train.steps=20", "train.checkpoint_every=20",
+                 "train.val_every=20", "train.log_every=10"]) == 0
+    report = json.loads((tmp_path / "w" / "eval" / "metrics.json").read_text())
+    assert report["protocol"] == "react2025" and report["kind"] == "attributes" and report["fps"] == 30
+    assert json.loads((tmp_path / "w" / "render" / "render.json").read_text())["settings"]["fps"] == 30

@@ -57,3 +57,10 @@ def totals(shards: list[dict]) -> dict:
         "bytes": sum(s["bytes"] for s in shards),
         "rejects": sum(len(s["rejects"]) for s in shards),
     }
+
+
+def shard_fps(folder) -> int:
+    """Frames per second of a shard folder's clips: 30 for MARS (REACT 2025 / 2026), else REACT 2024's 25."""
+    from . import frame_layout, mars_layout
+
+    return mars_layout.FPS if load_index(Path(folder)).get("layout") == "mars" else frame_layout.FPS

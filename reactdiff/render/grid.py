@@ -40,12 +40,12 @@ def grid_frames(draw, speaker: np.ndarray, listener: np.ndarray, reactions: np.n
 
 
 def write_grid(path: Path, draw, speaker: np.ndarray, listener: np.ndarray, reactions: np.ndarray, size: int,
-               audio: np.ndarray | None = None, frames: int | None = None) -> int:
+               audio: np.ndarray | None = None, frames: int | None = None, fps: int = FPS) -> int:
     """Write the grid mp4 (atomically); speaker/listener (T, 58) raw, reactions (K, T, 58) raw; audio 16 kHz mono.
     Returns the frames written."""
     n = min(len(speaker), len(listener), reactions.shape[1])
     n = n if frames is None else min(frames, n)
     if audio is not None:
-        audio = audio[:n * AUDIO_RATE // FPS]
-    return write_mp4(path, grid_frames(draw, speaker, listener, reactions, n, size), FPS, audio=audio,
+        audio = audio[:int(round(n * AUDIO_RATE / fps))]
+    return write_mp4(path, grid_frames(draw, speaker, listener, reactions, n, size), fps, audio=audio,
                      audio_rate=AUDIO_RATE)

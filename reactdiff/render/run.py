@@ -52,7 +52,7 @@ def settings_of(job: RenderJob, manifest: dict, k: int, beside: bool, renderer: 
                 "weights": manifest["settings"].get("weights"), "row_selection": job.rows, "k": k,
                 "ground_truth": job.ground_truth, "shards": job.shards, "faceverse": job.faceverse,
                 "simplified": job.simplified, "identity": job.identity, "pirender": job.pirender, "size": job.size,
-                "fps": FPS, "frames": job.frames, "speaker_beside": beside, "renderer": renderer}
+                "fps": manifest["settings"].get("fps", FPS), "frames": job.frames, "speaker_beside": beside, "renderer": renderer}
     if job.grid:  # only when set: folders rendered before the option existed keep their settings
         settings["grid"] = True
     return settings
@@ -69,12 +69,13 @@ def record_settings(out: Path, settings: dict, overwrite: bool) -> None:
     atomic.write_json(path, settings)  # fan-out tasks write the same bytes
 
 
-def render_video(path: Path, name: str, draw: Drawer, reactions, clip, k: int, job: RenderJob) -> int:
-    """One video: reaction `name` ("k<j>"), the true listener ("gt") or the grid, beside the speaker when the
-    shards are given, with the speaker's audio; -> frames written."""
+def render_video(path: Path, name: str, draw: Drawer, reactions, clip, k: int, job: RenderJob,
+                 fps: int = FPS) -> int:
+    """One video at the clips' `fps`: reaction `name` ("k<j>"), the true listener ("gt") or the grid, beside the
+    speaker when the shards are given, with the speaker's audio; -> frames written."""
     if name == "grid":
         return write_grid(path, draw.grey.frames, clip["speaker"], clip["listener"], reactions[:k], job.size,
-                          clip["audio"], job.frames)
+                          clip["audio"], job.frames, fps)
     listener = clip["listener"] if name == "gt" else reactions[int(name[1:])]
     n = len(listener) if clip is None else min(len(listener), len(clip["speaker"]))
     n = n if job.frames is None else min(job.frames, n)
@@ -84,8 +85,8 @@ def render_video(path: Path, name: str, draw: Drawer, reactions, clip, k: int, j
         speaker = draw(clip["speaker"], clip.get("speaker_ref"), n)
         frames = (np.concatenate([a, b], axis=2) for a, b in zip(speaker, frames))  # [speaker | listener]
         if clip["audio"] is not None:
-            audio = clip["audio"][:n * AUDIO_RATE // FPS]
-    return write_mp4(path, frames, FPS, audio=audio, audio_rate=AUDIO_RATE)
+            audio = clip["audio"][:int(round(n * AUDIO_RATE / fps))]
+    return write_mp4(path, frames, fps, audio=audio, audio_rate=AUDIO_RATE)
 
 
 def render(job: RenderJob, rank: int = 0, world_size: int = 1) -> dict:
@@ -113,7 +114,8 @@ def render(job: RenderJob, rank: int = 0, world_size: int = 1) -> dict:
         clip = source.clip(e["key"], e["role"]) if source else None
         if job.pirender and ("listener_ref" not in clip or "speaker_ref" not in clip):
             raise ValueError(f"{e['key']}: the shards hold no ref.png for this pair; PIRender needs them")
-        frames_done += render_video(video_path(out, e, name), name, draw, reactions, clip, k, job)
+        frames_done += render_video(video_path(out, e, name), name, draw, reactions, clip, k, job,
+                                    manifest["settings"].get("fps", FPS))
     secs = time.perf_counter() - t0
     index, _ = write_index(out)  # by whichever task finishes the set last
     if not job.quiet:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from .. import config, recorded
 from ..data import frame_layout as fv
 from ..data.normalise import FaceNormaliser
+from ..data.shard_folder import shard_fps
 from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
 from ..data.normalise import FaceStats
@@ -49,7 +50,7 @@ def load_model(job: "SampleJob", overrides: list[str]):
     return None, cfg, "random-init"
 
 
-def sampling_settings(cfg, rows: int, weights: str) -> dict:
+def sampling_settings(cfg, rows: int, weights: str, fps: int = 25) -> dict:
     """What the output folder records: reactions made with other settings are never mixed into it."""
     s, d = cfg.sample, cfg.data
     settings = {"rows": rows, "weights": weights, "sampler": s.sampler.value, "steps": s.steps, "k": s.k,
@@ -58,6 +59,8 @@ def sampling_settings(cfg, rows: int, weights: str) -> dict:
                 "outputs": "raw (de-normalised) FaceVerse 3DMM"}
     # recorded when they differ from the values every folder was sampled with before they were recorded, so those
     # folders stay resumable
+    if fps != 25:  # recorded where it is not REACT 2024's (folders sampled before it was recorded stay resumable)
+        settings["fps"] = fps
     for key, before in (("guidance", 1.0), ("temperature", 1.0), ("sigma_min", 0.01), ("sigma_max", 80.0),
                         ("rho", 7.0)):
         if s[key] != before:
@@ -107,7 +110,7 @@ def sample(job: SampleJob, rank: int = 0, world_size: int = 1) -> dict:
     model = model.to(device)
     config.save(cfg, out / "config.yaml")
     all_rows = 2 * stream.dataset.index.num_samples  # role samples: both directions of every dyadic clip
-    settings = sampling_settings(cfg, all_rows, weights)
+    settings = sampling_settings(cfg, all_rows, weights, shard_fps(job.shards))
     part = part_name(rank, world_size) if world_size > 1 else None
     entries = previous_entries(out, settings, part, job.overwrite)
     mine = len(stream.dataset.index.task_rows(rank, world_size, stream.dataset.whole_clips))
