@@ -52,7 +52,8 @@ def settings_of(job: RenderJob, manifest: dict, k: int, beside: bool, renderer: 
                 "weights": manifest["settings"].get("weights"), "row_selection": job.rows, "k": k,
                 "ground_truth": job.ground_truth, "shards": job.shards, "faceverse": job.faceverse,
                 "simplified": job.simplified, "identity": job.identity, "pirender": job.pirender, "size": job.size,
-                "fps": manifest["settings"].get("fps", FPS), "frames": job.frames, "speaker_beside": beside, "renderer": renderer}
+                "fps": manifest["settings"].get("fps", FPS), "frames": job.frames, "speaker_beside": beside,
+                "renderer": renderer}
     if job.grid:  # only when set: folders rendered before the option existed keep their settings
         settings["grid"] = True
     return settings
