@@ -35,7 +35,10 @@ class Watch:
             if t.val_every:
                 self.vset = ValidationSet.from_shards(cfg, model.dim, model.density, self.shards, t.val_windows,
                                                       t.val_levels, seed=cfg.seed)
-            if t.sample_every:  # the ground truth only where it is scored: rank 0
+            if t.sample_every and cfg.data.eval_frames == 0:
+                dist.print0("[train] samples during training score fixed-length REACT 2024 clips; with whole clips "
+                            "(data.eval_frames=0, MARS) they are off: evaluate exports with `reactdiff evaluate`")
+            elif t.sample_every:  # the ground truth only where it is scored: rank 0
                 self.clips = PreviewClips.from_shards(cfg, self.shards, t.sample_clips, truth=dist.is_main())
         except (ValueError, FileNotFoundError, KeyError) as exc:
             error = exc
