@@ -195,7 +195,9 @@ def test_mars_sample_and_evaluate_whole_clips_both_protocols(mars_shards, tmp_pa
     assert gt["FRC"] > report["results"]["model"]["FRC"]
     assert set(report["results"]) == {"model", "baseline: mean", "baseline: random", "baseline: mime",
                                       "reference: ground truth"}
-    assert "(MARS)" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "(MARS)" in text and "frame-weighted" in text and (out / "couplings.png").is_file()
+    assert report["couplings"]["clips"] + report["couplings"]["skipped"] == 12
     assert evaluate_main(["--reactions", str(out), "--shards", str(shards), "--out", str(tmp_path / "e26"),
                           "--protocol", "react2026", "--wandb", "disabled", "--no-baselines"]) == 0
     assert json.loads((tmp_path / "e26" / "metrics.json").read_text())["rows"] == 6  # speaker -> listener only

@@ -17,7 +17,7 @@ from ..sampling.writer import load_manifest, reaction_path
 from .baselines import resolve_baseline_shards
 from .mars_metrics import MARS_METRICS, score
 from .mars_truth import align, load_mars_truth
-from .motion import clip_group_stats
+from .motion import clip_couplings, clip_group_stats
 from .report import write_report
 
 MARS_DESCRIPTIONS = {
@@ -90,11 +90,15 @@ def evaluate_mars(samples: Path, shards: Path, out: Path | None = None, protocol
         results[name]["motion"] = clip_group_stats([face[r.row] for r in rows],
                                                    [r.targets["3dmm"][0] for r in rows], fps)
     missing = sum(r.missing for r in rows)
+    pairs = clip_couplings([r.speaker["3dmm"] for r in rows], [r.targets["3dmm"][0] for r in rows],
+                           [faces[r.row] for r in rows], fps)
     report = {"samples": str(samples), "shards": str(shards), "sampling": settings, "rows": len(rows), "k": k,
               "frames": results["model"]["frames"], "fps": fps, "protocol": protocol, "kind": kind,
               "convention": protocol, "reference_quirks": reference_quirks, "metric_names": list(MARS_METRICS),
               "baseline_shards": str(pool_dir) if pool_dir else None, "descriptions": MARS_DESCRIPTIONS,
               "appropriate_missing": missing, "results": results, "seconds": round(time.time() - t0, 2)}
+    if pairs is not None:  # clips shorter than the lags (2 s each way) are left out of the curves, and counted
+        report["couplings"] = pairs
     if out is not None:
         write_report(report, out, wandb)
     return report

@@ -159,6 +159,11 @@ def coupling_curves(speaker: np.ndarray, listeners: np.ndarray, pair: tuple[Chan
     return lagged_correlation(np.broadcast_to(s, listeners.shape[:3]), pair[1](listeners), max_lag)
 
 
+def _peak(curve: np.ndarray, lags: list[int]) -> dict:
+    peak = int(np.argmax(np.abs(curve)))
+    return {"curve": [round(float(v), 5) for v in curve], "peak_lag": lags[peak], "peak": float(curve[peak])}
+
+
 def couplings(speaker: np.ndarray, true: np.ndarray, pred: np.ndarray | None, fps: float,
               max_lag_s: float = MAX_LAG_S) -> dict:
     """Pooled (mean over clips and reactions) cross-correlation curves for every pair of COUPLINGS, for the true
@@ -167,14 +172,29 @@ def couplings(speaker: np.ndarray, true: np.ndarray, pred: np.ndarray | None, fp
     lags = list(range(-max_lag, max_lag + 1))
     out = {"lags": lags, "fps": fps, "pairs": {}}
     for pair in COUPLINGS:
+        out["pairs"][coupling_name(pair)] = {
+            who: _peak(coupling_curves(speaker, x, pair, max_lag).mean(axis=(0, 1)), lags)
+            for who, x in (("true", true), ("generated", pred)) if x is not None}
+    return out
+
+
+def clip_couplings(speakers: list, trues: list, preds: list | None, fps: float,
+                   max_lag_s: float = MAX_LAG_S) -> dict | None:
+    """couplings for clips of different lengths: each clip's curve (mean over its reactions), then the
+    frame-weighted mean over the clips long enough for the lags (the others are counted in `skipped`)."""
+    max_lag = int(round(max_lag_s * fps))
+    keep = [i for i, s in enumerate(speakers) if len(s) > max_lag + 1]
+    if not keep:
+        return None
+    lags, weights = list(range(-max_lag, max_lag + 1)), [len(speakers[i]) for i in keep]
+    out = {"lags": lags, "fps": fps, "pairs": {}, "clips": len(keep), "skipped": len(speakers) - len(keep)}
+    for pair in COUPLINGS:
         entry = {}
-        for who, x in (("true", true), ("generated", pred)):
-            if x is None:
-                continue
-            curve = coupling_curves(speaker, x, pair, max_lag).mean(axis=(0, 1))
-            peak = int(np.argmax(np.abs(curve)))
-            entry[who] = {"curve": [round(float(v), 5) for v in curve], "peak_lag": lags[peak],
-                          "peak": float(curve[peak])}
+        for who, xs in (("true", trues), ("generated", preds)):
+            if xs is not None:
+                curves = [coupling_curves(speakers[i][None], xs[i][None], pair, max_lag).mean(axis=(0, 1))
+                          for i in keep]
+                entry[who] = _peak(np.average(curves, axis=0, weights=weights), lags)
         out["pairs"][coupling_name(pair)] = entry
     return out
 

@@ -141,7 +141,10 @@ def markdown(report: dict) -> str:
               "same clips (1.0 = human), and the share of the power above 3 Hz.", ""]
     lines += motion_table(report["results"])
     if "couplings" in report:
-        lines += ["", "Speaker -> listener cross-correlation, pooled over clips and reactions (positive lag: the "
+        c = report["couplings"]
+        which = (f"the {c['clips']} clips long enough for the lags, frame-weighted ({c['skipped']} shorter ones left "
+                 f"out)" if "skipped" in c else "clips")
+        lines += ["", f"Speaker -> listener cross-correlation, pooled over {which} and reactions (positive lag: the "
                       "listener follows):", ""]
         lines += coupling_table(report["couplings"]) + ["", "![cross-correlation against lag](couplings.png)"]
     return "\n".join(lines) + "\n"
@@ -152,7 +155,7 @@ def write_report(report: dict, out: Path, wandb: str = "disabled") -> None:
     whose failure only warns: the files are written."""
     atomic.write_json(out / "metrics.json", report)
     plot_metrics(report, out / "metrics.png")
-    if "couplings" in report:  # (not for clips of different lengths)
+    if "couplings" in report:  # (absent where no clip is long enough for the lags)
         plot_couplings(report["couplings"], out / "couplings.png")
     atomic.write_text(out / "report.md", markdown(report))
     try:
