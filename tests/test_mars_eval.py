@@ -216,3 +216,32 @@ def test_demo_runs_end_to_end_on_mars(tmp_path):
     report = json.loads((tmp_path / "w" / "eval" / "metrics.json").read_text())
     assert report["protocol"] == "react2025" and report["kind"] == "attributes" and report["fps"] == 30
     assert json.loads((tmp_path / "w" / "render" / "render.json").read_text())["settings"]["fps"] == 30
+
+
+def test_raw_audio_windows_at_30_fps_line_up_with_the_face_frames(mars_shards):
+    from reactdiff import config
+    from reactdiff.data.audio_features import LogMel
+    from reactdiff.data.reader import BatchStream
+
+    cfg = config.load(None, [f"data.shards={mars_shards / 'shards' / 'train'}", "data.window=60",
+                             "data.history=30", "data.batch_size=2", "data.num_workers=0", "data.audio=raw"])
+    batch = next(iter(BatchStream(cfg.data, train=True)))
+    assert batch["speaker_audio"].shape == (2, 90 * 16000 // 30)  # 3 s of 16 kHz audio for 90 frames at 30 fps
+    mel = LogMel()
+    feat = mel.batch(batch["speaker_audio"], 90)
+    assert feat.shape == (2, 90, 80)
+    # audio of 25 fps frames keeps REACT 2024's hops exactly (one 40 ms hop per frame, no interpolation)
+    x = batch["speaker_audio"][:, :75 * 640]
+    plain = torch.log(mel._mel(x.float()) + 1e-6).transpose(1, 2)[:, :75]
+    assert torch.equal(mel.batch(x, 75), plain)
+    # and a model with the in-model logmel frontend trains on them
+    from reactdiff.data.normalise import FaceStats
+    from reactdiff.model.export import build_model
+
+    mcfg = config.load(None, [f"data.shards={mars_shards / 'shards' / 'train'}", "data.window=64",
+                              "data.history=32", "data.batch_size=2", "data.num_workers=0", "data.audio=raw",
+                              "model.audio=logmel", "model.size=tiny"])
+    stream = BatchStream(mcfg.data, train=True)
+    model = build_model(mcfg, FaceStats.from_normaliser(stream.dataset.normaliser))
+    loss = model.training_loss(next(iter(stream)), history=32, generator=torch.Generator().manual_seed(0))["loss"]
+    assert torch.isfinite(loss)

@@ -36,9 +36,14 @@ class LogMel:
             n_mels=n_mels, center=True, power=2.0)
 
     def batch(self, audio: torch.Tensor, frames: int) -> torch.Tensor:
-        """(B, samples) 16 kHz -> (B, frames, n_mels); frame i is centred at i * 40 ms."""
+        """(B, samples) 16 kHz -> (B, frames, n_mels); frame i is centred at i * 40 ms. Audio covering `frames`
+        video frames at another rate than 25 fps gets its 40 ms hops interpolated to those frames."""
         self._mel = self._mel.to(audio.device)
         feat = torch.log(self._mel(audio.float()) + 1e-6).transpose(1, 2)
+        per_frame = audio.shape[1] / max(frames, 1)
+        if abs(per_frame - fv.SAMPLES_PER_FRAME) > 1:  # video at another rate (MARS: 30 fps): hops over the span
+            hops = max(1, round(audio.shape[1] / fv.SAMPLES_PER_FRAME))
+            return torch.stack([align_frames(f[:hops], frames) for f in feat])
         if feat.shape[1] >= frames:
             return feat[:, :frames]
         # audio a little shorter than the 3DMM track: repeat the last frame

@@ -49,19 +49,6 @@ def _features(front, spec: str) -> dict | None:
     return None
 
 
-def _frontend_features(front, audio: np.ndarray, frames: int) -> np.ndarray:
-    """Features of one recording at the clip's 30 fps: wav2vec2 aligns to any frame count itself; logmel's frames
-    are 40 ms hops (25 fps), made over the audio's span and then interpolated to the clip's frames."""
-    if front.kind != "logmel":
-        return front(audio, frames).astype(np.float16)
-    import torch
-
-    from .audio_features import align_frames
-
-    native = max(1, round(len(audio) / fv.SAMPLES_PER_FRAME))
-    return align_frames(torch.from_numpy(front(audio, native)), frames).numpy().astype(np.float16)
-
-
 def _person(clip: M.MarsClip, split_dir: Path, role: str, frames: int, audio_format: str, front, spec: str,
             fields: dict, person: str) -> tuple[int, dict]:
     """Encode one role's members into `fields` -> (audio samples, facts about its source)."""
@@ -74,7 +61,7 @@ def _person(clip: M.MarsClip, split_dir: Path, role: str, frames: int, audio_for
         fields[f"{person}.ref.png"] = first_frame_png(video, f"{role}/{clip.key}.mp4")
         facts["video"] = "mp4"
     if front is not None:
-        fields[f"{person}.feat.npy"] = encode_npy(_frontend_features(front, audio, frames))
+        fields[f"{person}.feat.npy"] = encode_npy(front(audio, frames).astype(np.float16))  # at the clip's fps
     elif spec == "provided":
         feat, facts["features"] = S.load_features(clip, split_dir, role, frames)
         fields[f"{person}.feat.npy"] = encode_npy(feat)

@@ -78,9 +78,10 @@ def cut_item(sample: dict, role: int, start: int, window: int, history: int) -> 
     }
     if f"{spk}.feat" in sample:
         item["speaker_feat"] = _frames(sample[f"{spk}.feat"], lo, hi)
-    if f"{spk}.audio" in sample:
-        spf = fv.SAMPLES_PER_FRAME
-        item["speaker_audio"] = _frames(sample[f"{spk}.audio"], lo * spf, hi * spf)
+    if f"{spk}.audio" in sample:  # the samples of frames [lo, hi) at the clip's frame rate (REACT 25, MARS 30)
+        spf = fv.AUDIO_RATE / meta.get("fps", fv.FPS)
+        a0 = round(lo * spf)
+        item["speaker_audio"] = _frames(sample[f"{spk}.audio"], a0, a0 + round((hi - lo) * spf))
     if f"{spk}.emotion" in sample:
         item["speaker_emotion"] = _frames(sample[f"{spk}.emotion"], lo, hi)
         item["listener_emotion"] = _frames(sample[f"{lis}.emotion"], lo, hi)
