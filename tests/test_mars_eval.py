@@ -216,6 +216,12 @@ def test_demo_runs_end_to_end_on_mars(tmp_path):
     report = json.loads((tmp_path / "w" / "eval" / "metrics.json").read_text())
     assert report["protocol"] == "react2025" and report["kind"] == "attributes" and report["fps"] == 30
     assert json.loads((tmp_path / "w" / "render" / "render.json").read_text())["settings"]["fps"] == 30
+    from wandb_records import history, offline_runs  # what wandb stored of the aggregation: the MARS metrics
+
+    [log] = offline_runs(tmp_path / "w" / "eval")
+    [row] = history(log)
+    assert row["eval/model/FRC"] == pytest.approx(report["results"]["model"]["FRC"])
+    assert "eval/model/TLCC" in row and "eval/model/FRCorr" not in row
 
 
 def test_raw_audio_windows_at_30_fps_line_up_with_the_face_frames(mars_shards):

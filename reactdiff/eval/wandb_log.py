@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .metrics import METRICS
 
-COLUMNS = (*METRICS, "FRRea")  # FRRea when the evaluation had renders
 
 
 def training_run(samples: Path) -> tuple[str | None, str]:
@@ -39,19 +38,21 @@ def log_evaluation(report: dict, out: Path, mode: str = "offline") -> str | None
     run = wandb.init(project=project, group=group, job_type="eval", mode=mode, dir=str(out),
                      name=f"eval {group or out.name} {Path(report['shards']).name}",
                      config={"samples": report["samples"], "shards": report["shards"], "k": report["k"],
-                             "convention": report["convention"], "sampling": report["sampling"]})
+                             "convention": report["convention"], "protocol": report.get("protocol", "react2024"),
+                             "sampling": report["sampling"]})
     try:
         results = report["results"]
+        columns = (*report.get("metric_names", METRICS), "FRRea")  # the MARS protocols name theirs
         summary = {}
         for row, values in results.items():
-            for m in COLUMNS:
+            for m in columns:
                 if isinstance(values.get(m), (int, float)):
                     summary[f"eval/{row}/{m}"] = values[m]
             for group_name, stats in values.get("motion", {}).items():
                 summary[f"eval/{row}/jitter_ratio/{group_name}"] = stats["jitter_ratio"]
                 summary[f"eval/{row}/variance_ratio/{group_name}"] = stats["variance_ratio"]
-        table = wandb.Table(columns=["row", *COLUMNS],
-                            data=[[row, *(values.get(m) for m in COLUMNS)] for row, values in results.items()])
+        table = wandb.Table(columns=["row", *columns],
+                            data=[[row, *(values.get(m) for m in columns)] for row, values in results.items()])
         media = {f"eval/{p.stem}": wandb.Image(str(p)) for p in (out / "metrics.png", out / "couplings.png")
                  if p.is_file()}
         run.log({**summary, "eval/table": table, **media})
