@@ -134,13 +134,9 @@ def submit_eval(args, cluster) -> list:
 
     # the tasks split the clips as the sampler's reader will: by frames when it takes whole clips (MARS)
     whole_clips = config.load(Path(job.export) / CONFIG, list(job.overrides), saved=True).data.eval_frames == 0
-    from ..eval.mars_truth import is_mars_shards
+    from ..eval.mars_truth import resolve_protocol
 
-    mars = is_mars_shards(job.shards)
-    protocol = args.protocol or ("react2025" if mars else "react2024")
-    if mars != (protocol != "react2024"):
-        raise ValueError(f"--protocol {protocol} does not fit {args.shards} ({'MARS' if mars else 'REACT 2024'} "
-                         f"clips; MARS: react2025 or react2026)")
+    protocol = resolve_protocol(job.shards, args.protocol)
     spec = {"job": job, "shards": job.shards, "out": str(out), "convention": args.convention, "protocol": protocol,
             "threads": cluster.cpus_per_task,
             "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,

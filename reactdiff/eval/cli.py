@@ -42,18 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> dict:
-    from .mars_truth import is_mars_shards
+    from .mars_truth import resolve_protocol
 
     samples, shards, out = Path(args.samples), Path(args.shards), Path(args.out or args.samples)
     baseline_shards = Path(args.baseline_shards) if args.baseline_shards else None
     if args.renders and not args.fid_weights:
         raise ValueError("--renders needs --fid-weights (FRRea uses pytorch-fid's InceptionV3; nothing is downloaded)")
-    mars = is_mars_shards(shards)
-    protocol = args.protocol or ("react2025" if mars else "react2024")
-    if mars != (protocol != "react2024"):
-        raise ValueError(f"--protocol {protocol} does not fit {shards}, which holds "
-                         f"{'MARS' if mars else 'REACT 2024'} clips (MARS: react2025 or react2026)")
-    if mars:
+    protocol = resolve_protocol(shards, args.protocol)
+    if protocol != "react2024":
         from .mars_evaluate import evaluate_mars
 
         if args.renders:

@@ -40,10 +40,10 @@ def _reactions(samples: Path, rows: list, emotion: bool) -> dict[int, np.ndarray
 
 def _pool(baseline_shards: Path) -> dict[str, list[np.ndarray]]:
     """Every recording of the baseline split (both roles), per kind."""
-    from .mars_truth import KINDS, _clips
+    from .mars_truth import KINDS, read_clips
     from ..data.shard_index import ShardIndex
 
-    clips = _clips(ShardIndex.open(baseline_shards))
+    clips = read_clips(ShardIndex.open(baseline_shards))
     return {kind: [c[f"{p}.{member}"] for c in clips.values() for p in ("a", "b")] for kind, member in KINDS.items()}
 
 

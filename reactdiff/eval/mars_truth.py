@@ -42,7 +42,18 @@ def is_mars_shards(shards: str | Path) -> bool:
     return mf.load_index(Path(shards)).get("layout") == "mars"
 
 
-def _clips(index: ShardIndex) -> dict[tuple[str, str], dict]:
+def resolve_protocol(shards: str | Path, protocol: str | None) -> str:
+    """The protocol to score `shards` with: as given (checked against the shards' layout), or the layout's
+    default (react2025 for MARS, react2024 otherwise)."""
+    mars = is_mars_shards(shards)
+    protocol = protocol or ("react2025" if mars else "react2024")
+    if mars != (protocol != "react2024"):
+        raise ValueError(f"--protocol {protocol} does not fit {shards}, which holds "
+                         f"{'MARS' if mars else 'REACT 2024'} clips (MARS: react2025 or react2026)")
+    return protocol
+
+
+def read_clips(index: ShardIndex) -> dict[tuple[str, str], dict]:
     """(session, stem) -> {"meta", "a.fv", "b.fv", "a.emotion", "b.emotion"} for every sample of the folder."""
     wanted = {"meta.json"} | {f"{p}.{m}.npy" for p in PERSONS for m in KINDS.values()}
     out = {}
@@ -63,7 +74,7 @@ def load_mars_truth(shards: str | Path, protocol: str) -> list[MarsRow]:
     """The rows a protocol scores, in row order (react2025: both directions, react2026: speaker -> listener)."""
     if protocol not in M.PROTOCOLS:
         raise ValueError(f"protocol {protocol!r}: the MARS protocols are {', '.join(M.PROTOCOLS)}")
-    clips = _clips(ShardIndex.open(shards))
+    clips = read_clips(ShardIndex.open(shards))
     speaking = M.PROTOCOLS[protocol]
     rows = []
     for (session, _), clip in clips.items():
