@@ -131,6 +131,8 @@ class ModelConfig:
     au_weight: float = 0.01  # facial-action-unit dependency prior weight
     kinematics_lags: list[int] = dataclasses.field(default_factory=lambda: [1, 8])  # velocity lags (frames)
     cond_dropout: float = 0.0  # training: share of windows whose speaker streams are replaced by a learned "none"
+    face_dropout: float = 0.0  # training: share of windows whose speaker 3DMM alone is replaced by a learned "no
+    #                            face" (the model can then react to audio alone: live audio-only sessions)
     noise: NoiseKind = NoiseKind.spectral  # diffusion noise: white, or with the data's temporal spectrum
     anchor: Anchor = Anchor.regression  # denoise windows as absolute values, or relative to the last known listener
     #                                     frame (last_frame) or to their prediction from it (regression, measured best)
@@ -267,6 +269,7 @@ LEGACY_DEFAULTS = {
     "model.kinematics": "raw_pose",
     "model.acceleration_weight": 0.0,
     "model.cond_dropout": 0.0,
+    "model.face_dropout": 0.0,
     "model.noise": "white",
     "model.anchor": "none",
     "model.aligned_speaker": False,
@@ -362,6 +365,8 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"train.ema_max: in [0, 1), got {cfg.train.ema_max}")
     if not 0 <= cfg.model.cond_dropout < 1:
         raise ConfigError(f"model.cond_dropout: in [0, 1), got {cfg.model.cond_dropout}")
+    if not 0 <= cfg.model.face_dropout < 1:
+        raise ConfigError(f"model.face_dropout: in [0, 1), got {cfg.model.face_dropout}")
     if cfg.sample.guidance != 1 and cfg.model.cond_dropout == 0:
         raise ConfigError(f"sample.guidance={cfg.sample.guidance} needs a model trained with condition dropout "
                           f"(model.cond_dropout > 0): without it the model has no unconditional mode to guide from")

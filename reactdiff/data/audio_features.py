@@ -57,6 +57,76 @@ class LogMel:
         return {"kind": self.kind, "dim": self.dim, "fps": fv.FPS}
 
 
+class StreamingLogMel:
+    """LogMel computed while 16 kHz audio arrives, for live sessions: frame i (centred at i * 640 samples; its
+    1024-sample window reaches 512 samples ahead) is made as soon as its window is complete, and `finish` makes the
+    last frames as LogMel pads them at the clip's end (reflect). The frames equal LogMel's over the whole clip."""
+
+    lookahead = 512  # samples past a frame's centre its window needs
+
+    def __init__(self, logmel: LogMel | None = None) -> None:
+        import torchaudio.functional as AF
+
+        self.logmel = logmel or LogMel()
+        spec = self.logmel._mel.spectrogram
+        self._spectrogram = lambda x: AF.spectrogram(  # noqa: E731 - MelSpectrogram's, without its centring pad
+            x, 0, spec.window, spec.n_fft, spec.hop_length, spec.win_length, spec.power, spec.normalized,
+            center=False)
+        self.dim, self.frames = self.logmel.dim, 0  # frames [0, self.frames) are made
+        self._audio = np.zeros(0, np.float32)  # received samples from self._offset on
+        self._offset, self._received = 0, 0
+        self._head = np.zeros(0, np.float32)  # the clip's first samples: frame 0's window reflects them
+
+    def push(self, pcm: np.ndarray) -> np.ndarray:
+        """Append samples (float32 in [-1, 1]); -> the (n, dim) frames their arrival completes."""
+        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        self._audio = np.concatenate([self._audio, pcm])
+        self._received += len(pcm)
+        if len(self._head) <= self.lookahead:
+            self._head = np.concatenate([self._head, pcm[:self.lookahead + 1 - len(self._head)]])
+        if self._received <= self.lookahead:  # frame 0 reflects samples 1..512
+            return np.zeros((0, self.dim), np.float32)
+        ready = (self._received - self.lookahead) // fv.SAMPLES_PER_FRAME + 1  # frames whose window is complete
+        return self._make(ready, self._received)
+
+    def finish(self, frames: int, audio_frames: int | None = None) -> np.ndarray:
+        """The frames up to `frames` the clip's end completes: the audio ends where it ended, or (audio_frames) it is
+        cut or zero-padded to that many frames' samples first, as a reader's eval window is."""
+        end = self._received
+        if audio_frames is not None:
+            end = audio_frames * fv.SAMPLES_PER_FRAME
+            if end > self._received:
+                self._audio = np.concatenate([self._audio, np.zeros(end - self._received, np.float32)])
+        made = self._make(min(frames, 1 + end // fv.SAMPLES_PER_FRAME), end, tail=True)
+        if self.frames < frames:  # audio shorter than the 3DMM track: the last frame repeats (as LogMel does)
+            last = made[-1:] if len(made) else self._last
+            made = np.concatenate([made, np.repeat(last, frames - self.frames, axis=0)])
+            self.frames = frames
+        return made
+
+    def _make(self, upto: int, end: int, tail: bool = False) -> np.ndarray:
+        """Frames [self.frames, upto) from the samples before `end` (tail: reflected past it, the clip's end)."""
+        if upto <= self.frames:
+            return np.zeros((0, self.dim), np.float32)
+        hop, half = fv.SAMPLES_PER_FRAME, self.lookahead
+        lo, hi = self.frames * hop - half, (upto - 1) * hop + half  # the original samples the windows cover
+        segment = self._audio[max(lo, 0) - self._offset:min(hi, end) - self._offset]
+        if lo < 0:  # frame 0: LogMel's reflect padding of the clip's first samples
+            segment = np.concatenate([self._head[1:1 - lo][::-1], segment])
+        if tail and hi > end:
+            clip = self._audio[:end - self._offset]
+            segment = np.concatenate([segment, clip[len(clip) - 1 - (hi - end):len(clip) - 1][::-1]])
+        with torch.no_grad():
+            spec = self._spectrogram(torch.from_numpy(np.ascontiguousarray(segment))[None])
+            made = torch.log(self.logmel._mel.mel_scale(spec) + 1e-6)[0].T.numpy()
+        self.frames = upto
+        keep = self.frames * hop - half  # the next frame's first sample
+        if keep > self._offset:
+            self._audio, self._offset = self._audio[keep - self._offset:], keep
+        self._last = made[-1:]
+        return made
+
+
 class Wav2Vec2:
     """Frozen `Wav2Vec2Model` from a local folder written by `save_pretrained`; last hidden state at 25 fps."""
 
@@ -112,3 +182,46 @@ def make_frontend(spec: str):
     if kind == "logmel":
         return LogMel()
     return Wav2Vec2(path)
+
+
+def pcm_recipe(cfg) -> dict:
+    """How a model's audio features are made from 16 kHz PCM, recorded in its export (live sessions need it):
+    model.audio, the shards' feature spec when the model reads stored features (model.audio=feat), their fps."""
+    from .shard_folder import load_index, shard_fps
+
+    kind, _ = parse_spec(cfg.model.audio, feat=True)
+    recipe = {"model_audio": str(cfg.model.audio), "features": None if kind == "feat" else str(cfg.model.audio),
+              "fps": fv.FPS}
+    try:
+        settings = load_index(cfg.data.shards).get("settings", {})
+        recipe["fps"] = shard_fps(cfg.data.shards)
+        if kind == "feat":
+            recipe["features"], recipe["stored"] = settings.get("audio_features"), "float16"
+    except (FileNotFoundError, ValueError, OSError):
+        pass  # the training shards are not here: features stay unknown (live PCM is then refused, saying why)
+    return recipe
+
+
+def streaming_frontend(recipe: dict | None):
+    """The causal frontend that makes a model's features from live PCM (None: the model takes no audio);
+    a ValueError says why when they cannot be made from a live stream."""
+    if recipe is None:
+        raise ValueError("the export records no audio recipe (exported before live serving existed): re-export it "
+                         "(reactdiff export) to record how its audio features are made")
+    spec = recipe.get("features")
+    if recipe.get("model_audio") == "none":
+        return None
+    if spec is None:
+        raise ValueError(f"model.audio={recipe.get('model_audio')} reads the training shards' stored features, and "
+                         f"the export does not know how they were made (its shards were not readable at export time)")
+    kind = str(spec).partition(":")[0]
+    if kind != "logmel":
+        why = {"wav2vec2": "wav2vec2 runs its transformer over the whole clip at once",
+               "provided": "they are the dataset's own wav2vec features, not computed here",
+               "none": "the shards hold no audio features"}.get(kind, f"{spec!r} is not a known causal frontend")
+        raise ValueError(f"this export's audio features ({spec}) cannot be computed causally from a live audio "
+                         f"stream: {why}")
+    if recipe.get("fps", fv.FPS) != fv.FPS:
+        raise ValueError(f"this export's log-mel features are at {recipe['fps']} fps, made by interpolating 40 ms "
+                         f"hops over each whole clip: not causal; live sessions need a {fv.FPS} fps export")
+    return StreamingLogMel()

@@ -22,7 +22,7 @@ from . import shard_folder as mf
 from . import react_source as src
 from .audio_features import make_frontend, parse_spec
 from .layout import ClipPath, PairRow, pair_list_path, read_pair_list
-from .sample_format import FORMAT_VERSION, PERSONS, encode_audio, encode_json, encode_npy, sample_key
+from .sample_format import FORMAT_VERSION, PERSONS, decode_audio, encode_audio, encode_json, encode_npy, sample_key
 from .tario import ShardBuilder
 
 _FRONTEND = None  # per process: the audio frontend (wav2vec2 loads once per worker, not once per clip)
@@ -84,6 +84,7 @@ def process_row(row: PairRow, split_dir: Path, split: str, n_rows: int, audio_fo
             fields[f"{person}.fv.npy"] = encode_npy(face)
             fields[f"{person}.emotion.npy"] = encode_npy(emotion)
             fields[f"{person}.audio.{audio_format}"] = encode_audio(audio, audio_format)
+            audio = decode_audio(fields[f"{person}.audio.{audio_format}"])  # features of the stored (16-bit) audio
             fields[f"{person}.ref.png"] = ref_png
             if _FRONTEND is not None:
                 fields[f"{person}.feat.npy"] = encode_npy(_FRONTEND(audio, frames).astype(np.float16))

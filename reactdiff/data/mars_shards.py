@@ -26,7 +26,7 @@ from . import shard_folder as mf
 from .audio_features import parse_spec
 from .normalise import frame_moments, merge_moments
 from .react_source import ClipRejected, first_frame_png
-from .sample_format import PERSONS, encode_audio, encode_json, encode_npy, sample_key
+from .sample_format import PERSONS, decode_audio, encode_audio, encode_json, encode_npy, sample_key
 
 ROLE_OF = dict(zip(PERSONS, M.ROLES))  # a: the speaker-role recording, b: the listener-role one
 FEATURE_SPECS = "none | provided (the dataset's audio-features) | logmel | wav2vec2:/path/to/hf_folder"
@@ -55,6 +55,7 @@ def _person(clip: M.MarsClip, split_dir: Path, role: str, frames: int, audio_for
     audio, audio_info = S.load_audio(clip, split_dir, role, frames)
     fields[f"{person}.emotion.npy"] = encode_npy(S.load_attributes(clip, split_dir, role, frames))
     fields[f"{person}.audio.{audio_format}"] = encode_audio(audio, audio_format)
+    audio = decode_audio(fields[f"{person}.audio.{audio_format}"])  # features of the stored (16-bit) audio
     facts = {"audio_rate": audio_info["rate"], "audio_channels": audio_info["channels"], "video": None}
     video = clip.path(split_dir, M.FACE_VIDEO_DIR, role)
     if video.is_file():  # the reference frame for PIRender; MARS users often skip the videos

@@ -18,15 +18,26 @@ SPEAKER, PAST_LISTENER = 0, 1
 
 class ContextEncoder(nn.Module):
     def __init__(self, fv_dim: int, audio_dim: int, listener_dim: int, dim: int, layers: int, heads: int,
-                 dropout: float = 0.0, null_speaker: bool = False) -> None:
+                 dropout: float = 0.0, null_speaker: bool = False, null_face: bool = False) -> None:
         super().__init__()
         self.dim = dim
         self.null_speaker = nn.Parameter(torch.zeros(dim)) if null_speaker else None
+        # the learned "no face" speaker 3DMM (face dropout): the model hears the speaker without seeing them
+        self.null_face = nn.Parameter(torch.zeros(fv_dim)) if null_face else None
         self.speaker = nn.Linear(fv_dim + audio_dim, dim)
         self.past = nn.Linear(listener_dim, dim)
         self.kind = nn.Embedding(2, dim)
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=dropout, batch_first=True, norm_first=True)
         self.mixer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers else nn.Identity()
+
+    def face_or_null(self, speaker_fv: torch.Tensor, drop_face: torch.Tensor | None) -> torch.Tensor:
+        """speaker_fv with the learned "no face" in place of the samples `drop_face` (B,) marks."""
+        if drop_face is None:
+            return speaker_fv
+        if self.null_face is None:
+            raise ValueError("this model has no 'no face' speaker (trained without model.face_dropout): it cannot "
+                             "react to audio alone")
+        return torch.where(drop_face.view(-1, 1, 1), self.null_face.to(speaker_fv.dtype), speaker_fv)
 
     def forward(self, speaker_fv: torch.Tensor, audio: torch.Tensor | None, past_listener: torch.Tensor,
                 valid: torch.Tensor, history: int,

@@ -2,7 +2,8 @@
 
     export/model.safetensors   ReactDiff state dict (EMA weights when written by training), normalisation stats
     export/config.yaml         the run's resolved config (model, data normalisation, sampling defaults)
-    export/export.json         parameter count, sha256 of the weights, what the weights are (ema / random-init)
+    export/export.json         parameter count, sha256 of the weights, what the weights are (ema / random-init),
+                               how its audio features are made from 16 kHz PCM (`audio`: live sessions read it)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import atomic, config
 from ..data import frame_layout as fv
+from ..data.audio_features import pcm_recipe
 from ..digest import sha256_file
 from ..data.normalise import FaceStats
 from .reactdiff import ReactDiff
@@ -51,7 +53,7 @@ def save_export(folder: str | Path, model: ReactDiff, cfg, kind: str) -> Path:
         save_file(state, str(tmp))
     config.save(cfg, folder / CONFIG)
     atomic.write_json(folder / META, {"weights": kind, "parameters": model.num_parameters(),
-                                      "sha256": sha256_file(folder / WEIGHTS)})
+                                      "sha256": sha256_file(folder / WEIGHTS), "audio": pcm_recipe(cfg)})
     return folder
 
 

@@ -58,10 +58,11 @@ class ReactDiff(nn.Module):
                  velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8), kinematics: str = "raw_pose",
                  acceleration_weight: float = 0.0, cond_dropout: float = 0.0, noise: str = "white",
                  window: int = 64, anchor: str = "none", aligned_speaker: bool = False,
-                 loss_weight_power: float = 0.0) -> None:
+                 loss_weight_power: float = 0.0, face_dropout: float = 0.0) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
+        self.face_dropout = float(face_dropout)
         if anchor not in ("none", "last_frame", "regression"):
             raise ValueError(f"anchor {anchor!r}: expected none, last_frame or regression")
         self.anchored = anchor != "none"
@@ -69,7 +70,8 @@ class ReactDiff(nn.Module):
         self.past_regression = PastRegression(window, self.dim) if anchor == "regression" else None
         self.audio = AudioFrontend(audio, audio_dim)
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
-                                              null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker),
+                                              null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker,
+                                              null_face=face_dropout > 0),
                                  sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
         if noise not in ("white", "spectral"):
@@ -109,7 +111,7 @@ class ReactDiff(nn.Module):
                    acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout,
                    noise=cfg.noise.value, window=window,
                    anchor=cfg.anchor.value, aligned_speaker=cfg.aligned_speaker,
-                   loss_weight_power=cfg.loss_weight_power)
+                   loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -166,18 +168,24 @@ class ReactDiff(nn.Module):
         drop = None
         if self.training and self.cond_dropout > 0:  # classifier-free guidance's unconditional mode; never in eval
             drop = (torch.rand(b, generator=generator) < self.cond_dropout).to(device)
-        per_sample, terms = self.denoising_loss(batch, history, sigma, noise, drop)
+        drop_face = None
+        if self.training and self.face_dropout > 0:  # the "no face" speaker of audio-only live sessions
+            drop_face = (torch.rand(b, generator=generator) < self.face_dropout).to(device)
+        per_sample, terms = self.denoising_loss(batch, history, sigma, noise, drop, drop_face)
         denoise = per_sample.mean()
         return {"loss": denoise + terms["prior_total"], "denoise": denoise, **terms}
 
     def denoising_loss(self, batch: dict, history: int, sigma: torch.Tensor, white: torch.Tensor,
-                       drop: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                       drop: torch.Tensor | None = None,
+                       drop_face: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """The per-window EDM loss (B,) at noise levels sigma (B,) with white noise (B, W, dim) (coloured here),
         and the prior terms; training draws sigma and the noise, validation fixes them."""
         stream = self.listener_stream(batch).to(self.dtype)
         x0, past = stream[:, history:], stream[:, :history]
         noise = self.colour_noise(white.to(self.dtype))
         cond = self.condition(batch, past, drop)
+        if drop_face is not None:
+            cond["drop_face"] = drop_face
         whiten = None if self.spectrum is None else self.spectrum.loss_coordinates
         anchor = self.anchor(past, x0.shape[1])
         anchor = 0 if anchor is None else anchor  # the denoiser sees x0 - anchor, the priors the absolute estimate

@@ -65,7 +65,7 @@ class Level(nn.Module):
 
 class TemporalUNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape,
-                 null_speaker: bool = False, aligned_speaker: bool = False) -> None:
+                 null_speaker: bool = False, aligned_speaker: bool = False, null_face: bool = False) -> None:
         super().__init__()
         self.shape = shape
         speaker_dim = fv_dim + audio_dim
@@ -75,7 +75,7 @@ class TemporalUNet(nn.Module):
         self.noise_embed = nn.Sequential(FourierEmbedding(ch[0]), nn.Linear(ch[0], emb_dim), nn.SiLU(),
                                          nn.Linear(emb_dim, emb_dim))
         self.context = ContextEncoder(fv_dim, audio_dim, in_dim, shape.context_dim, shape.context_layers,
-                                      shape.heads, shape.dropout, null_speaker)
+                                      shape.heads, shape.dropout, null_speaker, null_face)
         self.inp = nn.Conv1d(in_dim + (speaker_dim + in_dim if aligned_speaker else 0), ch[0], 3, padding=1)
         attn_from = n_levels - shape.self_attention_levels
         self.down, self.downsample, skips = nn.ModuleList(), nn.ModuleList(), [ch[0]]
@@ -115,11 +115,14 @@ class TemporalUNet(nn.Module):
         return torch.arange(h.shape[2], device=h.device, dtype=torch.float32) * 2 ** level
 
     def prepare(self, speaker_fv: torch.Tensor, audio: torch.Tensor | None, past_listener: torch.Tensor,
-                valid: torch.Tensor, drop: torch.Tensor | None = None) -> dict:
+                valid: torch.Tensor, drop: torch.Tensor | None = None,
+                drop_face: torch.Tensor | None = None) -> dict:
         """Everything that depends on the conditioning only: context tokens and every cross-attention's keys and
         values. Samplers compute it once per window instead of once per network evaluation. drop (B,) bool: the
-        samples whose speaker condition is replaced by the learned "no speaker" (condition dropout, guidance)."""
+        samples whose speaker condition is replaced by the learned "no speaker" (condition dropout, guidance);
+        drop_face (B,) bool: those whose speaker 3DMM alone is replaced by the learned "no face" (audio only)."""
         history = past_listener.shape[1]
+        speaker_fv = self.context.face_or_null(speaker_fv, drop_face)
         tokens, times, mask = self.context(speaker_fv, audio, past_listener, valid, history, drop)
         kv = {level: level.cross.context_kv(tokens, times) for level in self.modules() if isinstance(level, Level)}
         cache = {"kv": kv, "mask": mask}

@@ -50,6 +50,57 @@ def _guided(denoise, scale: float):
     return guided
 
 
+class WindowSampler:
+    """The sampling of one window for a batch of reactions, each with its own noise generator: what whole-clip
+    generation (`generate`) and live sessions (reactdiff.serve) share, so both make the same reactions. Rows of
+    different clips (or live sessions) may share a call: each row's noise comes from its own generator."""
+
+    def __init__(self, model, *, sampler: str, steps: int, sigma_min: float = 0.01, sigma_max: float = 80.0,
+                 rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0, device=None) -> None:
+        self.model, self.sampler = model, sampler
+        self.guidance, self.temperature = float(guidance), float(temperature)
+        self.device = device if device is not None else next(model.parameters()).device
+        self.sigmas = get_sigmas_karras(steps, sigma_min, sigma_max, rho, device=self.device)
+
+    def __call__(self, cond: dict, gens: list[torch.Generator], w: int) -> torch.Tensor:
+        """cond: `model.conditioning` of the rows' windows; gens: one generator per row -> (rows, w, dim) frames."""
+        model, device, rows = self.model, self.device, len(gens)
+        extra = {"cache": model.unet.prepare(**cond)}
+        if self.guidance != 1:
+            extra["cache_none"] = model.unet.prepare(**cond, drop=torch.ones(rows, dtype=torch.bool, device=device))
+        x = model.colour_noise(randn_per_sample((w, model.dim), gens, device, torch.float32)) * self.sigmas[0]
+        white = PerSampleNoiseSampler(gens, (w, model.dim), device, torch.float32)
+        noise = lambda s, s_next: model.colour_noise(white(s, s_next))  # noqa: E731 - the diffusion's noise
+        if self.temperature != 1:
+            x = x * self.temperature
+            noise = lambda s, s_next, n=noise: n(s, s_next) * self.temperature  # noqa: E731
+        denoise = model.denoise if self.guidance == 1 else _guided(model.denoise, self.guidance)
+        new = sample(self.sampler, denoise, x, self.sigmas, extra_args=extra, noise_sampler=noise)
+        anchor = model.anchor(cond["past_listener"], w)  # windows relative to the last generated frame
+        return new if anchor is None else new + anchor
+
+
+def window_condition(model, speaker: torch.Tensor, audio: torch.Tensor | None, out: torch.Tensor,
+                     valid: torch.Tensor, start: int, history: int, window: int) -> dict:
+    """The conditioning of the window [start, start + window): the speaker streams over [start - history, start +
+    window) and the listener frames generated before it (zeros before the clip starts)."""
+    lo, hi = start - history, start + window
+    return model.conditioning(_pad_past(speaker, lo, hi), _pad_past(audio, lo, hi) if audio is not None else None,
+                              _pad_past(out, lo, start), _pad_past(valid, lo, hi))
+
+
+def place_window(out: torch.Tensor, new: torch.Tensor, start: int, done: int) -> int:
+    """Write a window's frames into `out` at `start`, cross-fading the frames [start, done) the previous window
+    generated too (old -> new); returns the new end of the generated frames."""
+    shared = done - start
+    if shared > 0:
+        ramp = torch.linspace(0, 1, shared + 2, device=new.device)[1:-1].view(1, -1, 1)
+        new = new.clone()
+        new[:, :shared] = (1 - ramp) * out[:, start:done] + ramp * new[:, :shared]
+    out[:, start:start + new.shape[1]] = new
+    return start + new.shape[1]
+
+
 @torch.inference_mode()
 def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: int, sampler: str, steps: int,
              sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0, seed: int = 0,
@@ -71,32 +122,11 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
         frames = window
     gens = per_sample_generators([reaction_seed(seed, key, role, j) for key, role in zip(batch["key"], batch["role"])
                                   for j in range(k)])
-    sigmas = get_sigmas_karras(steps, sigma_min, sigma_max, rho, device=device)
+    step = WindowSampler(model, sampler=sampler, steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+                         guidance=guidance, temperature=temperature, device=device)
     out = torch.zeros(b * k, frames, model.dim, device=device)
     done = 0  # frames [0, done) are generated
     for start in window_starts(frames, window, overlap):
-        lo, hi = start - history, min(start + window, frames)
-        w = hi - start
-        cond = model.conditioning(_pad_past(speaker, lo, hi), _pad_past(audio, lo, hi) if audio is not None else None,
-                                  _pad_past(out, lo, start), _pad_past(valid, lo, hi))
-        extra = {"cache": model.unet.prepare(**cond)}
-        if guidance != 1:
-            extra["cache_none"] = model.unet.prepare(**cond, drop=torch.ones(b * k, dtype=torch.bool, device=device))
-        x = model.colour_noise(randn_per_sample((w, model.dim), gens, device, torch.float32)) * sigmas[0]
-        white = PerSampleNoiseSampler(gens, (w, model.dim), device, torch.float32)
-        noise = lambda s, s_next: model.colour_noise(white(s, s_next))  # noqa: E731 - the diffusion's noise
-        if temperature != 1:
-            x = x * temperature
-            noise = lambda s, s_next, n=noise: n(s, s_next) * temperature  # noqa: E731
-        denoise = model.denoise if guidance == 1 else _guided(model.denoise, guidance)
-        new = sample(sampler, denoise, x, sigmas, extra_args=extra, noise_sampler=noise)
-        anchor = model.anchor(cond["past_listener"], w)  # windows relative to the last generated frame
-        if anchor is not None:
-            new = new + anchor
-        shared = done - start  # frames generated by the previous window too: cross-fade old -> new
-        if shared > 0:
-            ramp = torch.linspace(0, 1, shared + 2, device=device)[1:-1].view(1, -1, 1)
-            new[:, :shared] = (1 - ramp) * out[:, start:done] + ramp * new[:, :shared]
-        out[:, start:hi] = new
-        done = hi
+        cond = window_condition(model, speaker, audio, out, valid, start, history, window)
+        done = place_window(out, step(cond, gens, window), start, done)
     return out.view(b, k, frames, model.dim)[:, :, :real]
