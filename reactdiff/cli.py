@@ -15,6 +15,7 @@ COMMANDS = {
     "sample": ("reactdiff.sampling.cli", "generate K reactions per speaker clip of a shard folder"),
     "evaluate": ("reactdiff.eval.cli", "REACT metrics of generated reactions -> metrics.json + report.md"),
     "render": ("reactdiff.render.cli", "mp4 videos of generated reactions (grey FaceVerse meshes, speaker beside)"),
+    "serve": ("reactdiff.serve.cli", "live listener reactions over WebSockets, with a web page (the serve extra)"),
     "launch": ("reactdiff.cluster.launch_cli", "submit train / eval / render to SLURM (= python launch/slurm.py)"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
     "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|watch|quality`"),

@@ -11,12 +11,11 @@ from reactdiff import config
 from reactdiff.data.audio_features import LogMel, StreamingLogMel
 from reactdiff.data.normalise import FaceStats
 from reactdiff.data.reader import make_normaliser
-from reactdiff.data.sample_format import PEERS, decode_audio, decode_json, decode_npy
-from reactdiff.data.shard_index import ShardIndex
 from reactdiff.model.export import build_model, save_export
 from reactdiff.sampling.job import SampleJob
 from reactdiff.sampling.run import sample
 from reactdiff.sampling.writer import load_manifest, reaction_path
+from reactdiff.serve.clips import ClipCatalogue
 from reactdiff.serve.session import LiveModel, ReactionSession, SessionError, merge
 
 WINDOW, OVERLAP = 32, 8
@@ -35,17 +34,8 @@ def make_export(shards, out, overrides=()):
 
 
 def speaker_of(shards, row: int):
-    """The raw speaker streams of a role row, as a live client would send them: 3DMM (T, 58), 16 kHz audio."""
-    index = ShardIndex.open(shards)
-    for shard in range(len(index.files)):
-        for i in range(len(index.keys[shard])):
-            raw = index.read(shard, i)
-            meta = decode_json(raw["meta.json"])
-            for spk, lis in PEERS.values():
-                if meta["matrix_rows"][spk] == row:
-                    audio = decode_audio(raw[f"{spk}.audio.{meta['audio_format']}"])
-                    return decode_npy(raw[f"{spk}.fv.npy"]), audio, meta["key"], f"{spk}->{lis}"
-    raise KeyError(row)
+    """The raw speaker streams of a role row, as a live client sends them: 3DMM (T, 58), 16 kHz audio, key, role."""
+    return ClipCatalogue(shards).speaker(row)
 
 
 def stream(session, face, audio, rng, max_frames: int = 40):

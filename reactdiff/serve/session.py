@@ -265,6 +265,15 @@ class ReactionSession:
             return None
         return self._pending(total - self.window, total)
 
+    def remaining(self) -> Update:
+        """After the last window: the frames not sent yet (final)."""
+        return self._send(self.sent, self.clip_frames, final=True)
+
+    @property
+    def clip_frames(self) -> int | None:
+        """The clip's length once it has finished, else None."""
+        return self._clip_frames if self.finished else None
+
     # ---- one session on its own (the server batches sessions instead)
     def push(self, audio: np.ndarray | None = None, face: np.ndarray | None = None) -> Update | None:
         """feed + sample every window now due; -> the frames made final (None when none)."""
@@ -276,7 +285,7 @@ class ReactionSession:
         first = self._run(self.due)
         last = self._run(self.finish_pending, once=True)
         if last is None:  # the windows so far reach the end: send what is left
-            last = self._send(self.sent, self._clip_frames, final=True)
+            last = self.remaining()
         if first is not None:
             last = merge(first, last)
         return last
