@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh test
 .venv/bin/ruff check .  # ruff.toml: pyflakes + pycodestyle at line length 120
+# the live page's browser test needs Debian's chromium + chromium-driver (root installs them; else it skips)
+if [[ $(id -u) == 0 && ${REACTDIFF_BROWSER_TESTS:-1} == 1 ]] && ! command -v chromedriver >/dev/null; then
+  echo "[test] apt-get install chromium chromium-driver (the live page's browser test)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+    chromium-driver >/dev/null || echo "[test] could not install chromium: the browser test will skip"
+fi
 if [[ $(id -u) == 0 && ${REACTDIFF_SLURM_TESTS:-1} == 1 ]]; then
   export SLURM_LOCAL_DIR=${SLURM_LOCAL_DIR:-/tmp/reactdiff-slurm-tests}
   bash tools/slurm_local.sh up

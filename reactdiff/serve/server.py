@@ -102,8 +102,8 @@ class ReactionServer:
         sid = next(self._ids)
         try:
             if len(self.sessions) >= self.limits.max_sessions:
-                raise ProtocolError(f"the service is full: {self.limits.max_sessions} sessions at once (--max-sessions)",
-                                    code=1013)
+                raise ProtocolError(f"the service is full: {self.limits.max_sessions} sessions at once "
+                                    f"(--max-sessions)", code=1013)
             try:
                 first = await asyncio.wait_for(ws.recv(), self.limits.open_timeout_s)
             except asyncio.TimeoutError:
