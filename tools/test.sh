@@ -9,7 +9,7 @@ bash tools/setup.sh test
 # the live page's browser test needs Debian's chromium + chromium-driver (root installs them; else it skips)
 if [[ $(id -u) == 0 && ${REACTDIFF_BROWSER_TESTS:-1} == 1 ]] && ! command -v chromedriver >/dev/null; then
   echo "[test] apt-get install chromium chromium-driver (the live page's browser test)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
     chromium-driver >/dev/null || echo "[test] could not install chromium: the browser test will skip"
 fi
 if [[ $(id -u) == 0 && ${REACTDIFF_SLURM_TESTS:-1} == 1 ]]; then
