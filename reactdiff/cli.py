@@ -18,7 +18,7 @@ COMMANDS = {
     "serve": ("reactdiff.serve.cli", "live listener reactions over WebSockets, with a web page (the serve extra)"),
     "launch": ("reactdiff.cluster.launch_cli", "submit train / eval / render to SLURM (= python launch/slurm.py)"),
     "demo": ("reactdiff.demo", "the whole system end to end on CPU, small"),
-    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|watch|quality`"),
+    "bench": (None, "benchmarks: `reactdiff bench loader|model|train|metrics|cluster|render|watch|stream|quality`"),
 }
 BENCHES = {
     "loader": ("reactdiff.bench.loader", "training windows/s from shards vs the raw REACT layout"),
@@ -30,6 +30,7 @@ BENCHES = {
     "model": ("reactdiff.bench.model", "generation and training-step speed per model size vs the released schedule"),
     "render": ("reactdiff.bench.render", "grey-mesh (torch, pytorch3d) and PIRender frames/s, batched vs per frame"),
     "watch": ("reactdiff.bench.watch", "validation + samples during training as a share of training time"),
+    "stream": ("reactdiff.bench.stream", "live sessions served in real time, batched vs one window per call"),
     "quality": ("reactdiff.bench.quality",
                 "train -> sample -> evaluate on planted couplings: the model vs honest baselines"),
 }

@@ -9,6 +9,8 @@
        with motion statistics -> metrics.json + report.md
     -> rendering (reactdiff render): grey FaceVerse-mesh mp4s of a clip's reactions and its true listener, the
        speaker beside them with the speaker's audio (a synthetic head in the FaceVerse model-file format)
+    -> live (reactdiff serve, loopback): a test clip streamed chunk by chunk through the WebSocket service gives
+       the reactions `reactdiff sample` made for it
 
 `--layout mars` runs the same path on a synthetic MARS-layout dataset (REACT 2025 / 2026: session folders, clips of
 40-600 frames at 30 fps): whole-clip generation and the react2025 protocol on the 25 facial attributes.
@@ -76,11 +78,11 @@ def _mars_dataset(work: Path, args) -> dict:
     root = work / "mars"
     info = root / "synthetic.json"
     if info.is_file() and json.loads(info.read_text())["args"]["sessions"] == sessions:
-        print(f"[demo] 1/8 synthetic MARS dataset: reusing {root}")
+        print(f"[demo] 1/9 synthetic MARS dataset: reusing {root}")
         return {"root": root, "reused": True}
     s = generate_mars(root, sessions=sessions, clips_per_session=3, min_frames=MARS_FRAMES[0],
                       max_frames=MARS_FRAMES[1], progress=not args.quiet, force=True)
-    print(f"[demo] 1/8 synthetic MARS dataset: {root}, {s['clips']} dyadic clips of {MARS_FRAMES[0]}-"
+    print(f"[demo] 1/9 synthetic MARS dataset: {root}, {s['clips']} dyadic clips of {MARS_FRAMES[0]}-"
           f"{MARS_FRAMES[1]} frames at 30 fps, {s['bytes'] / 1e6:.0f} MB in {s['seconds']:.1f} s")
     return {"root": root, "reused": False}
 
@@ -96,13 +98,13 @@ def _dataset(work: Path, args) -> dict:
     if info.is_file():
         have = json.loads(info.read_text())["args"]
         if all(have.get(k) == v for k, v in wanted.items()):
-            print(f"[demo] 1/8 synthetic REACT dataset: reusing {root}")
+            print(f"[demo] 1/9 synthetic REACT dataset: reusing {root}")
             return {"root": root, "reused": True}
     t0 = time.time()
     summary = generate_dataset(root, seed=0, clips_per_session=2, video="png", workers=args.workers,
                                progress=not args.quiet, force=True, **wanted)
     clips = {s: v["clips"] for s, v in summary["splits"].items()}
-    print(f"[demo] 1/8 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
+    print(f"[demo] 1/9 synthetic REACT dataset: {root}, dyadic clips per split {clips}, "
           f"{summary['bytes'] / 1e6:.0f} MB in {time.time() - t0:.1f} s")
     return {"root": root, "reused": False}
 
@@ -134,12 +136,12 @@ def run(args) -> int:
         if index is None:
             continue
         run_ = index["run"]
-        print(f"[demo] 2/8 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
+        print(f"[demo] 2/9 shards {split}: " + describe_index(shards / split)[0].split(": ", 1)[1]
               + f" (wrote {run_['shards_written']}, kept {run_['shards_kept']})")
     cfg = config.load(args.config, [f"data.shards={shards / 'train'}", *args.overrides])
     config.save(cfg, work / "config.yaml")
     lines, facts = read_batches(cfg.data, args.batches, train=True)
-    print("[demo] 3/8 " + "\n           ".join(lines))
+    print("[demo] 3/9 " + "\n           ".join(lines))
     # exact resume: stop half way, restore the position into a new stream, compare keys
     straight = [b["key"] + [str(s) for s in b["start"].tolist()] for _, b in zip(range(6), BatchStream(cfg.data))]
     first = BatchStream(cfg.data)
@@ -152,7 +154,7 @@ def run(args) -> int:
                                          f"data.eval_frames={min(750, args.frames)}", *args.overrides])
     lines, facts = read_batches(eval_cfg.data, 0, train=False)
     total = mf.load_index(shards / "test")["totals"]["role_samples"]
-    print("[demo] 4/8 " + "\n           ".join(lines))
+    print("[demo] 4/9 " + "\n           ".join(lines))
     ok = head + tail == straight and sorted(facts["rows"]) == list(range(total))
     export = _train(work, shards / "train", args)
     report = _fan_out_eval(work, shards / "test", export, args) if export is not None else None
@@ -164,11 +166,12 @@ def run(args) -> int:
         names, keys = (("FRC", "FRD", "S-MSE", "FRVar", "TLCC"), ("FRC", "FRD")) if mars else (
             ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn"), ())
         protocol = f" ({report['protocol']}, {report['kind']})" if mars else ""
-        print(f"[demo] 7/8 metrics{protocol}: " + ", ".join(f"{m} {model[m]:.3f}" for m in names) +
+        print(f"[demo] 7/9 metrics{protocol}: " + ", ".join(f"{m} {model[m]:.3f}" for m in names) +
               f"; jitter vs real listeners (expression / rotation / translation) {jitter}; the table with the mean, "
               f"random (from the train split) and mime baselines: {work / 'eval' / 'report.md'}")
         print(f"           {verdict(report['results'], *keys)}")
     ok = ok and report is not None and _render(work, shards / "test", args)
+    ok = ok and _live(work, shards / "test", export, args)
     print(f"[demo] {'OK' if ok else 'FAILED'}: every test role sample read exactly once "
           f"({len(facts['rows'])}/{total}), reactions for all of them; resolved config in {work / 'config.yaml'}")
     return 0 if ok else 1
@@ -187,10 +190,10 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in res.stdout.splitlines() if line.startswith(("step ", "[train]"))]
     if res.returncode != 0:
-        print("[demo] 5/8 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
+        print("[demo] 5/9 training FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
         return None
     rows = read_rows(run_dir / "metrics.jsonl")
-    print(f"[demo] 5/8 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
+    print(f"[demo] 5/9 training: {args.train_procs} processes, {rows[-1]['step']} steps in {time.time() - t0:.1f} s, "
           f"loss {rows[0]['loss']:.3f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.3f} (step {rows[-1]['step']}); "
           f"{run_dir}/loss.png, EMA export {run_dir / 'export'}")
     watched = [line for line in lines if line.startswith(("[train] validation", "[train] samples"))]
@@ -217,11 +220,11 @@ def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | N
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0 or not (out / "metrics.json").is_file():
-        print("[demo] 6/8 evaluation fan-out FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
+        print("[demo] 6/9 evaluation fan-out FAILED:\n" + res.stdout[-3000:] + res.stderr[-3000:], file=sys.stderr)
         return None
     report = json.loads((out / "metrics.json").read_text())
     first = np.load(reaction_path(out, 0))
-    print(f"[demo] 6/8 evaluation fan-out (reactdiff launch eval, submitit local executor): 2 sampling tasks + "
+    print(f"[demo] 6/9 evaluation fan-out (reactdiff launch eval, submitit local executor): 2 sampling tasks + "
           f"aggregation in {time.time() - t0:.1f} s; {report['rows']} speaker clips x {first.shape[0]} reactions of "
           f"{first.shape[1]} frames (raw 3DMM, {first.shape[2]} dims) from the trained EMA weights -> {out}/reactions")
     return report
@@ -252,13 +255,51 @@ def _render(work: Path, test_shards: Path, args) -> bool:
                         "--shards", str(test_shards), "--ground-truth", "--rows", "0", "--k", "2", "--size", "128",
                         *(["--quiet"] if args.quiet else [])])
     if code != 0:
-        print("[demo] 8/8 rendering FAILED", file=sys.stderr)
+        print("[demo] 8/9 rendering FAILED", file=sys.stderr)
         return False
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.mp4"))
-    print(f"[demo] 8/8 rendering (reactdiff render) in {time.time() - t0:.1f} s: {', '.join(files)} in {out} "
+    print(f"[demo] 8/9 rendering (reactdiff render) in {time.time() - t0:.1f} s: {', '.join(files)} in {out} "
           f"([speaker | listener] grey meshes, {load_manifest(work / 'eval')['settings'].get('fps', 25)} fps, "
           f"speaker audio)")
     return len(files) == 3
+
+
+def _live(work: Path, test_shards: Path, export: Path, args) -> bool:
+    """The first test clip through the live service (in this process, loopback), against its sampled reactions."""
+    try:
+        import websockets  # noqa: F401 - the serve extra
+    except ImportError:
+        print("[demo] 9/9 live: skipped (the serve extra is not installed: pip install -e .[serve])")
+        return True
+    from .serve.background import start
+    from .serve.client import stream_clip
+    from .serve.clips import ClipCatalogue
+    from .serve.session import LiveModel, SessionError
+
+    live = LiveModel.load(export)
+    try:
+        live.frontend()
+    except SessionError as exc:
+        print(f"[demo] 9/9 live: skipped ({exc})")
+        return True
+    sampled = np.load(reaction_path(work / "eval", 0))
+    face, audio, key, role = ClipCatalogue(test_shards).speaker(0)
+    face = face[:sampled.shape[1]]  # the frames the evaluation generated (data.eval_frames)
+    server = start(live, shards=test_shards, faceverse=_faceverse_model(work))
+    try:
+        t0 = time.time()
+        got, messages = stream_clip(server.url, face, audio, k=sampled.shape[0], key=key, role=role, chunk=8)
+    finally:
+        server.close()
+    windows = [w for m in messages if m["type"] == "frames" for w in m["windows"]]
+    compute = np.median([w["compute_ms"] for w in windows])
+    diff = float(np.abs(got - sampled).max())
+    print(f"[demo] 9/9 live (reactdiff serve, loopback): test clip 0 streamed in 8-frame chunks in "
+          f"{time.time() - t0:.1f} s: {got.shape[1]} frames x {got.shape[0]} reactions in {len(windows)} windows "
+          f"(compute {compute:.0f} ms per window, median); max |difference| from reactdiff sample's: {diff:.1e}; "
+          f"`reactdiff serve --export {export} --shards {test_shards} --faceverse {_faceverse_model(work)}` "
+          f"serves the page at http://127.0.0.1:8765/")
+    return diff < 1e-3
 
 
 def main(argv: list[str] | None = None) -> int:

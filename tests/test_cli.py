@@ -78,9 +78,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "resume check: 3 batches + restore + 3 batches == 6 straight: True" in out
     assert "[demo] OK: every test role sample read exactly once (4/4)" in out
-    assert "5/8 training: 2 processes, 6 steps" in out and "[demo] 7/8 metrics" in out
-    assert "6/8 evaluation fan-out" in out and "4 speaker clips x 4 reactions of 160 frames" in out
-    assert "8/8 rendering (reactdiff render)" in out and "00000/gt.mp4, 00000/k0.mp4, 00000/k1.mp4" in out
+    assert "5/9 training: 2 processes, 6 steps" in out and "[demo] 7/9 metrics" in out
+    assert "6/9 evaluation fan-out" in out and "4 speaker clips x 4 reactions of 160 frames" in out
+    assert "8/9 rendering (reactdiff render)" in out and "00000/gt.mp4, 00000/k0.mp4, 00000/k1.mp4" in out
+    assert "9/9 live (reactdiff serve, loopback): test clip 0 streamed" in out and "160 frames x 4 reactions" in out
     with av.open(str(tmp_path / "work" / "render" / "00000" / "k1.mp4")) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (256, 128) and len(c.streams.audio) == 1
         assert sum(1 for _ in c.decode(video=0)) == 160

@@ -14,11 +14,12 @@ import pytest
 pytest.importorskip("websockets")
 from websockets.sync.client import connect  # noqa: E402
 
+from reactdiff.serve.client import stream_clip  # noqa: E402
 from reactdiff.serve.clips import ClipCatalogue  # noqa: E402
 from reactdiff.serve.protocol import FACE, PCM  # noqa: E402
 from reactdiff.serve.session import LiveModel, ReactionSession  # noqa: E402
 
-from serve_helpers import start  # noqa: E402
+from reactdiff.serve.background import start  # noqa: E402
 from test_serve_session import make_export, stream  # noqa: E402
 
 
@@ -39,28 +40,10 @@ def service(live, tiny_shards, tmp_path_factory):
 
 
 def client_stream(url, face, audio, k=2, key="live", role="speaker->listener", chunk=10, result=None):
-    """Stream a clip through the socket in chunks of `chunk` frames; -> (assembled frames, messages)."""
-    out = np.zeros((k, len(face), 58), np.float32)
-    messages = []
-    with connect(url, max_size=None) as ws:
-        ws.send(json.dumps({"type": "open", "k": k, "key": key, "role": role}))
-        ready = json.loads(ws.recv())
-        assert ready["type"] == "ready", ready
-        for f in range(0, len(face), chunk):
-            ws.send(PCM + audio[f * 640:(f + chunk) * 640].astype("<f4").tobytes())
-            ws.send(FACE + face[f:f + chunk].astype("<f4").tobytes())
-        ws.send(PCM + audio[len(face) * 640:].astype("<f4").tobytes())
-        ws.send(json.dumps({"type": "end"}))
-        while True:
-            msg = json.loads(ws.recv())
-            messages.append(msg)
-            if msg["type"] == "frames":
-                out[:, msg["start"]:msg["start"] + msg["count"]] = np.asarray(msg["face"], np.float32)
-            if msg["type"] in ("done", "error"):
-                break
+    out = stream_clip(url, face, audio, k=k, key=key, role=role, chunk=chunk)
     if result is not None:
-        result.append((out, messages))
-    return out, messages
+        result.append(out)
+    return out
 
 
 def alone(live, face, audio, key, role, k=2):

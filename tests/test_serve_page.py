@@ -13,7 +13,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 
 from reactdiff.serve.session import LiveModel  # noqa: E402
 
-from serve_helpers import start  # noqa: E402
+from reactdiff.serve.background import start  # noqa: E402
 from test_serve_session import make_export  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -81,5 +81,5 @@ def test_demo_from_the_wheel(wheel_env):
               "--video-size", "16", "--batches", "4", "--quiet", "data.window=32", "data.history=16", "train.steps=4",
               "train.checkpoint_every=2", "train.log_every=2", "train.warmup_steps=2")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "[demo] 7/8 metrics" in out.stdout and "8/8 rendering" in out.stdout
+    assert "[demo] 7/9 metrics" in out.stdout and "8/9 rendering" in out.stdout and "[demo] 9/9 live" in out.stdout
     assert (wheel_env["work"] / "runs" / "demo" / "render").is_dir()

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${REACTDIFF_VENV:-.venv}
 python=${REACTDIFF_PYTHON:-python3}
-extras=""
+extras="[serve]"  # the demo also streams a clip through the live service
 case ${1:-} in
   "") ;;
   test) extras="[test]" ;;

@@ -43,6 +43,11 @@ class WindowBatcher:
         await self._queue.put((pending, future, time.perf_counter()))
         return await future
 
+    async def offload(self, fn, *args):
+        """Run fn(*args) on the model's worker thread: all torch work of the service happens on that one thread,
+        so two threads never contend for torch's intra-op thread pool (measured: 5x slower windows on 2 cores)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
     async def _loop(self) -> None:
         while True:
             batch = [await self._queue.get()]

@@ -145,7 +145,7 @@ class ReactionServer:
                     wake.set()
                     break
                 audio, face = parse_binary(message, audio_format)
-                session.feed(audio, face)
+                await self.batcher.offload(session.feed, audio, face)
                 wake.set()
             else:
                 return  # the client closed without "end"

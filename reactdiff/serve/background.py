@@ -1,12 +1,12 @@
-"""A live service on a free localhost port, in a background thread, for the serve tests."""
+"""A live service on a free localhost port in a background thread of this process (the tests and bench_stream)."""
 from __future__ import annotations
 
 import asyncio
 import threading
 
-from reactdiff.serve.batcher import WindowBatcher
-from reactdiff.serve.protocol import Limits
-from reactdiff.serve.server import ReactionServer, run_server
+from .batcher import WindowBatcher
+from .protocol import Limits
+from .server import ReactionServer, run_server
 
 
 class RunningServer:
@@ -43,6 +43,7 @@ class RunningServer:
 
 
 def start(live, shards=None, faceverse=None, max_sessions: int = 16, max_message_bytes: int = 1 << 20,
-          max_wait_s: float = 0.01) -> RunningServer:
-    return RunningServer(ReactionServer(live, Limits(max_message_bytes=max_message_bytes, max_sessions=max_sessions),
-                                        WindowBatcher(max_wait_s=max_wait_s), shards=shards, faceverse=faceverse))
+          max_wait_s: float = 0.01, max_rows: int = 256) -> RunningServer:
+    limits = Limits(max_message_bytes=max_message_bytes, max_sessions=max_sessions)
+    batcher = WindowBatcher(max_wait_s=max_wait_s, max_rows=max_rows)
+    return RunningServer(ReactionServer(live, limits, batcher, shards=shards, faceverse=faceverse))
