@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("websockets")
@@ -79,6 +80,20 @@ def test_the_page_streams_a_clip_and_draws_the_listener(browser, service):
     assert state["received"] == 120 and state["compute"] == 5 and state["e2e"] > 50
     assert state["lit"] > 2000, state  # a grey face on the dark background
     assert "done: 120 listener frames" in state["status"]
+
+
+def test_a_wav_file_drives_an_audio_only_listener(browser, service, tmp_path):
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    t = np.arange(int(44100 * 2.0)) / 44100  # 2 s of a 44.1 kHz tone with a pause: the page resamples it
+    sf.write(tmp_path / "speech.wav", (0.3 * np.sin(2 * np.pi * 220 * t) * (t % 1 < 0.6)).astype(np.float32), 44100)
+    browser.get(service.http + "/")
+    wait_for(browser, lambda s: s["status"].startswith("ready"), 30, "the page got ready")
+    browser.find_element(By.ID, "wav").send_keys(str(tmp_path / "speech.wav"))
+    browser.find_element(By.ID, "play-wav").click()
+    state = wait_for(browser, lambda s: s["done"], 60, "the wav file streamed")
+    assert state["received"] == 50 and state["drawn"] > 0 and state["lit"] > 2000, state
 
 
 def test_the_microphone_drives_an_audio_only_listener(browser, service):

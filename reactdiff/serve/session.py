@@ -101,10 +101,15 @@ class Pending:
 
 
 class ReactionSession:
-    def __init__(self, live: LiveModel, k: int = 1, window: int | None = None, overlap: int | None = None,
+    """One live speaker -> K listener reactions. `live`: a LiveModel (shared by sessions) or an export folder
+    (loaded on `device`). Settings default to the export's config (sample.window / overlap / steps / seed ...)."""
+
+    def __init__(self, live: LiveModel | str | Path, k: int = 1, window: int | None = None, overlap: int | None = None,
                  seed: int | None = None, key: str = "live", role: str = "speaker->listener", face: bool = True,
                  steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None, device: str = "cpu") -> None:
+        if not isinstance(live, LiveModel):
+            live = LiveModel.load(live, device)
         s, d = live.cfg.sample, live.cfg.data
         self.live, self.model, self.device = live, live.model, live.device
         self.k, self.key, self.role = int(k), str(key), str(role)
