@@ -97,7 +97,7 @@ def test_bench_loader_prints_ratios(capsys):
     out = capsys.readouterr().out
     assert "vs raw" in out and out.count("x\n") >= 5 and "the raw loader" in out
     assert "stock webdataset streaming" in out and "x stock webdataset streaming the same shards" in out
-    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render", "watch", "quality"}
+    assert set(BENCHES) == {"loader", "model", "train", "metrics", "cluster", "render", "watch", "stream", "quality"}
 
 
 def test_bench_train_prints_its_table(capsys):

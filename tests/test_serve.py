@@ -152,3 +152,13 @@ def test_the_page_and_its_data_are_served(service, tiny_shards):
     assert len(mesh) == 8 + 4 * (v * 3 + 52 * v * 3 + f * 3)
     with pytest.raises(urllib.error.HTTPError, match="404"):
         get("/clip/99/face.f32")
+
+
+def test_bench_stream_prints_its_tables(capsys):
+    from reactdiff.cli import main as cli_main
+
+    assert cli_main(["bench", "stream", "--size", "tiny", "--steps", "2", "--window", "16", "--overlap", "4",
+                     "--history", "8", "--seconds", "1.5", "--k", "1", "--max-sessions", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| K | sessions | compute p50 / p95 (ms)" in out and "| 1 | 2 |" in out
+    assert "one window per call (baseline, same run) | ratio |" in out and "x |" in out

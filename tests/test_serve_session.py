@@ -79,7 +79,8 @@ def test_a_clip_streamed_in_chunks_equals_reactdiff_sample(tiny_shards, tmp_path
 
 def test_streaming_logmel_equals_the_whole_clip():
     rng = np.random.default_rng(1)
-    for n, frames, chunk in [(751 * 640 + 300, 751, 1000), (100 * 640, 100, 7), (3000, 5, 100), (25600, 40, 25600)]:
+    for n, frames, chunk in [(751 * 640 + 300, 751, 1000), (750 * 640, 751, 640), (100 * 640, 100, 7), (3000, 5, 100),
+                             (25600, 40, 25600)]:
         a = (rng.standard_normal(n) * 0.1).astype(np.float32)
         s = StreamingLogMel()
         got = np.concatenate([s.push(a[i:i + chunk]) for i in range(0, n, chunk)] + [s.finish(frames)])
@@ -160,3 +161,29 @@ def test_face_dropout_trains_the_no_face(tiny_shards):
     assert model.unet.context.null_face.grad is not None and model.unet.context.null_face.grad.abs().sum() > 0
     with pytest.raises(config.ConfigError, match="face_dropout"):
         config.load(None, ["model.face_dropout=1.5"])
+
+
+def test_windows_whose_audio_ends_early_still_follow_the_sampling_grid(tiny_shards, tmp_path):
+    from reactdiff.sampling.online import window_starts
+
+    live = LiveModel.load(make_export(tiny_shards, tmp_path / "export"))
+    face, wav, _, _ = speaker_of(tiny_shards, 0)
+    for audio_frames in (60, 3):  # the audio stops a window (or nearly the whole clip) before the face does
+        session = ReactionSession(live)
+        first = session.push(wav[:audio_frames * 640], face)
+        last = session.finish()
+        starts = [w[0] for u in (first, last) if u is not None for w in u.windows]
+        assert starts == window_starts(len(face), WINDOW, OVERLAP)
+        out = merge(first, last) if first is not None else last
+        assert out.start == 0 and out.face.shape[1] == len(face)
+        assert (np.abs(out.face).sum(-1) > 0).all()  # no frame left unmade
+
+
+def test_audio_only_sessions_end_on_whole_frames(tiny_shards, tmp_path):
+    live = LiveModel.load(make_export(tiny_shards, tmp_path / "export", ["model.face_dropout=0.2", "sample.overlap=0"]))
+    _, wav, _, _ = speaker_of(tiny_shards, 0)
+    session = ReactionSession(live, face=False)
+    u = session.push(wav[:WINDOW * 640 + 600])  # 600 samples into frame 32: frame 32 is not whole yet
+    assert u is None or u.end <= WINDOW
+    last = session.finish()
+    assert last.end == WINDOW and last.final

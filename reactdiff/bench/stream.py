@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {k} | {r['sessions']} | {r['compute_p50'] * 1000:.0f} / {r['compute_p95'] * 1000:.0f} | "
                   f"{r['e2e_p50']:.2f} / {r['e2e_p95']:.2f} | {r['rows']:.1f} | {'yes' if r['real_time'] else 'no'} |")
     print()
-    print("| K | real-time sessions, batched | one window per call (baseline) | ratio |")
+    print("| K | real-time sessions, batched | one window per call (baseline, same run) | ratio |")
     print("| ---: | ---: | ---: | ---: |")
     for k, batched, base in rows:
         b, u = best(batched), (best(base) if base else None)

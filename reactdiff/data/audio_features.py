@@ -76,6 +76,7 @@ class StreamingLogMel:
         self._audio = np.zeros(0, np.float32)  # received samples from self._offset on
         self._offset, self._received = 0, 0
         self._head = np.zeros(0, np.float32)  # the clip's first samples: frame 0's window reflects them
+        self._last = np.zeros((0, self.dim), np.float32)
 
     def push(self, pcm: np.ndarray) -> np.ndarray:
         """Append samples (float32 in [-1, 1]); -> the (n, dim) frames their arrival completes."""
@@ -97,6 +98,9 @@ class StreamingLogMel:
             end = audio_frames * fv.SAMPLES_PER_FRAME
             if end > self._received:
                 self._audio = np.concatenate([self._audio, np.zeros(end - self._received, np.float32)])
+        if end <= self.lookahead:
+            raise ValueError(f"audio of {end} samples is too short for one log-mel frame (it needs more than "
+                             f"{self.lookahead}, as LogMel's reflect padding does)")
         made = self._make(min(frames, 1 + end // fv.SAMPLES_PER_FRAME), end, tail=True)
         if self.frames < frames:  # audio shorter than the 3DMM track: the last frame repeats (as LogMel does)
             last = made[-1:] if len(made) else self._last
@@ -120,7 +124,7 @@ class StreamingLogMel:
             spec = self._spectrogram(torch.from_numpy(np.ascontiguousarray(segment))[None])
             made = torch.log(self.logmel._mel.mel_scale(spec) + 1e-6)[0].T.numpy()
         self.frames = upto
-        keep = self.frames * hop - half  # the next frame's first sample
+        keep = self.frames * hop - half - 1  # the next frame's first sample, and the one before (the end's reflect)
         if keep > self._offset:
             self._audio, self._offset = self._audio[keep - self._offset:], keep
         self._last = made[-1:]

@@ -71,16 +71,19 @@ class WindowBatcher:
                 await self._call(items)
 
     async def _call(self, items: list) -> None:
-        live = [f for _, f, _ in items if not f.cancelled()]
-        if not live:
+        items = [item for item in items if not item[1].done()]  # sessions that went away are not sampled
+        if not items:
             return
         start = time.perf_counter()
         try:
             frames, seconds = await asyncio.get_running_loop().run_in_executor(self._pool, _sample, items)
-        except Exception as exc:  # noqa: BLE001 - every waiting session hears of it
-            for _, future, _ in items:
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - only the session at fault hears of it
+            if len(items) > 1:  # find it: each window on its own
+                for item in items:
+                    await self._call([item])
+                return
+            if not items[0][1].done():
+                items[0][1].set_exception(exc)
             return
         self.calls += 1
         rows, at = sum(p.session.k for p, _, _ in items), 0

@@ -46,9 +46,12 @@ class Limits:
     max_sessions: int = 16
     open_timeout_s: float = 10.0
     max_k: int = 16
+    max_steps: int = 100  # sampling steps a session may ask for (one session must not hold the worker)
+    max_window: int = 256  # frames per window a session may ask for
 
     def describe(self) -> dict:
-        return {"max_message_bytes": self.max_message_bytes, "max_sessions": self.max_sessions, "max_k": self.max_k}
+        return {"max_message_bytes": self.max_message_bytes, "max_sessions": self.max_sessions, "max_k": self.max_k,
+                "max_steps": self.max_steps, "max_window": self.max_window}
 
 
 def parse_open(text: str, limits: Limits) -> dict:
@@ -75,6 +78,9 @@ def parse_open(text: str, limits: Limits) -> dict:
             if not isinstance(msg[name], kind) or isinstance(msg[name], bool):
                 raise ProtocolError(f"open: {name}={msg[name]!r} has the wrong type")
             kwargs[name] = msg[name]
+    for name, top in (("steps", limits.max_steps), ("window", limits.max_window)):
+        if name in kwargs and not 1 <= kwargs[name] <= top:
+            raise ProtocolError(f"open: {name}={kwargs[name]}: expected 1..{top}")
     return kwargs
 
 

@@ -112,6 +112,9 @@ class ReactionServer:
                 raise ProtocolError("the first message must be the JSON 'open' message")
             kwargs = parse_open(first, self.limits)
             audio_format = kwargs.pop("audio_format")
+            if len(self.sessions) >= self.limits.max_sessions:  # others opened while this one was waiting
+                raise ProtocolError(f"the service is full: {self.limits.max_sessions} sessions at once "
+                                    f"(--max-sessions)", code=1013)
             session = ReactionSession(self.live, **kwargs)
             self.sessions[sid] = session
             await ws.send(json.dumps({"type": "ready", "session": sid, "fps": self.live.fps, "window": session.window,
@@ -123,16 +126,24 @@ class ReactionServer:
             await _refuse(ws, str(exc), getattr(exc, "code", 1008))
         except ConnectionClosed:
             pass  # the client went away: its session ends here, the others go on
+        except Exception as exc:  # noqa: BLE001 - a bug or a failing model: this session hears it, the others go on
+            log.exception("session %d failed", sid)
+            await _refuse(ws, f"internal error: {type(exc).__name__}: {exc}", 1011)
         finally:
             self.sessions.pop(sid, None)
 
     async def _stream(self, ws: ServerConnection, session: ReactionSession, audio_format: str) -> None:
+        """Receive the speaker while the pump samples and sends; whichever fails first ends the session."""
         wake, ended = asyncio.Event(), asyncio.Event()
         pump = asyncio.create_task(self._pump(ws, session, wake, ended))
         try:
-            async for message in ws:
-                if pump.done():
+            while not ended.is_set():
+                receive = asyncio.create_task(ws.recv())
+                await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
+                if not receive.done():  # the pump ended first (an error): stop listening
+                    receive.cancel()
                     break
+                message = receive.result()  # ConnectionClosed when the client went away
                 if len(message) > self.limits.max_message_bytes:
                     raise ProtocolError(f"message of {len(message)} bytes: the limit is "
                                         f"{self.limits.max_message_bytes} (send smaller chunks)", code=1009)
@@ -142,40 +153,36 @@ class ReactionServer:
                         raise ProtocolError(f"unknown message type {msg.get('type')!r} (expected binary data or "
                                             f"{{\"type\": \"end\"}})")
                     ended.set()
-                    wake.set()
-                    break
-                audio, face = parse_binary(message, audio_format)
-                await self.batcher.offload(session.feed, audio, face)
+                else:
+                    audio, face = parse_binary(message, audio_format)
+                    # on the worker thread, like every other use of the session: one thread owns its state
+                    await self.batcher.offload(session.feed, audio, face)
                 wake.set()
-            else:
-                return  # the client closed without "end"
             await pump
         finally:
             if not pump.done():
                 pump.cancel()
-        if pump.exception() is not None:
-            raise pump.exception()
 
     async def _pump(self, ws, session: ReactionSession, wake: asyncio.Event, ended: asyncio.Event) -> None:
         """Sample the session's windows as they fall due, one in flight at a time; send each update."""
+        offload = self.batcher.offload
         while True:
             await wake.wait()
             wake.clear()
-            while (pending := session.due()) is not None:
+            while (pending := await offload(session.due)) is not None:
                 await self._window(ws, session, pending)
             if ended.is_set():
-                pending = session.finish_pending()
-                if pending is not None:
+                while (pending := await offload(session.finish_pending)) is not None:
                     await self._window(ws, session, pending)
-                else:
-                    await ws.send(frames_message(session.remaining(), self.live.fps, []))
+                if not session.final_sent:
+                    await ws.send(frames_message(await offload(session.remaining), self.live.fps, []))
                 await ws.send(json.dumps({"type": "done", "frames": session.clip_frames}))
                 await ws.close(1000, "done")
                 return
 
     async def _window(self, ws, session: ReactionSession, pending) -> None:
         result = await self.batcher.run(pending)
-        update = session.accept(pending, result.frames, result.compute_s)
+        update = await self.batcher.offload(session.accept, pending, result.frames, result.compute_s)
         if update is not None:
             windows = [{"start": start, "compute_ms": 1000 * seconds, "queue_ms": 1000 * result.queue_s,
                         "batch_rows": result.batch_rows} for start, seconds in update.windows]

@@ -143,7 +143,7 @@ class ReactionSession:
         self.faces, self.samples = 0, 0  # speaker 3DMM frames / audio samples received
         self.next_start, self.done, self.sent = 0, 0, 0  # next window; frames [0, done) generated, [0, sent) sent
         self.last_start: int | None = None
-        self.finished = False
+        self.finished, self._final_sent = False, False
         self._windows: list = []
 
     # ---- input
@@ -180,8 +180,8 @@ class ReactionSession:
     @property
     def frames_in(self) -> int:
         """Speaker frames the model can use: 3DMM frames, and audio features when the model takes audio."""
-        if not self.face:
-            return self.audio.frames
+        if not self.face:  # the clip's frames are the audio's whole 40 ms
+            return min(self.audio.frames, self.samples // fv.SAMPLES_PER_FRAME)
         return self.faces if self.audio is None else min(self.faces, self.audio.frames)
 
     # ---- windows
@@ -217,9 +217,10 @@ class ReactionSession:
         self.done = self._base + place_window(self._out, new, start - self._base, self.done - self._base)
         self.last_start, self.next_start = start, start + self.hop
         self._windows.append((start, seconds))
-        if self.finished:
+        if self.finished and start + self.window >= self._total:  # the last window: everything left, final
             return self._send(min(self.sent, start), self._clip_frames, final=True)
-        update = self._send(self.sent, start + self.hop)
+        hi = start + self.hop  # frames no later window cross-fades
+        update = self._send(self.sent, min(hi, self._clip_frames) if self.finished else hi)
         self._trim(start + 1 - self.history)  # the last window may start one frame after this one
         return update
 
@@ -230,6 +231,7 @@ class ReactionSession:
         face = self.model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()
         emotion = y[..., fv.FV_DIM:].cpu().numpy() if self.model.predict_emotion else None
         self.sent = max(self.sent, hi)
+        self._final_sent = self._final_sent or final
         windows, self._windows = self._windows, []
         return Update(lo, face, emotion, windows, final)
 
@@ -243,36 +245,49 @@ class ReactionSession:
         self._base += cut
 
     def finish_pending(self) -> Pending | None:
-        """The clip has ended: -> its last window (flush with its end, as `reactdiff sample`'s), or None when the
-        windows so far reach it. Call `due()` until None first."""
-        if self.finished:
-            return None
-        frames = self.faces if self.face else None
+        """The clip has ended: -> its next window, or None when none is left. The windows after the end are those
+        `reactdiff sample` has: the grid windows whose inputs only the end completed, then the last one, flush with
+        the clip's end. Call `due()` until None first."""
+        if not self.finished:
+            self._end()
+        total = self._total
+        if self.next_start < total - self.window:  # grid windows (their last audio features came with the end)
+            return self._pending(self.next_start, self.next_start + self.window)
+        if self.last_start is None or self.last_start + self.window < total:
+            return self._pending(total - self.window, total)
+        return None
+
+    def _end(self) -> None:
+        """The clip's end: its last audio features, its length, the padding of a clip shorter than a window."""
+        frames = self.faces if self.face else self.samples // fv.SAMPLES_PER_FRAME
+        if frames == 0:
+            raise SessionError("the session ended before any speaker frame arrived")
         if self.audio is not None:
             # stored features were made over the clip's whole audio; a raw-audio model's eval window is cut to
             # the clip's frames
-            cut = None if self.stored_half or frames is None else frames
-            frames = frames if frames is not None else self.samples // fv.SAMPLES_PER_FRAME
-            self._add_features(self.audio.finish(frames, cut))
+            cut = None if self.stored_half or not self.face else frames
+            try:
+                self._add_features(self.audio.finish(frames, cut))
+            except ValueError as exc:
+                raise SessionError(str(exc)) from None
             self._feat = self._feat[:frames - self._base]
         self._clip_frames = frames
-        if frames == 0:
-            raise SessionError("the session ended before any speaker frame arrived")
         self.finished = True
         total = max(frames, self.window)  # a clip shorter than a window is generated padded to it, then cut
         if total > frames:
             pad = total - frames
-            self._spk = np.concatenate([self._spk, np.zeros((pad, fv.FV_DIM), np.float32)])
+            self._spk = np.concatenate([self._spk[:frames - self._base], np.zeros((pad, fv.FV_DIM), np.float32)])
             if self.audio is not None:
                 self._feat = np.concatenate([self._feat, np.zeros((pad, self._feat.shape[1]), np.float32)])
         self._total = total
-        if self.last_start is not None and self.last_start + self.window >= total:
-            return None
-        return self._pending(total - self.window, total)
 
     def remaining(self) -> Update:
         """After the last window: the frames not sent yet (final)."""
         return self._send(self.sent, self.clip_frames, final=True)
+
+    @property
+    def final_sent(self) -> bool:
+        return self._final_sent
 
     @property
     def clip_frames(self) -> int | None:
@@ -288,14 +303,12 @@ class ReactionSession:
     def finish(self) -> Update:
         """The speaker has ended: sample what is due and the last window; -> the remaining frames (final)."""
         first = self._run(self.due)
-        last = self._run(self.finish_pending, once=True)
-        if last is None:  # the windows so far reach the end: send what is left
-            last = self.remaining()
-        if first is not None:
-            last = merge(first, last)
-        return last
+        last = self._run(self.finish_pending)
+        if not self.final_sent:  # the windows so far reach the end: send what is left
+            last = self.remaining() if last is None else merge(last, self.remaining())
+        return last if first is None else merge(first, last)
 
-    def _run(self, next_pending, once: bool = False) -> Update | None:
+    def _run(self, next_pending) -> Update | None:
         sampler = window_sampler(self.live, self.settings)
         update = None
         while (p := next_pending()) is not None:
@@ -304,8 +317,6 @@ class ReactionSession:
                 new = sampler(p.cond, p.gens, self.window)
             u = self.accept(p, new, time.perf_counter() - t0)
             update = u if update is None else merge(update, u) if u is not None else update
-            if once:
-                break
         return update
 
 

@@ -54,13 +54,23 @@ async function init() {
 // ---- the socket
 function open(settings) {
   stop();
+  if (ws) {  // the previous session's late messages must not land in this one
+    ws.onmessage = ws.onerror = ws.onclose = null;
+    ws.close();
+  }
   listener = []; sendTimes = []; firstArrival = null; lastDrawn = -1;
-  page.done = false; page.framesReceived = 0;
+  page.done = false; page.framesReceived = 0; page.computeMs = []; page.e2eMs = [];
   return new Promise((resolve, reject) => {
-    ws = new WebSocket(`ws://${location.host}/ws`);
-    ws.binaryType = "arraybuffer";
-    ws.onopen = () => ws.send(JSON.stringify({type: "open", k: Number($("k").value) || 1, ...settings}));
-    ws.onmessage = (event) => {
+    const socket = new WebSocket(`ws://${location.host}/ws`);
+    ws = socket;
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => socket.send(JSON.stringify({type: "open", k: Number($("k").value) || 1, ...settings}));
+    socket.onclose = (event) => {
+      if (timer !== null) { clearInterval(timer); timer = null; }
+      if (!page.done && event.code !== 1000) status(`the session closed: ${event.code} ${event.reason}`, true);
+      reject(new Error(`closed before it was ready (${event.code})`));
+    };
+    socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
       page.messages += 1;
       if (msg.type === "ready") resolve(msg);
@@ -68,7 +78,7 @@ function open(settings) {
       else if (msg.type === "done") { page.done = true; status(`done: ${msg.frames} listener frames`); }
       else if (msg.type === "error") { status(`service: ${msg.message}`, true); reject(new Error(msg.message)); }
     };
-    ws.onerror = () => reject(new Error("the socket failed"));
+    socket.onerror = () => reject(new Error("the socket failed"));
   });
 }
 
@@ -161,7 +171,9 @@ async function streamClip() {
 async function streamWav() {
   const file = $("wav").files[0];
   if (!file) throw new Error("choose a wav file first");
-  const decoded = await new AudioContext().decodeAudioData(await file.arrayBuffer());
+  const decoder = new AudioContext();
+  const decoded = await decoder.decodeAudioData(await file.arrayBuffer());
+  decoder.close();
   const offline = new OfflineAudioContext(1, Math.ceil(decoded.duration * RATE), RATE);
   const src = offline.createBufferSource();
   src.buffer = decoded; src.connect(offline.destination); src.start();
