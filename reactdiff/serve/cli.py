@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reactdiff serve: error: {exc}", file=sys.stderr)
         return 2
     info = server.info()
-    if not info["audio"] and info["audio_error"]:
-        print(f"reactdiff serve: note: {info['audio_error']} (sessions must send 3DMM only)", file=sys.stderr)
+    if info["audio_error"]:  # the model needs audio features no live stream can give: no session could run
+        print(f"reactdiff serve: error: {info['audio_error']}", file=sys.stderr)
+        return 2
 
     def ready(port: int) -> None:
         print(f"reactdiff serve: {args.export} on {live.device} at {live.fps} fps, window {info['window']}, "
