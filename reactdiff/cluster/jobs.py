@@ -120,5 +120,27 @@ def _render_index(spec: dict) -> dict:
     return {"videos": len(doc["videos"]), "out": str(Path(spec["out"]) / "render.json")}
 
 
+def _eval_point(spec: dict) -> dict:
+    """A sweep point's evaluation: its reactions on the validation shards (rows already there are skipped), scored
+    next to the honest baselines -> metrics.json + report.md."""
+    from ..eval.evaluate import evaluate
+    from ..sampling.job import SampleJob
+    from ..sampling.run import sample
+
+    _limit_threads(spec.get("threads"))
+    out = Path(spec["out"])
+    sample(SampleJob(shards=spec["shards"], out=str(out), export=spec["export"], quiet=True), 0, 1)
+    report = evaluate(out, Path(spec["shards"]), out, baseline_shards=Path(spec["baseline_shards"]))
+    return {"metrics": {k: v for k, v in report["results"]["model"].items() if isinstance(v, (int, float))},
+            "out": str(out / "metrics.json")}
+
+
+def _tabulate(folder: str) -> dict:
+    from .sweep_table import tabulate
+
+    return tabulate(folder)
+
+
 eval_task, aggregate = Requeueable(_sample_rows), Requeueable(_aggregate)
+eval_point, tabulate = Requeueable(_eval_point), Requeueable(_tabulate)
 render_task, render_index = Requeueable(_render_videos), Requeueable(_render_index)

@@ -13,6 +13,8 @@ atomically; rows already there are skipped, tasks with nothing left are not subm
 (afterok) that merges them in neighbour-matrix order and writes metrics.json and report.md. render: an array of
 tasks over the videos (`reactdiff render --rank R --world-size W`; videos already there are skipped, tasks with
 nothing left are not submitted), then one job that checks that every video exists and writes render.json.
+sweep: a training run per point of a grid, each evaluated on the validation shards, then the table
+(reactdiff/cluster/sweep.py).
 """
 from __future__ import annotations
 
@@ -176,7 +178,7 @@ def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
-    for name in ("train", "eval", "render"):
+    for name in ("train", "eval", "render", "sweep"):
         s = sub.add_parser(name)
         s.add_argument("--cluster", required=True, help="cluster profile (configs/cluster/*.yaml)")
         s.add_argument("--dry-run", action="store_true", help="print jobs, resources and config; submit nothing")
@@ -200,6 +202,14 @@ def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:
     ev.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"),
                     help="log the aggregated metrics, plots and report to wandb, grouped with the training run "
                          "(default offline: a run folder in --out that `wandb sync` uploads)")
+    sw = sub.choices["sweep"]
+    sw.add_argument("--config", required=True, help="the base run config (configs/*.yaml)")
+    sw.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a swept key and its values (several "
+                    "--grid multiply)")
+    sw.add_argument("--file", help="a sweep YAML: grid (lists), zip (keys that move together), seeds")
+    sw.add_argument("--seeds", type=int, help="seeds 0..N-1 for every point (data and sampling seeds derive)")
+    sw.add_argument("--name", help="sweep folder name under train.out (default sweep-<config name>)")
+    sw.add_argument("--extend", action="store_true", help="add the new points to an existing sweep folder")
     rd = sub.choices["render"]
     add_render_options(rd, overwrite=False)
     rd.add_argument("--tasks", type=int, help="array size (default: the profile's render_tasks, else 1)")
@@ -215,7 +225,9 @@ def main(argv: list[str] | None = None, prog: str = "reactdiff launch") -> int:
     args = parse(argv, prog)
     try:
         cluster = config.load(args.cluster, schema=config.ClusterConfig)
-        submit = {"train": submit_train, "eval": submit_eval, "render": submit_render}[args.what]
+        from .sweep import submit_sweep
+
+        submit = {"train": submit_train, "eval": submit_eval, "render": submit_render, "sweep": submit_sweep}[args.what]
         jobs = submit(args, cluster)
     except (config.ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -1,0 +1,97 @@
+"""The sweep's table: every point's REACT metrics and motion statistics on the validation shards, the honest
+baselines once, the mean and spread over seeds, and the validation curves side by side -> sweep.json (results),
+sweep.md, sweep_val.png."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .. import atomic
+
+METRICS = ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn")
+GROUPS = ("expression", "rotation", "translation")
+
+
+def point_row(folder: Path, point: dict) -> dict:
+    from ..train.run_log import read_rows
+
+    metrics = json.loads((folder / "evals" / point["name"] / "metrics.json").read_text())
+    model = metrics["results"]["model"]
+    curve = [(r["step"], r["val/loss_ema"]) for r in read_rows(folder / "runs" / point["name"] / "metrics.jsonl",
+                                                               "validation") if "val/loss_ema" in r]
+    return {"name": point["name"], "settings": point["settings"], **{m: model[m] for m in METRICS},
+            "jitter_ratio": {g: model["motion"][g]["jitter_ratio"] for g in GROUPS}, "val_curve": curve}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
+
+
+def tabulate(folder: str | Path) -> dict:
+    folder = Path(folder)
+    doc = json.loads((folder / "sweep.json").read_text())
+    points = doc["plan"]["points"]
+    missing = [p["name"] for p in points if not (folder / "evals" / p["name"] / "metrics.json").is_file()]
+    if missing:
+        raise RuntimeError(f"{folder}: points without an evaluation: {missing}; rerun the sweep to finish them")
+    rows = [point_row(folder, p) for p in points]
+    first = json.loads((folder / "evals" / points[0]["name"] / "metrics.json").read_text())["results"]
+    baselines = {name: {m: r[m] for m in METRICS} for name, r in first.items() if name != "model"}
+    groups: dict = {}
+    for row in rows:
+        key = json.dumps({k: v for k, v in row["settings"].items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(row)
+    summary = [{"settings": json.loads(key), "points": [r["name"] for r in members],
+                **{m: dict(zip(("mean", "std"), _mean_std([r[m] for r in members]))) for m in METRICS}}
+               for key, members in groups.items()]
+    doc.update({"points": rows, "baselines": baselines, "groups": summary})
+    atomic.write_json(folder / "sweep.json", doc)
+    atomic.write_text(folder / "sweep.md", _markdown(rows, summary, baselines, doc["plan"]))
+    _plot(folder / "sweep_val.png", rows)
+    return {"points": len(rows), "out": str(folder / "sweep.md")}
+
+
+def _markdown(rows, summary, baselines, plan) -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r["settings"]))
+    head = "| point | " + " | ".join(keys) + " | " + " | ".join(METRICS) + " | jitter ratio (exp / rot / trans) |"
+    lines = [f"# Sweep: {len(rows)} points on {plan['val_shards']}", "",
+             f"Base: `{plan['base']['config']}` {' '.join(plan['base']['overrides'])}", "", head,
+             "|" + " --- |" * (len(keys) + len(METRICS) + 2)]
+    for r in rows:
+        jitter = " / ".join(f"{r['jitter_ratio'][g]:.2f}" for g in GROUPS)
+        lines.append(f"| {r['name']} | " + " | ".join(str(r["settings"].get(k, "")) for k in keys) + " | " +
+                     " | ".join(f"{r[m]:.4g}" for m in METRICS) + f" | {jitter} |")
+    for name, b in baselines.items():
+        lines.append(f"| {name} | " + " | ".join("" for _ in keys) + " | " +
+                     " | ".join(f"{b[m]:.4g}" for m in METRICS) + " | |")
+    if any(len(g["points"]) > 1 for g in summary):
+        gkeys = [k for k in keys if k != "seed"]
+        lines += ["", "Mean ± std over seeds:", "", "| " + " | ".join(gkeys) + " | seeds | " + " | ".join(METRICS) +
+                  " |", "|" + " --- |" * (len(gkeys) + len(METRICS) + 1)]
+        for g in summary:
+            lines.append("| " + " | ".join(str(g["settings"].get(k, "")) for k in gkeys) + f" | {len(g['points'])} | "
+                         + " | ".join(f"{g[m]['mean']:.4g} ± {g[m]['std']:.2g}" for m in METRICS) + " |")
+    lines += ["", "Validation loss (EMA weights) against step: sweep_val.png", ""]
+    return "\n".join(lines)
+
+
+def _plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        if r["val_curve"]:
+            steps, losses = zip(*r["val_curve"])
+            label = r["name"] + " " + " ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items())
+            ax.plot(steps, losses, marker="o", label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (EMA)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic.save_figure(fig, path, dpi=110)
+    plt.close(fig)
