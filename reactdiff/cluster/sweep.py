@@ -70,8 +70,9 @@ def submit_sweep(args, cluster) -> list:
     if args.dry_run:
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    plan = {"base": base, "points": [p.describe() for p in points], "val_shards": str(Path(val).resolve()),
-            "train_shards": str(Path(base_cfg.data.shards).resolve())}
+    keys = list(dict.fromkeys(k for p in points for k, _ in p.settings))  # the table's columns, in axis order
+    plan = {"base": base, "points": [p.describe() for p in points], "keys": keys,
+            "val_shards": str(Path(val).resolve()), "train_shards": str(Path(base_cfg.data.shards).resolve())}
     atomic.write_json(folder / "sweep.json", {"plan": plan, **_results_of(folder)})
     slurm = cluster.executor == "slurm"
     waits, jobs = [], []

@@ -54,7 +54,7 @@ def tabulate(folder: str | Path) -> dict:
 
 
 def _markdown(rows, summary, baselines, plan) -> str:
-    keys = list(dict.fromkeys(k for r in rows for k in r["settings"]))
+    keys = plan.get("keys") or list(dict.fromkeys(k for r in rows for k in r["settings"]))
     head = "| point | " + " | ".join(keys) + " | " + " | ".join(METRICS) + " | jitter ratio (exp / rot / trans) |"
     lines = [f"# Sweep: {len(rows)} points on {plan['val_shards']}", "",
              f"Base: `{plan['base']['config']}` {' '.join(plan['base']['overrides'])}", "", head,
