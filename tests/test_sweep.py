@@ -22,11 +22,11 @@ def test_grid_points_are_typed_named_and_multiplied(tmp_path):
     points = make_points(axes, seeds=2)
     assert len(points) == 8 and len({p.name for p in points}) == 8
     assert points[0].settings == (("train.lr", 0.001), ("model.size", "tiny"), ("seed", 0))
-    assert points[0].overrides == ["train.lr=0.001", "model.size=tiny", "seed=0"]
+    assert points[0].overrides == ["train.lr=0.001", "model.size=tiny", "seed=0", "data.seed=0", "sample.seed=0"]
     assert make_points(parse_grid(["train.lr=1e-3,3e-4", "model.size=tiny,small"]), 2)[3].name == points[3].name
     swapped = make_points(parse_grid(["model.size=tiny,small", "train.lr=1e-3,3e-4"]), 2)
     assert {p.name for p in swapped} == {p.name for p in points}  # the axes' order does not rename the points
-    (tmp_path / "s.yaml").write_text("grid:\n  train.lr: [0.001, 0.0003]\nzip:\n  - {data.window: [32, 64], "
+    (tmp_path / "s.yaml").write_text("grid:\n  train.lr: [1e-3, 0.0003]\nzip:\n  - {data.window: [32, 64], "
                                      "data.history: [16, 32]}\nseeds: 3\n")
     axes, seeds = load_file(tmp_path / "s.yaml")
     points = make_points(axes, seeds)
@@ -102,6 +102,7 @@ def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(
     assert launcher.main(sweep_args(sweep_shards, tmp_path)) == 0
     out = capsys.readouterr().out
     assert "4 points (1 to run)" in out and f"{row['name']} todo" in out
+    assert f"{row['name']}: training job (done before)" in out  # its training was complete: only evaluated again
     for name, mtime in kept.items():
         if name != row["name"]:
             assert (folder / "evals" / name / "metrics.json").stat().st_mtime_ns == mtime

@@ -129,7 +129,8 @@ def _eval_point(spec: dict) -> dict:
 
     _limit_threads(spec.get("threads"))
     out = Path(spec["out"])
-    sample(SampleJob(shards=spec["shards"], out=str(out), export=spec["export"], quiet=True), 0, 1)
+    # overwrite: reactions of the point's earlier weights are replaced (the same settings resume instead)
+    sample(SampleJob(shards=spec["shards"], out=str(out), export=spec["export"], quiet=True, overwrite=True), 0, 1)
     report = evaluate(out, Path(spec["shards"]), out, baseline_shards=Path(spec["baseline_shards"]))
     return {"metrics": {k: v for k, v in report["results"]["model"].items() if isinstance(v, (int, float))},
             "out": str(out / "metrics.json")}

@@ -27,9 +27,22 @@ def sweep_folder(cfg, name: str | None) -> Path:
 def point_config(args, folder: Path, point: Point):
     """The point's resolved config: the base config, the command's overrides, the point's settings; paths pinned
     (jobs may start elsewhere)."""
+    from ..train.validation import resolve_val_shards
+
     cfg = config.load(args.config, [*args.overrides, *point.overrides])
+    val = resolve_val_shards(cfg.data)
     return config.load(args.config, [*args.overrides, *point.overrides, f"name={point.name}",
-                                     f"train.out={folder / 'runs'}", f"data.shards={Path(cfg.data.shards).resolve()}"])
+                                     f"train.out={folder / 'runs'}", f"data.shards={Path(cfg.data.shards).resolve()}",
+                                     f"data.val_shards={Path(val).resolve() if val is not None else 'none'}"])
+
+
+def trained(folder: Path, point: Point, cfg) -> bool:
+    """The point's training reached its last step and wrote its export."""
+    from ..train.run_log import read_rows
+
+    run = folder / "runs" / point.name
+    rows = read_rows(run / "metrics.jsonl")
+    return (run / "export" / "export.json").is_file() and bool(rows) and rows[-1]["step"] >= cfg.train.steps
 
 
 def evaluated(folder: Path, point: Point) -> bool:
@@ -80,36 +93,49 @@ def submit_sweep(args, cluster) -> list:
         cfg, run_dir = cfgs[p.name], folder / "runs" / p.name
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(cfg, run_dir / "launch_config.yaml")
-        train_ex, _ = executor(cluster, run_dir / "submitit", f"sweep-{p.name}", nodes, tpn, cluster.gpus_per_node)
-        train = train_ex.submit(TrainJob(str(run_dir / "launch_config.yaml")))
+        train = None
+        if not trained(folder, p, cfg):  # a finished run is only evaluated again
+            train_ex, _ = executor(cluster, run_dir / "submitit", f"sweep-{p.name}", nodes, tpn,
+                                   cluster.gpus_per_node)
+            train = train_ex.submit(TrainJob(str(run_dir / "launch_config.yaml")))
         eval_ex, _ = executor(cluster, folder / "submitit", f"sweep-eval-{p.name}", 1, 1,
                               min(1, cluster.gpus_per_node))
-        if slurm:
+        if train is not None and slurm:
             eval_ex.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{train.job_id}",
                                                                    "kill-on-invalid-dep": "yes"})
-        else:  # the local executor has no dependencies: the points run one after another
+        elif train is not None:  # the local executor has no dependencies: the points run one after another
             _check_train(train)
         spec = {"export": str(run_dir / "export"), "shards": str(Path(val).resolve()),
                 "out": str(folder / "evals" / p.name), "threads": cluster.cpus_per_task,
                 "baseline_shards": str(Path(base_cfg.data.shards).resolve())}
         ev = eval_ex.submit(eval_point, spec)
         if not slurm:
-            ev.result()
-        print(f"[sweep] {p.name}: training job {train.job_id}, evaluation job {ev.job_id}")
+            _check_job(ev, "evaluation")
+        print(f"[sweep] {p.name}: training job {train.job_id if train else '(done before)'}, evaluation job "
+              f"{ev.job_id}")
         waits.append(ev)
-        jobs += [train, ev]
+        jobs += [j for j in (train, ev) if j is not None]
     final_ex, _ = executor(cluster, folder / "submitit", "sweep-table", 1, 1, 0)
     if slurm and waits:
         final_ex.update_parameters(slurm_additional_parameters={
             "dependency": "afterok:" + ":".join(j.job_id for j in waits), "kill-on-invalid-dep": "yes"})
     table = final_ex.submit(tabulate, str(folder))
     if not slurm:
-        table.result()
+        _check_job(table, "table")
     print(f"[sweep] table job {table.job_id} -> {folder / 'sweep.md'}")
     return jobs + [table]
 
 
+def _check_job(job, what: str) -> None:
+    try:
+        job.results()
+    except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, with the job's own traceback inside
+        raise SweepError(f"{what} job {job.job_id} failed: {str(exc).strip().splitlines()[-1]}; its log: "
+                         f"{job.paths.stderr}; rerun the sweep to redo it") from None
+
+
 def _check_train(job) -> None:
+    _check_job(job, "training")
     results = job.results()
     if any(isinstance(r, dict) and r.get("exit") not in (0, None) for r in results):
         raise SweepError(f"training job {job.job_id} ended with {results}; rerun the sweep to resume it")

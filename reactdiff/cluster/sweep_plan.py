@@ -39,8 +39,12 @@ class Point:
 
     @property
     def overrides(self) -> list[str]:
-        return [f"{key}={json.dumps(value) if isinstance(value, (list, dict)) else value}"
-                for key, value in self.settings]
+        out = [f"{key}={json.dumps(value) if isinstance(value, (list, dict)) else value}"
+               for key, value in self.settings]
+        seed = dict(self.settings).get("seed")
+        if seed is not None:  # the data order and the sampling noise follow the point's seed
+            out += [f"data.seed={seed}", f"sample.seed={seed}"]
+        return out
 
     @property
     def group(self) -> tuple:
@@ -93,14 +97,19 @@ def load_file(path: str | Path) -> tuple[list, int | None]:
     for key, values in (doc.get("grid") or {}).items():
         if not isinstance(values, list) or not values:
             raise SweepError(f"{path}: grid.{key} must be a non-empty list of values")
-        axes.append([((key, v),) for v in values])
+        axes.append([((key, _read(v)),) for v in values])
     for i, group in enumerate(doc.get("zip") or []):
         lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in group.items()}
         if len(set(lengths.values())) != 1 or -1 in lengths.values():
             raise SweepError(f"{path}: zip[{i}]: every key needs a list of the same length, got {lengths}")
-        axes.append([tuple((k, group[k][j]) for k in group) for j in range(next(iter(lengths.values())))])
+        axes.append([tuple((k, _read(group[k][j])) for k in group) for j in range(next(iter(lengths.values())))])
     seeds = doc.get("seeds")
     return axes, seeds
+
+
+def _read(value):
+    """A file's value as --grid reads it (YAML 1.1 leaves 1e-3 a string): one value, one point name."""
+    return _value(value) if isinstance(value, str) else value
 
 
 def make_points(axes: list, seeds: int | None) -> list[Point]:
@@ -134,4 +143,4 @@ def check_plan(folder: Path, points: list[Point], base: dict, extend: bool) -> l
         raise SweepError(f"{folder} holds a sweep of other points ({len(before)} points, {len(before - now)} not in "
                          f"this grid, {len(now - before)} new); --extend adds the new ones to it")
     kept = [Point(tuple((k, v) for k, v in p["settings"].items())) for p in old["points"] if p["name"] not in now]
-    return kept + points
+    return points + kept

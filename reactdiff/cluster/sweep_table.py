@@ -68,11 +68,12 @@ def _markdown(rows, summary, baselines, plan) -> str:
                      " | ".join(f"{b[m]:.4g}" for m in METRICS) + " | |")
     if any(len(g["points"]) > 1 for g in summary):
         gkeys = [k for k in keys if k != "seed"]
-        lines += ["", "Mean ± std over seeds:", "", "| " + " | ".join(gkeys) + " | seeds | " + " | ".join(METRICS) +
-                  " |", "|" + " --- |" * (len(gkeys) + len(METRICS) + 1)]
+        row = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+        lines += ["", "Mean ± std over seeds:", "", row([*gkeys, "seeds", *METRICS]),
+                  "|" + " --- |" * (len(gkeys) + len(METRICS) + 1)]
         for g in summary:
-            lines.append("| " + " | ".join(str(g["settings"].get(k, "")) for k in gkeys) + f" | {len(g['points'])} | "
-                         + " | ".join(f"{g[m]['mean']:.4g} ± {g[m]['std']:.2g}" for m in METRICS) + " |")
+            lines.append(row([*(str(g["settings"].get(k, "")) for k in gkeys), str(len(g["points"])),
+                              *(f"{g[m]['mean']:.4g} ± {g[m]['std']:.2g}" for m in METRICS)]))
     lines += ["", "Validation loss (EMA weights) against step: sweep_val.png", ""]
     return "\n".join(lines)
 
