@@ -207,7 +207,7 @@ def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:
     sw.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a swept key and its values (several "
                     "--grid multiply)")
     sw.add_argument("--file", help="a sweep YAML: grid (lists), zip (keys that move together), seeds")
-    sw.add_argument("--seeds", type=int, help="seeds 0..N-1 for every point (data and sampling seeds derive)")
+    sw.add_argument("--seeds", type=int, help="seeds 0..N-1 for every point (seed, data.seed and sample.seed)")
     sw.add_argument("--name", help="sweep folder name under train.out (default sweep-<config name>)")
     sw.add_argument("--extend", action="store_true", help="add the new points to an existing sweep folder")
     rd = sub.choices["render"]
