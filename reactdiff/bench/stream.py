@@ -56,7 +56,7 @@ def _client(url: str, sessions: int, frames: int, k: int, fps: int, seed: int, o
                         return msg
 
             reader = asyncio.create_task(receive())
-            t0 = time.perf_counter() + (i % 25) / fps / 25 * 25 / sessions  # sessions start spread over a frame
+            t0 = time.perf_counter() + i / sessions / fps  # the sessions' frames spread over one frame time
             for f in range(frames):
                 await asyncio.sleep(max(0.0, t0 + f / fps - time.perf_counter()))
                 await ws.send(PCM + audio[f * spf:(f + 1) * spf].tobytes())

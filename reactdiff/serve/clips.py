@@ -1,38 +1,33 @@
-"""Speaker clips of a shard folder for the live page: the list, and one role's raw streams as a client sends them."""
+"""Speaker clips of a shard folder for the live page: the list, and one role's raw streams as a client sends them
+(read by render.clips.SpeakerSource, the one reader of a role's speaker streams)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..data.sample_format import PEERS, decode_audio, decode_json, decode_npy
-from ..data.shard_index import ShardIndex
+from ..data.sample_format import PEERS
+from ..render.clips import SpeakerSource
 
 
 class ClipCatalogue:
     def __init__(self, shards: str | Path) -> None:
-        self.index = ShardIndex.open(shards)
-        self.rows: dict[int, tuple[int, int, str, str]] = {}  # row -> (shard, sample, speaker, listener)
+        self.source = SpeakerSource(Path(shards))
+        index = self.source.index
+        self.rows: dict[int, tuple[str, str]] = {}  # row -> (clip key, role)
         self.entries: list[dict] = []
-        frames, all_rows = self.index.sample_frames(), self.index.matrix_rows()
-        gid = 0
-        for shard, keys in enumerate(self.index.keys):
-            for sample, key in enumerate(keys):
-                rows = all_rows[gid]
-                for (spk, lis), row in zip(PEERS.values(), rows):
-                    self.rows[row] = (shard, sample, spk, lis)
-                    self.entries.append({"row": row, "key": key, "role": f"{spk}->{lis}",
-                                         "frames": int(frames[gid])})
-                gid += 1
+        frames, all_rows = index.sample_frames(), index.matrix_rows()
+        keys = [key for shard in index.keys for key in shard]
+        for gid, key in enumerate(keys):
+            for (spk, lis), row in zip(PEERS.values(), all_rows[gid]):
+                self.rows[row] = (key, f"{spk}->{lis}")
+                self.entries.append({"row": row, "key": key, "role": f"{spk}->{lis}", "frames": int(frames[gid])})
         self.entries.sort(key=lambda e: e["row"])
 
     def speaker(self, row: int) -> tuple[np.ndarray, np.ndarray, str, str]:
         """Row -> (raw 3DMM (T, 58) float32, 16 kHz audio float32, clip key, role)."""
         if row not in self.rows:
-            raise KeyError(f"no speaker row {row} in {self.index.folder} (rows 0..{len(self.rows) - 1})")
-        shard, sample, spk, lis = self.rows[row]
-        raw = self.index.read(shard, sample)
-        meta = decode_json(raw["meta.json"])
-        audio = decode_audio(raw[f"{spk}.audio.{meta['audio_format']}"])
-        return (decode_npy(raw[f"{spk}.fv.npy"]).astype(np.float32), audio.astype(np.float32), meta["key"],
-                f"{spk}->{lis}")
+            raise KeyError(f"no speaker row {row} in {self.source.index.folder} (rows 0..{len(self.rows) - 1})")
+        key, role = self.rows[row]
+        clip = self.source.clip(key, role)
+        return clip["speaker"].astype(np.float32), clip["audio"].astype(np.float32), key, role

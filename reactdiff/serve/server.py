@@ -51,14 +51,14 @@ class ReactionServer:
         self.mesh = mesh_bytes(faceverse) if faceverse else None
         self.sessions: dict[int, ReactionSession] = {}
         self._ids = itertools.count(1)
+        self.audio_error = None  # why live PCM cannot be turned into this export's features, once
+        try:
+            live.frontend()
+        except SessionError as exc:
+            self.audio_error = str(exc)
 
     def info(self) -> dict:
-        cfg = self.live.cfg
-        audio_error = None
-        try:
-            self.live.frontend()
-        except SessionError as exc:
-            audio_error = str(exc)
+        cfg, audio_error = self.live.cfg, self.audio_error
         return {"fps": self.live.fps, "window": cfg.sample.window, "overlap": cfg.sample.overlap,
                 "history": cfg.data.history, "k": cfg.sample.k, "steps": cfg.sample.steps,
                 "audio": self.live.model.audio.kind != "none" and audio_error is None, "audio_error": audio_error,

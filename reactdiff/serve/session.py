@@ -44,24 +44,17 @@ class LiveModel:
 
     @classmethod
     def load(cls, export: str | Path, device: str = "cpu", overrides=()) -> "LiveModel":
-        import json
-
         model, cfg, meta = load_export(export, list(overrides))
         recipe = meta.get("audio")
         if recipe is None:  # exported before the recipe was recorded: what the config alone says
             from ..data.audio_features import pcm_recipe
             recipe = pcm_recipe(cfg)
-        json.dumps(recipe)
         dev = torch.device(device)
         return cls(model.to(dev).eval(), cfg, recipe, dev, str(export))
 
     @property
     def fps(self) -> int:
         return int((self.recipe or {}).get("fps", fv.FPS))
-
-    @property
-    def audio_kind(self) -> str:
-        return "none" if self.model.audio.kind == "none" else "pcm"
 
     @property
     def audio_only(self) -> bool:
