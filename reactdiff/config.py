@@ -138,6 +138,8 @@ class ModelConfig:
     #                                     frame (last_frame) or to their prediction from it (regression, measured best)
     aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
     #                               to the U-Net input, frame by frame
+    speaker_filter: int = 0  # with aligned_speaker: frames of a learned causal filter over the speaker streams
+    #                          before the U-Net input (0: each frame sees only its own speaker frame); <= history + 1
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
     loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0: whitened)
 
@@ -159,6 +161,9 @@ class SampleConfig:
     guidance: float = 1.0  # classifier-free guidance scale (1: off; > 1 needs model.cond_dropout > 0, 2x calls)
     temperature: float = 0.85  # scale of the noise the sampler draws (< 1: less diverse, nearer the typical
     #                            listener; 0.85 measured best with the quality benchmark, see README)
+    level_temperature: float | None = None  # the temperature of each window's level (its mean over frames, the
+    #                            DCT's first coefficient): how far a reaction's pose level strays from the likely one
+    #                            (none: the same as temperature)
 
 
 class Precision(Choice):
@@ -339,7 +344,7 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size",
              "train.sync_every")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
-                 "model.loss_weight_power", "data.eval_frames",
+                 "model.loss_weight_power", "data.eval_frames", "model.speaker_filter",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
                  "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage",
                  "train.val_every", "train.sample_every")
@@ -370,6 +375,14 @@ def check(cfg: DictConfig) -> None:
     if cfg.sample.guidance != 1 and cfg.model.cond_dropout == 0:
         raise ConfigError(f"sample.guidance={cfg.sample.guidance} needs a model trained with condition dropout "
                           f"(model.cond_dropout > 0): without it the model has no unconditional mode to guide from")
+    if cfg.model.speaker_filter:
+        if not cfg.model.aligned_speaker:
+            raise ConfigError("model.speaker_filter needs model.aligned_speaker=true: it filters the aligned speaker "
+                              "streams")
+        if cfg.model.speaker_filter > cfg.data.history + 1:
+            raise ConfigError(f"model.speaker_filter={cfg.model.speaker_filter} frames needs data.history >= "
+                              f"{cfg.model.speaker_filter - 1} (the speaker's past frames it filters), got "
+                              f"{cfg.data.history}")
     if any(lag < 1 for lag in cfg.model.kinematics_lags):
         raise ConfigError(f"model.kinematics_lags: every lag must be >= 1, got {list(cfg.model.kinematics_lags)}")
 

@@ -157,7 +157,9 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert "| reference: ground truth |" in out
     assert "planted coupling" in out and "targets met" in out
     results = json.loads((work / "quality.json").read_text())
-    assert [r["name"] for r in results] == ["base", "cold"] and results[1]["train_s"] == 0.0  # reused
+    assert [r["name"] for r in results] == ["base", "cold", "oracle: new person", "oracle: same person"]
+    assert results[1]["train_s"] == 0.0  # reused
+    assert "| oracle: new person |" in out and results[2]["results"]["model"]["FRDist"] > 0
     assert set(results[0]["couplings"]) and set(results[0]["checks"])
     assert (work / "quality.md").read_text().startswith("| run / row |")
 

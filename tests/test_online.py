@@ -310,3 +310,46 @@ def test_an_export_reads_the_shards_with_its_own_statistics(tiny_shards, tmp_pat
     assert sample_main([*args, "--shards", str(tiny_shards), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     for row in (0, 6):  # the inputs were normalised with the export's statistics: the shard folder's do not matter
         assert np.array_equal(np.load(reaction_path(tmp_path / "a", row)), np.load(reaction_path(tmp_path / "b", row)))
+
+
+def test_the_speaker_filter_is_causal_and_reaches_into_the_history(tiny_shards):
+    cfg = config.load(None, [f"data.shards={tiny_shards}", "data.history=8", "model.size=tiny",
+                             "model.speaker_filter=6"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    b, h, w = 2, 8, 16
+    cond = {"speaker_fv": torch.randn(b, h + w, 58), "audio": torch.randn(b, h + w, 80),
+            "past_listener": torch.zeros(b, h, 58), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+    base = model.unet.prepare(**cond)["aligned"]
+    assert base.shape == (b, w, 32 + 58)  # the filter's channels (ch[0] of the tiny U-Net), then the last frame
+
+    def moved_by(frame):  # which window frames' aligned inputs a speaker cue at `frame` (of [history, window]) moves
+        cue = {**cond, "speaker_fv": cond["speaker_fv"].clone()}
+        cue["speaker_fv"][:, frame] += 3.0
+        return (model.unet.prepare(**cue)["aligned"] - base).abs().sum((0, 2)) > 0
+
+    assert moved_by(h + 5).tolist() == [False] * 5 + [True] * 6 + [False] * 5  # frames 5..10: causal, 6 taps
+    assert moved_by(h - 3).tolist() == [True] * 3 + [False] * 13  # a cue in the history reaches the window start
+    assert not moved_by(h - 6).any()  # beyond the filter's reach
+    with pytest.raises(config.ConfigError, match="data.history >= 8"):
+        config.load(None, [f"data.shards={tiny_shards}", "data.history=4", "model.speaker_filter=9"])
+    with pytest.raises(config.ConfigError, match="aligned_speaker"):
+        config.load(None, ["model.aligned_speaker=false", "model.speaker_filter=4"])
+
+
+def test_the_level_temperature_scales_only_each_window_level(setup):
+    from reactdiff.model.spectrum import dct_matrix
+    from reactdiff.sampling.online import WindowSampler
+
+    _, model, batch = setup
+    step = WindowSampler(model, sampler="euler", steps=2, temperature=0.8, level_temperature=0.2)
+    noise = torch.randn(3, 32, model.dim)
+    c = dct_matrix(32)
+    before, after = (torch.einsum("kt,btd->bkd", c, x) for x in (noise, step._cool(noise)))
+    torch.testing.assert_close(after[:, 0], 0.2 * before[:, 0])
+    torch.testing.assert_close(after[:, 1:], 0.8 * before[:, 1:])
+    b = sub(batch, [0])
+    torch.testing.assert_close(run(model, b, temperature=0.6, level_temperature=0.6), run(model, b, temperature=0.6),
+                               rtol=1e-4, atol=1e-4)
+    level = lambda y: float(y.mean(dim=2).std(dim=1).mean())  # noqa: E731 - spread of the clip mean across K
+    assert level(run(model, b, temperature=0.6, level_temperature=0.0)) < level(run(model, b, temperature=0.6))

@@ -1,8 +1,12 @@
-"""`reactdiff launch sweep`: the grid's points, the folder's plan checks, and a 2 x 2 sweep on submitit's local
-executor (trains 4 runs, evaluates each on the validation shards, tabulates; a rerun redoes only what is missing)."""
+"""`reactdiff launch sweep`: the grid's points, the folder's plan checks, a 2 x 2 sweep on submitit's local executor
+(trains 4 runs, evaluates each on the validation shards, tabulates, tests the best; a rerun redoes only what is
+missing) and the same sweep on the real local SLURM cluster (a job array of trainings, afterok evaluation fan-outs;
+a point whose job is killed is the only one a rerun redoes, and one still queued is not submitted twice)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ from reactdiff.cluster.sweep_plan import SweepError, check_plan, load_file, make
 from reactdiff.data.make_shards import make_shards
 
 from conftest import make_react
+from test_slurm import needs_slurm
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / "configs/cluster/local_executor.yaml"
@@ -57,17 +62,17 @@ def test_a_changed_grid_is_refused_unless_extended(tmp_path):
 
 @pytest.fixture(scope="module")
 def sweep_shards(tmp_path_factory):
-    root = make_react(tmp_path_factory.mktemp("sweep") / "react", train=2, val=1, test=0)
-    for split in ("train", "val"):
+    root = make_react(tmp_path_factory.mktemp("sweep") / "react", train=2, val=1, test=1)
+    for split in ("train", "val", "test"):
         make_shards(root, split, root.parent / "shards" / split, samples_per_shard=2, audio_features="logmel",
                     progress=False)
     return root.parent / "shards"
 
 
-def sweep_args(shards: Path, out: Path, *extra):
+def sweep_args(shards: Path, out: Path, *extra, cluster: Path | None = None):
     one_rank = out / "local_1.yaml"  # submitit's local executor, one training process per point (faster)
     one_rank.write_text(LOCAL.read_text().replace("tasks_per_node: 2", "tasks_per_node: 1"))
-    return ["sweep", "--cluster", str(one_rank), "--config", str(REPO / "configs/demo.yaml"), "--name", "s",
+    return ["sweep", "--cluster", str(cluster or one_rank), "--config", str(REPO / "configs/demo.yaml"), "--name", "s",
             "--grid", "train.lr=1e-3,3e-4", "--grid", "model.size=tiny", "--seeds", "2",
             f"data.shards={shards / 'train'}", f"train.out={out}", "data.window=16", "data.history=8",
             "data.batch_size=4", "data.windows_per_clip=2", "data.num_workers=0", "data.eval_frames=120",
@@ -81,10 +86,18 @@ def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(
 
     assert launcher.main(sweep_args(sweep_shards, tmp_path, "--dry-run")) == 0
     out = capsys.readouterr().out
-    assert "4 points (4 to run)" in out and not (tmp_path / "s").exists()
-    assert launcher.main(sweep_args(sweep_shards, tmp_path)) == 0
+    assert "4 points (4 to run, 0 of them still queued)" in out and not (tmp_path / "s").exists()
+    assert launcher.main(sweep_args(sweep_shards, tmp_path, "--test", "--best", "FRDist")) == 0
     folder = tmp_path / "s"
     doc = json.loads((folder / "sweep.json").read_text())
+    # --test: the settings with the lowest mean validation FRDist, their first point scored on the test shards
+    best = min(doc["groups"], key=lambda g: g["FRDist"]["mean"])
+    assert doc["test"]["point"] == best["points"][0] and doc["test"]["selected_by"] == "FRDist"
+    tested = evaluate(folder / "test" / best["points"][0], sweep_shards / "test", None,
+                      baseline_shards=sweep_shards / "train")["results"]
+    assert doc["test"]["model"]["FRCorr"] == pytest.approx(tested["model"]["FRCorr"], rel=1e-9)
+    assert "baseline: random" in doc["test"]["baselines"]
+    assert f"Test ({sweep_shards / 'test'}): point {best['points'][0]}" in (folder / "sweep.md").read_text()
     assert len(doc["points"]) == 4 and set(doc["baselines"]) >= {"baseline: mean", "baseline: random"}
     assert len(doc["groups"]) == 2 and all(len(g["points"]) == 2 for g in doc["groups"])
     md = (folder / "sweep.md").read_text()
@@ -101,7 +114,7 @@ def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(
     (folder / "evals" / row["name"] / "metrics.json").unlink()
     assert launcher.main(sweep_args(sweep_shards, tmp_path)) == 0
     out = capsys.readouterr().out
-    assert "4 points (1 to run)" in out and f"{row['name']} todo" in out
+    assert "4 points (1 to run, 0 of them still queued)" in out and f"{row['name']} todo" in out
     assert f"{row['name']}: training job (done before)" in out  # its training was complete: only evaluated again
     for name, mtime in kept.items():
         if name != row["name"]:
@@ -110,3 +123,61 @@ def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(
     # another grid on the same folder is refused
     assert launcher.main([*sweep_args(sweep_shards, tmp_path), "--grid", "data.window=32"]) == 2
     assert "--extend" in capsys.readouterr().err
+
+
+def slurm_profile(out: Path) -> Path:
+    """The local SLURM cluster's profile with one node x one task per training (the 4 points share the 2 nodes)."""
+    path = out / "slurm_1.yaml"
+    path.write_text((REPO / "configs/cluster/local.yaml").read_text().replace("nodes: 2", "nodes: 1"))
+    return path
+
+
+def wait_for(jobs, timeout: float = 600.0) -> None:
+    """Until SLURM holds none of the jobs (done, failed or cancelled: an array element cancelled while pending
+    leaves no accounting record, so submitit's state would stay UNKNOWN)."""
+    from reactdiff.cluster.sweep_jobs import active_slurm_jobs
+
+    ids, deadline = {j.job_id for j in jobs}, time.time() + timeout
+    while ids & active_slurm_jobs():
+        assert time.time() < deadline, f"jobs still running after {timeout} s: {sorted(ids & active_slurm_jobs())}"
+        time.sleep(2)
+
+
+@needs_slurm
+def test_a_sweep_on_slurm_redoes_only_the_point_whose_job_was_killed(sweep_shards, tmp_path, capsys):
+    from reactdiff import config
+    from reactdiff.eval.evaluate import evaluate
+
+    profile = slurm_profile(tmp_path)
+    argv = sweep_args(sweep_shards, tmp_path, "--eval-tasks", "2", cluster=profile)
+    cluster = config.load(profile, schema=config.ClusterConfig)
+    from reactdiff.cluster.sweep import submit_sweep
+
+    jobs = submit_sweep(launcher.parse(argv), cluster)
+    folder = tmp_path / "s"
+    records = json.loads((folder / "jobs.json").read_text())
+    trains = [r["train"] for r in records.values()]
+    assert len(trains) == 4 and len({t.split("_")[0] for t in trains}) == 1  # one job array of 4 trainings
+    assert all(len(r["eval"]) == 2 for r in records.values())  # each point's evaluation: 2 sampling tasks
+    victim = next(iter(records))
+    subprocess.run(["scancel", records[victim]["train"]], check=True)
+    # meanwhile a rerun submits nothing twice: the other points' jobs are still queued or running
+    capsys.readouterr()
+    assert launcher.main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "of them still queued" in out and out.count(" queued: ") >= 1
+    wait_for(jobs)
+    kept = {n: (folder / "evals" / n / "metrics.json").stat().st_mtime_ns for n in records if n != victim}
+    assert not (folder / "evals" / victim / "metrics.json").exists() and not (folder / "sweep.md").exists()
+    # the rerun redoes the killed point alone (its evaluation and the table were cancelled with it)
+    assert launcher.main([*argv, "--wait"]) == 0
+    out = capsys.readouterr().out
+    assert "4 points (1 to run, 0 of them still queued)" in out and f"{victim} todo" in out
+    for name, mtime in kept.items():
+        assert (folder / "evals" / name / "metrics.json").stat().st_mtime_ns == mtime
+    doc = json.loads((folder / "sweep.json").read_text())
+    assert len(doc["points"]) == 4 and (folder / "sweep.md").is_file()
+    row = next(r for r in doc["points"] if r["name"] == victim)
+    by_hand = evaluate(folder / "evals" / victim, sweep_shards / "val", None,
+                       baseline_shards=sweep_shards / "train")["results"]["model"]
+    assert all(row[m] == pytest.approx(by_hand[m], rel=1e-9) for m in ("FRCorr", "FRDist", "FRDiv", "FRVar"))

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", default=[], metavar="NAME:key=v[,key=v]",
                    help="also train/sample with these overrides (sample.* only: the base training is reused)")
     p.add_argument("--no-base", action="store_true", help="only the variants")
+    p.add_argument("--no-oracle", action="store_true", help="leave out the oracle rows (the data's own generator "
+                                                            "as the model: what any model of the data can reach)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", help="overrides for every run (e.g. train.steps=400)")
     return p
@@ -115,6 +117,24 @@ def sample(work: Path, name: str, export: Path, overrides: list[str], quiet: boo
     if code != 0:
         raise RuntimeError(f"sampling {name} failed (exit {code})")
     return out, time.time() - t0
+
+
+def oracle_samples(work: Path, root: Path, like: Path, same_person: bool) -> tuple[str, Path]:
+    """The synthetic generator's own fresh listeners for the test speakers, written as a sampling output folder with
+    the settings (frames, K) of the model's folder `like` -> (row name, folder)."""
+    from ..data.synthetic.oracle import oracle_reactions
+    from ..sampling.writer import write_manifest, write_reaction
+
+    name = "oracle: same person" if same_person else "oracle: new person"
+    out = work / "eval" / ("oracle-same" if same_person else "oracle-new")
+    like_manifest = load_manifest(like)
+    settings = {**like_manifest["settings"], "weights": f"the synthetic generator ({name})"}
+    face = oracle_reactions(root, "test", k=settings["k"], frames=settings["frames"], same_person=same_person)
+    for row in range(len(face)):
+        write_reaction(out, row, face[row])
+    entries = [{k: v for k, v in e.items() if k != "sha256"} for e in like_manifest["entries"]]  # of these files
+    write_manifest(out, entries, settings, complete=True)
+    return name, out
 
 
 def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarray) -> dict:
@@ -200,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     variants = ([] if args.no_base else [("base", [])]) + [parse_variant(v) for v in args.variant]
     t0 = time.time()
-    _, meta = dataset(work, args)
+    root, meta = dataset(work, args)
     lags = listener_lags(meta)
     results, base_export = [], None
     for name, extra in variants:
@@ -218,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"[quality] {name}: trained in {train_s:.0f} s, sampled in {sample_s:.0f} s; "
                   f"{sum(result['checks'].values())}/{len(result['checks'])} targets met", flush=True)
+    if results and not args.no_oracle:  # the data's own generator, scored like a model: what is reachable at all
+        for same_person in (False, True):
+            name, samples = oracle_samples(work, root, Path(results[0]["report"]["samples"]), same_person)
+            result = score(work, name, samples, lags)
+            result.update({"overrides": [], "train_s": 0.0, "sample_s": 0.0})
+            result["checks"] = checks(result)
+            results.append(result)
     text = table(results)
     for r in results:
         failed = [k for k, ok in r["checks"].items() if not ok]

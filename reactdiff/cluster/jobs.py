@@ -82,6 +82,19 @@ def _sample_rows(spec: dict, rank: int, world_size: int) -> dict:
     return {"rank": rank, "world_size": world_size, "generated": done["generated"]}
 
 
+def _sweep_sample_rows(spec: dict, rank: int, world_size: int) -> dict:
+    """A sweep point's sampling task: as _sample_rows, but only from the weights of a finished training. SLURM takes
+    a dependency on a training job that vanished (cancelled before it started) as met, so this task may start
+    anyway; it then fails, and the point's scoring job is cancelled with it."""
+    from ..train.run_log import read_rows
+
+    rows = read_rows(Path(spec["run"]) / "metrics.jsonl")
+    if not rows or rows[-1]["step"] < spec["steps"]:
+        raise RuntimeError(f"{spec['run']}: its training has not finished (step {rows[-1]['step'] if rows else 0} "
+                           f"of {spec['steps']}; was its job cancelled?): nothing to evaluate; rerun the sweep")
+    return _sample_rows(spec, rank, world_size)
+
+
 def _aggregate(spec: dict) -> dict:
     """Merge every task's reactions in neighbour-matrix order and score them -> metrics.json + report.md (MARS
     shards: with spec["protocol"], react2025 or react2026)."""
@@ -120,28 +133,18 @@ def _render_index(spec: dict) -> dict:
     return {"videos": len(doc["videos"]), "out": str(Path(spec["out"]) / "render.json")}
 
 
-def _eval_point(spec: dict) -> dict:
-    """A sweep point's evaluation: its reactions on the validation shards (rows already there are skipped), scored
-    next to the honest baselines -> metrics.json + report.md."""
-    from ..eval.evaluate import evaluate
-    from ..sampling.job import SampleJob
-    from ..sampling.run import sample
+def _tabulate(spec: dict) -> dict:
+    """The sweep's table; with spec["test"], then the best point's evaluation on the test shards."""
+    from .sweep_table import tabulate, test_best
 
-    _limit_threads(spec.get("threads"))
-    out = Path(spec["out"])
-    # overwrite: reactions of the point's earlier weights are replaced (the same settings resume instead)
-    sample(SampleJob(shards=spec["shards"], out=str(out), export=spec["export"], quiet=True, overwrite=True), 0, 1)
-    report = evaluate(out, Path(spec["shards"]), out, baseline_shards=Path(spec["baseline_shards"]))
-    return {"metrics": {k: v for k, v in report["results"]["model"].items() if isinstance(v, (int, float))},
-            "out": str(out / "metrics.json")}
-
-
-def _tabulate(folder: str) -> dict:
-    from .sweep_table import tabulate
-
-    return tabulate(folder)
+    _limit_threads((spec.get("test") or {}).get("threads"))
+    done = tabulate(spec["folder"])
+    if spec.get("test"):
+        done["test"] = test_best(spec["folder"], **{k: v for k, v in spec["test"].items() if k != "threads"})
+    return done
 
 
 eval_task, aggregate = Requeueable(_sample_rows), Requeueable(_aggregate)
-eval_point, tabulate = Requeueable(_eval_point), Requeueable(_tabulate)
+sweep_eval_task = Requeueable(_sweep_sample_rows)
+tabulate = Requeueable(_tabulate)
 render_task, render_index = Requeueable(_render_videos), Requeueable(_render_index)

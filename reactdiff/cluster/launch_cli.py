@@ -210,6 +210,13 @@ def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:
     sw.add_argument("--seeds", type=int, help="seeds 0..N-1 for every point (seed, data.seed and sample.seed)")
     sw.add_argument("--name", help="sweep folder name under train.out (default sweep-<config name>)")
     sw.add_argument("--extend", action="store_true", help="add the new points to an existing sweep folder")
+    sw.add_argument("--eval-tasks", type=int, help="sampling tasks per point's evaluation (default: the profile's "
+                                                   "eval_tasks, else 1)")
+    sw.add_argument("--test", action="store_true", help="after the table, evaluate the best settings' first point "
+                                                        "on the test shards")
+    sw.add_argument("--test-shards", help="with --test (default: the sibling `test` folder of data.shards)")
+    sw.add_argument("--best", default="FRCorr", choices=("FRCorr", "FRDist"),
+                    help="with --test: the validation metric (mean over seeds) that picks the best settings")
     rd = sub.choices["render"]
     add_render_options(rd, overwrite=False)
     rd.add_argument("--tasks", type=int, help="array size (default: the profile's render_tasks, else 1)")

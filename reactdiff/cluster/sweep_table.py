@@ -1,6 +1,6 @@
 """The sweep's table: every point's REACT metrics and motion statistics on the validation shards, the honest
 baselines once, the mean and spread over seeds, and the validation curves side by side -> sweep.json (results),
-sweep.md, sweep_val.png."""
+sweep.md, sweep_val.png; then, with --test, the best settings' evaluation on the test shards (`test_best`)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import atomic
 
 METRICS = ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn")
+HIGHER_IS_BETTER = {"FRCorr": True, "FRDist": False}  # what --best may select by
 GROUPS = ("expression", "rotation", "translation")
 
 
@@ -47,13 +48,40 @@ def tabulate(folder: str | Path) -> dict:
                 **{m: dict(zip(("mean", "std"), _mean_std([r[m] for r in members]))) for m in METRICS}}
                for key, members in groups.items()]
     doc.update({"points": rows, "baselines": baselines, "groups": summary})
+    doc.pop("test", None)  # of an earlier table: test_best adds it again for the best point of this one
     atomic.write_json(folder / "sweep.json", doc)
-    atomic.write_text(folder / "sweep.md", _markdown(rows, summary, baselines, doc["plan"]))
+    atomic.write_text(folder / "sweep.md", _markdown(doc))
     _plot(folder / "sweep_val.png", rows)
     return {"points": len(rows), "out": str(folder / "sweep.md")}
 
 
-def _markdown(rows, summary, baselines, plan) -> str:
+def test_best(folder: str | Path, shards: str, best: str, baseline_shards: str) -> dict:
+    """The settings with the best mean `best` over seeds on the validation shards, their first point evaluated on
+    the test shards (reactions and metrics in <folder>/test/<point>/) -> sweep.json "test" and sweep.md."""
+    from ..eval.evaluate import evaluate
+    from ..sampling.job import SampleJob
+    from ..sampling.run import sample
+
+    folder = Path(folder)
+    doc = json.loads((folder / "sweep.json").read_text())
+    pick = max if HIGHER_IS_BETTER[best] else min
+    group = pick(doc["groups"], key=lambda g: g[best]["mean"])
+    name = group["points"][0]
+    out = folder / "test" / name
+    # overwrite: reactions of the point's earlier weights are replaced (the same settings resume instead)
+    sample(SampleJob(shards=shards, out=str(out), export=str(folder / "runs" / name / "export"), quiet=True,
+                     overwrite=True), 0, 1)
+    results = evaluate(out, Path(shards), out, baseline_shards=Path(baseline_shards))["results"]
+    doc["test"] = {"point": name, "settings": group["settings"], "selected_by": best, "shards": shards,
+                   "model": {m: results["model"][m] for m in METRICS},
+                   "baselines": {n: {m: r[m] for m in METRICS} for n, r in results.items() if n != "model"}}
+    atomic.write_json(folder / "sweep.json", doc)
+    atomic.write_text(folder / "sweep.md", _markdown(doc))
+    return {"point": name, "out": str(out / "metrics.json")}
+
+
+def _markdown(doc: dict) -> str:
+    rows, summary, baselines, plan = doc["points"], doc["groups"], doc["baselines"], doc["plan"]
     keys = plan.get("keys") or list(dict.fromkeys(k for r in rows for k in r["settings"]))
     head = "| point | " + " | ".join(keys) + " | " + " | ".join(METRICS) + " | jitter ratio (exp / rot / trans) |"
     lines = [f"# Sweep: {len(rows)} points on {plan['val_shards']}", "",
@@ -74,6 +102,14 @@ def _markdown(rows, summary, baselines, plan) -> str:
         for g in summary:
             lines.append(row([*(str(g["settings"].get(k, "")) for k in gkeys), str(len(g["points"])),
                               *(f"{g[m]['mean']:.4g} ± {g[m]['std']:.2g}" for m in METRICS)]))
+    test = doc.get("test")
+    if test:
+        settings = " ".join(f"{k}={v}" for k, v in test["settings"].items())
+        lines += ["", f"Test ({test['shards']}): point {test['point']} ({settings}), the best mean "
+                      f"{test['selected_by']} on validation", "", "| row | " + " | ".join(METRICS) + " |",
+                  "|" + " --- |" * (len(METRICS) + 1)]
+        for name, m in {"model": test["model"], **test["baselines"]}.items():
+            lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4g}" for k in METRICS) + " |")
     lines += ["", "Validation loss (EMA weights) against step: sweep_val.png", ""]
     return "\n".join(lines)
 

@@ -58,7 +58,7 @@ class ReactDiff(nn.Module):
                  velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8), kinematics: str = "raw_pose",
                  acceleration_weight: float = 0.0, cond_dropout: float = 0.0, noise: str = "white",
                  window: int = 64, anchor: str = "none", aligned_speaker: bool = False,
-                 loss_weight_power: float = 0.0, face_dropout: float = 0.0) -> None:
+                 loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -71,7 +71,7 @@ class ReactDiff(nn.Module):
         self.audio = AudioFrontend(audio, audio_dim)
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
                                               null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker,
-                                              null_face=face_dropout > 0),
+                                              null_face=face_dropout > 0, speaker_filter=speaker_filter),
                                  sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
         if noise not in ("white", "spectral"):
@@ -111,7 +111,8 @@ class ReactDiff(nn.Module):
                    acceleration_weight=cfg.acceleration_weight, cond_dropout=cfg.cond_dropout,
                    noise=cfg.noise.value, window=window,
                    anchor=cfg.anchor.value, aligned_speaker=cfg.aligned_speaker,
-                   loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout)
+                   loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout,
+                   speaker_filter=cfg.speaker_filter)
 
     @property
     def dtype(self) -> torch.dtype:

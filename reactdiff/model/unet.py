@@ -11,6 +11,11 @@ known listener frame, repeated over the window (zeros = the mean face at the cli
 frame is added to the output: the group norms in front of the output convolution remove each sample's constant
 level, so without it the network cannot continue the listener's pose from the previous window at high noise,
 where the window's level is decided (measured: predicted window means with 1/8 of the data's spread).
+
+With `speaker_filter` F > 0 the aligned speaker streams first pass a learned causal filter of F frames (a Conv1d
+over [history, window], so frame t sees the speaker's frames t-F+1..t): a listener answers a cue 8-12 frames late,
+further back than the U-Net's full-resolution convolutions reach, and at the window start the cue lies in the
+history that the aligned input otherwise never sees.
 """
 from __future__ import annotations
 
@@ -65,18 +70,23 @@ class Level(nn.Module):
 
 class TemporalUNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape,
-                 null_speaker: bool = False, aligned_speaker: bool = False, null_face: bool = False) -> None:
+                 null_speaker: bool = False, aligned_speaker: bool = False, null_face: bool = False,
+                 speaker_filter: int = 0) -> None:
         super().__init__()
         self.shape = shape
         speaker_dim = fv_dim + audio_dim
         self.aligned_norm = nn.LayerNorm(speaker_dim) if aligned_speaker else None  # audio features are unscaled
         ch, n_levels = shape.channels, len(shape.channels)
+        if speaker_filter and not aligned_speaker:
+            raise ValueError("speaker_filter needs aligned_speaker: it filters the aligned speaker streams")
+        self.speaker_filter = nn.Conv1d(speaker_dim, ch[0], speaker_filter) if speaker_filter else None
+        aligned_dim = (ch[0] if speaker_filter else speaker_dim) + in_dim
         emb_dim = shape.emb_mult * ch[0]
         self.noise_embed = nn.Sequential(FourierEmbedding(ch[0]), nn.Linear(ch[0], emb_dim), nn.SiLU(),
                                          nn.Linear(emb_dim, emb_dim))
         self.context = ContextEncoder(fv_dim, audio_dim, in_dim, shape.context_dim, shape.context_layers,
                                       shape.heads, shape.dropout, null_speaker, null_face)
-        self.inp = nn.Conv1d(in_dim + (speaker_dim + in_dim if aligned_speaker else 0), ch[0], 3, padding=1)
+        self.inp = nn.Conv1d(in_dim + (aligned_dim if aligned_speaker else 0), ch[0], 3, padding=1)
         attn_from = n_levels - shape.self_attention_levels
         self.down, self.downsample, skips = nn.ModuleList(), nn.ModuleList(), [ch[0]]
         c = ch[0]
@@ -128,8 +138,15 @@ class TemporalUNet(nn.Module):
         cache = {"kv": kv, "mask": mask}
         if self.aligned_norm is not None:  # the speaker over the window's frames (the last W of [history, window])
             window = speaker_fv.shape[1] - history
-            spk = speaker_fv[:, history:] if audio is None else torch.cat([speaker_fv, audio], -1)[:, history:]
-            spk = self.aligned_norm(spk) * valid[:, history:, None].to(spk.dtype)
+            taps = self.speaker_filter.kernel_size[0] if self.speaker_filter is not None else 1
+            if taps - 1 > history:
+                raise ValueError(f"the speaker filter spans {taps} frames: it needs >= {taps - 1} history frames, "
+                                 f"got {history}")
+            first = history - (taps - 1)  # the frames the window's outputs see
+            spk = speaker_fv if audio is None else torch.cat([speaker_fv, audio], -1)
+            spk = self.aligned_norm(spk[:, first:]) * valid[:, first:, None].to(spk.dtype)
+            if self.speaker_filter is not None:
+                spk = self.speaker_filter(spk.transpose(1, 2)).transpose(1, 2)  # (B, W, ch[0]): causal, valid conv
             if drop is not None:  # the unconditional mode sees no speaker here either
                 spk = torch.where(drop.view(-1, 1, 1), torch.zeros((), dtype=spk.dtype, device=spk.device), spk)
             last = past_listener[:, -1:] if history else past_listener.new_zeros(len(spk), 1, past_listener.shape[2])

@@ -8,7 +8,9 @@ Classifier-free guidance (guidance w != 1, models trained with condition dropout
 D_none + w (D_speaker - D_none), D_none conditioned on the learned "no speaker" and the same listener past.
 w = 1 is the plain conditional sampler, exactly (the unconditional branch is never built).
 Temperature t scales the noise the sampler draws (the starting point and the SDE's fresh noise): t < 1 trades
-diversity for reactions nearer the model's typical listener; t = 1 is the plain sampler.
+diversity for reactions nearer the model's typical listener; t = 1 is the plain sampler. A level temperature, when
+set, scales each window's level (the noise's DCT coefficient 0) instead: how far the pose level strays from the
+likely one, apart from the motion within the window.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import zlib
 
 import torch
 
+from ..model.spectrum import dct_matrix
 from .noise import PerSampleNoiseSampler, per_sample_generators, randn_per_sample
 from .samplers import get_sigmas_karras, sample
 
@@ -56,9 +59,11 @@ class WindowSampler:
     different clips (or live sessions) may share a call: each row's noise comes from its own generator."""
 
     def __init__(self, model, *, sampler: str, steps: int, sigma_min: float = 0.01, sigma_max: float = 80.0,
-                 rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0, device=None) -> None:
+                 rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0,
+                 level_temperature: float | None = None, device=None) -> None:
         self.model, self.sampler = model, sampler
         self.guidance, self.temperature = float(guidance), float(temperature)
+        self.level_temperature = None if level_temperature is None else float(level_temperature)
         self.device = device if device is not None else next(model.parameters()).device
         self.sigmas = get_sigmas_karras(steps, sigma_min, sigma_max, rho, device=self.device)
 
@@ -71,13 +76,25 @@ class WindowSampler:
         x = model.colour_noise(randn_per_sample((w, model.dim), gens, device, torch.float32)) * self.sigmas[0]
         white = PerSampleNoiseSampler(gens, (w, model.dim), device, torch.float32)
         noise = lambda s, s_next: model.colour_noise(white(s, s_next))  # noqa: E731 - the diffusion's noise
-        if self.temperature != 1:
+        if self.level_temperature is not None:
+            x = self._cool(x)
+            noise = lambda s, s_next, n=noise: self._cool(n(s, s_next))  # noqa: E731
+        elif self.temperature != 1:
             x = x * self.temperature
             noise = lambda s, s_next, n=noise: n(s, s_next) * self.temperature  # noqa: E731
         denoise = model.denoise if self.guidance == 1 else _guided(model.denoise, self.guidance)
         new = sample(self.sampler, denoise, x, self.sigmas, extra_args=extra, noise_sampler=noise)
         anchor = model.anchor(cond["past_listener"], w)  # windows relative to the last generated frame
         return new if anchor is None else new + anchor
+
+
+    def _cool(self, noise: torch.Tensor) -> torch.Tensor:
+        """noise (rows, w, dim) times the temperature per DCT coefficient of the window: the window's level (its
+        mean, coefficient 0) by level_temperature, the motion within it by temperature."""
+        c = dct_matrix(noise.shape[1], noise.device, noise.dtype)
+        t = torch.full((noise.shape[1], 1), self.temperature, device=noise.device, dtype=noise.dtype)
+        t[0] = self.level_temperature
+        return torch.einsum("tk,bkd->btd", c.T, t * torch.einsum("kt,btd->bkd", c, noise))
 
 
 def window_condition(model, speaker: torch.Tensor, audio: torch.Tensor | None, out: torch.Tensor,
@@ -104,7 +121,8 @@ def place_window(out: torch.Tensor, new: torch.Tensor, start: int, done: int) ->
 @torch.inference_mode()
 def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: int, sampler: str, steps: int,
              sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0, seed: int = 0,
-             frames: int | None = None, guidance: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
+             frames: int | None = None, guidance: float = 1.0, temperature: float = 1.0,
+             level_temperature: float | None = None) -> torch.Tensor:
     """K reactions per role sample of an eval batch -> (B, K, frames, dim), normalised like the training data."""
     device = batch["speaker_fv"].device
     frames = frames or batch["speaker_fv"].shape[1]
@@ -123,7 +141,8 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
     gens = per_sample_generators([reaction_seed(seed, key, role, j) for key, role in zip(batch["key"], batch["role"])
                                   for j in range(k)])
     step = WindowSampler(model, sampler=sampler, steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
-                         guidance=guidance, temperature=temperature, device=device)
+                         guidance=guidance, temperature=temperature, level_temperature=level_temperature,
+                         device=device)
     out = torch.zeros(b * k, frames, model.dim, device=device)
     done = 0  # frames [0, done) are generated
     for start in window_starts(frames, window, overlap):

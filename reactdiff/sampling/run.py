@@ -65,6 +65,8 @@ def sampling_settings(cfg, rows: int, weights: str, fps: int = 25) -> dict:
                         ("rho", 7.0)):
         if s[key] != before:
             settings[key] = s[key]
+    if s.level_temperature is not None:
+        settings["level_temperature"] = s.level_temperature
     return settings
 
 
@@ -88,7 +90,8 @@ def react(model, batch: dict, idx: list[int], cfg, device) -> tuple[np.ndarray, 
     sub = {k: (v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx]) for k, v in batch.items()}
     y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, sampler=s.sampler,
                  steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, seed=s.seed,
-                 frames=d.eval_frames or None, guidance=s.guidance, temperature=s.temperature)
+                 frames=d.eval_frames or None, guidance=s.guidance, temperature=s.temperature,
+                 level_temperature=s.level_temperature)
     face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()  # the stats live with the model
     return face, y[..., fv.FV_DIM:].cpu().numpy() if model.predict_emotion else None
 

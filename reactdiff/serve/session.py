@@ -117,7 +117,8 @@ class ReactionSession:
         self.settings = {"sampler": sampler or s.sampler.value, "steps": int(steps or s.steps),
                          "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho,
                          "guidance": float(guidance if guidance is not None else s.guidance),
-                         "temperature": float(temperature if temperature is not None else s.temperature)}
+                         "temperature": float(temperature if temperature is not None else s.temperature),
+                         "level_temperature": s.level_temperature}
         self.face = bool(face)
         if not self.face and not live.audio_only:
             raise SessionError("this export does not support audio-only sessions: it was trained without "

@@ -68,7 +68,7 @@ class PreviewClips:
             y = generate(model, sub, k=t.sample_k, history=d.history, window=s.window, overlap=s.overlap,
                          sampler=s.sampler, steps=t.sample_steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max,
                          rho=s.rho, seed=s.seed, frames=d.eval_frames, guidance=s.guidance,
-                         temperature=s.temperature)
+                         temperature=s.temperature, level_temperature=s.level_temperature)
             face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()
             part.update({i: face[j] for j, i in enumerate(idx)})
         merged = {}

@@ -1,0 +1,75 @@
+"""The synthetic dataset's own generator as a reaction model: what a perfect model of its listeners would produce.
+
+For every speaker row of a split, K fresh listeners drawn from the generator's conditional distribution given that
+speaker's recorded clip: the speaker's script stays (what the listener reacts to); the listener's own script
+jitter, syllables and moment-to-moment behaviour are drawn anew, and so is the person (style: identity offsets,
+expressiveness, reaction lag) unless `same_person`. Scored like a model, it shows which quality targets any model
+that samples the data's distribution can reach at all (DTW-based FRDist, for one, rewards a still mean face over
+every realistic listener whose slow head motion is not the true one's).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .behaviour import behave, draw_style
+from .dataset import plan_sessions
+from .script import jitter, plan_syllables
+from .seeding import rng_for
+from .writer import ClipJob, template_scripts
+
+
+def _clip_jobs(root: Path, meta: dict, split: str) -> list[ClipJob]:
+    """The split's clips in the order generate_dataset wrote them (the pair list's rows)."""
+    a = meta["args"]
+    return [ClipJob(str(root), s, site, session, persons, str(c), a["frames"], a["seed"], a["templates"])
+            for s, site, session, persons in plan_sessions(a["seed"], a["sessions"]) if s == split
+            for c in range(1, a["clips_per_session"] + 1)]
+
+
+def _listener(job: ClipJob, direction: int, draw: np.random.Generator | None, same_person: bool) -> np.ndarray:
+    """(T, 58) the listener of one direction of a clip (0: the pair list's first person speaks): as recorded (draw
+    None: the dataset's own random streams) or drawn anew from `draw`."""
+    T = job.frames
+    pick = rng_for(job.seed, "clip", job.name)  # as simulate_clip draws them
+    template, role0, first = int(pick.integers(job.templates)), int(pick.integers(2)), int(pick.integers(2))
+    roles = (role0, 1 - role0)
+    speaker = first if direction == 0 else 1 - first
+    listener, person = 1 - speaker, job.persons[1 - speaker]
+    tpl = template_scripts(job.seed, job.split, template, T)
+    heard = jitter(tpl[roles[speaker]], rng_for(job.seed, "jitter", job.name, job.persons[speaker]), T)
+    style = draw_style(rng_for(job.seed, "person", job.person_key(person)))
+    if draw is None:
+        own = jitter(tpl[roles[listener]], rng_for(job.seed, "jitter", job.name, person), T)
+        syl = plan_syllables(own, rng_for(job.seed, "syllables", job.name, person))
+        return behave(own, heard, syl, style, T, rng_for(job.seed, "behaviour", job.name, person)).fv
+    own = jitter(tpl[roles[listener]], draw, T)
+    syl = plan_syllables(own, draw)
+    return behave(own, heard, syl, style if same_person else draw_style(draw), T, draw).fv
+
+
+def _rows(root: Path, split: str) -> list[ClipJob]:
+    meta = json.loads((Path(root) / "synthetic.json").read_text())
+    jobs = _clip_jobs(Path(root), meta, split)
+    if len(jobs) != len(meta["splits"][split]["clips"]):
+        raise ValueError(f"{root}/synthetic.json: {len(meta['splits'][split]['clips'])} {split} clips listed, but "
+                         f"its arguments plan {len(jobs)}: not this generator's dataset")
+    return jobs
+
+
+def recorded_listeners(root: str | Path, split: str, frames: int) -> np.ndarray:
+    """(2L, frames, 58): the split's listeners as the dataset recorded them, in neighbour-matrix row order."""
+    jobs = _rows(Path(root), split)
+    return np.stack([_listener(job, d, None, False)[:frames] for d in (0, 1) for job in jobs]).astype(np.float32)
+
+
+def oracle_reactions(root: str | Path, split: str, k: int, frames: int, seed: int = 0,
+                     same_person: bool = False) -> np.ndarray:
+    """(2L, K, frames, 58) float32 in the mirrored row order of the split's neighbour matrix (rows 0..L-1: the
+    pair list's first person speaks; L..2L-1: the other one)."""
+    jobs = _rows(Path(root), split)
+    return np.stack([np.stack([_listener(job, d, rng_for(seed, "oracle", job.name, str(d), str(j)),
+                                         same_person)[:frames] for j in range(k)])
+                     for d in (0, 1) for job in jobs]).astype(np.float32)
