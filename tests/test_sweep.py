@@ -69,11 +69,11 @@ def sweep_shards(tmp_path_factory):
     return root.parent / "shards"
 
 
-def sweep_args(shards: Path, out: Path, *extra, cluster: Path | None = None):
+def sweep_args(shards: Path, out: Path, *extra, cluster: Path | None = None, grid: str = "train.lr=1e-3,3e-4"):
     one_rank = out / "local_1.yaml"  # submitit's local executor, one training process per point (faster)
     one_rank.write_text(LOCAL.read_text().replace("tasks_per_node: 2", "tasks_per_node: 1"))
     return ["sweep", "--cluster", str(cluster or one_rank), "--config", str(REPO / "configs/demo.yaml"), "--name", "s",
-            "--grid", "train.lr=1e-3,3e-4", "--grid", "model.size=tiny", "--seeds", "2",
+            "--grid", grid, "--grid", "model.size=tiny", "--seeds", "2",
             f"data.shards={shards / 'train'}", f"train.out={out}", "data.window=16", "data.history=8",
             "data.batch_size=4", "data.windows_per_clip=2", "data.num_workers=0", "data.eval_frames=120",
             "train.steps=4", "train.checkpoint_every=2", "train.log_every=2", "train.warmup_steps=0",
@@ -82,14 +82,22 @@ def sweep_args(shards: Path, out: Path, *extra, cluster: Path | None = None):
 
 
 def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(sweep_shards, tmp_path, capsys):
+    """Sampling settings (sample.temperature) are swept over shared trainings: 4 points, 2 training runs."""
     from reactdiff.eval.evaluate import evaluate
 
-    assert launcher.main(sweep_args(sweep_shards, tmp_path, "--dry-run")) == 0
+    args = lambda *extra: sweep_args(sweep_shards, tmp_path, *extra, grid="sample.temperature=0.5,1")  # noqa: E731
+    assert launcher.main(args("--dry-run")) == 0
     out = capsys.readouterr().out
-    assert "4 points (4 to run, 0 of them still queued)" in out and not (tmp_path / "s").exists()
-    assert launcher.main(sweep_args(sweep_shards, tmp_path, "--test", "--best", "FRDist")) == 0
+    assert "4 points (4 to run, 0 of them still queued) from 2 training runs" in out
+    assert not (tmp_path / "s").exists()
+    assert launcher.main(args("--test", "--best", "FRDist")) == 0
     folder = tmp_path / "s"
     doc = json.loads((folder / "sweep.json").read_text())
+    runs = {p["run"] for p in doc["plan"]["points"]}
+    assert len(runs) == 2 and sorted(p.name for p in (folder / "runs").iterdir()) == sorted(runs)
+    temps = {json.loads((folder / "evals" / p["name"] / "metrics.json").read_text())["sampling"].get("temperature")
+             for p in doc["plan"]["points"]}
+    assert temps == {0.5, None}  # each point sampled with its own temperature (1: the plain sampler, not recorded)
     # --test: the settings with the lowest mean validation FRDist, their first point scored on the test shards
     best = min(doc["groups"], key=lambda g: g["FRDist"]["mean"])
     assert doc["test"]["point"] == best["points"][0] and doc["test"]["selected_by"] == "FRDist"
@@ -101,7 +109,7 @@ def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(
     assert len(doc["points"]) == 4 and set(doc["baselines"]) >= {"baseline: mean", "baseline: random"}
     assert len(doc["groups"]) == 2 and all(len(g["points"]) == 2 for g in doc["groups"])
     md = (folder / "sweep.md").read_text()
-    assert "| point | train.lr | model.size | seed | FRCorr" in md and "Mean ± std over seeds" in md
+    assert "| point | sample.temperature | model.size | seed | FRCorr" in md and "Mean ± std over seeds" in md
     assert (folder / "sweep_val.png").stat().st_size > 1000
     # the table's numbers are `reactdiff evaluate`'s on each point's reactions
     row = doc["points"][1]
@@ -112,7 +120,7 @@ def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(
     # a point whose evaluation is lost is redone alone; the others are kept as they are
     kept = {p["name"]: (folder / "evals" / p["name"] / "metrics.json").stat().st_mtime_ns for p in doc["points"]}
     (folder / "evals" / row["name"] / "metrics.json").unlink()
-    assert launcher.main(sweep_args(sweep_shards, tmp_path)) == 0
+    assert launcher.main(args()) == 0
     out = capsys.readouterr().out
     assert "4 points (1 to run, 0 of them still queued)" in out and f"{row['name']} todo" in out
     assert f"{row['name']}: training job (done before)" in out  # its training was complete: only evaluated again
@@ -121,7 +129,7 @@ def test_a_sweep_trains_evaluates_and_tabulates_and_reruns_only_what_is_missing(
             assert (folder / "evals" / name / "metrics.json").stat().st_mtime_ns == mtime
     assert (folder / "evals" / row["name"] / "metrics.json").is_file()
     # another grid on the same folder is refused
-    assert launcher.main([*sweep_args(sweep_shards, tmp_path), "--grid", "data.window=32"]) == 2
+    assert launcher.main([*args(), "--grid", "data.window=32"]) == 2
     assert "--extend" in capsys.readouterr().err
 
 

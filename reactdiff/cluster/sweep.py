@@ -5,9 +5,10 @@ mean and spread over seeds; with --test that job also evaluates the best point o
     python launch/slurm.py sweep --cluster cluster/local_executor --config demo --grid train.lr=1e-3,3e-4 \\
         --grid model.size=tiny,small --seeds 2 train.steps=200          # --dry-run prints the points first
 
-Folder `<train.out>/<name>/`: `runs/<point>/` (a training run as `launch train` makes it; the point's settings
-in its config), `evals/<point>/` (its reactions on the validation shards, metrics.json, report.md), `jobs.json`
-(the jobs submitted per point), and the tables. On SLURM the trainings are one job array (each element a
+Folder `<train.out>/<name>/`: `runs/<run>/` (a training run as `launch train` makes it; the point's settings
+in its config; points that differ only in sampling settings, `sample.*`, share one run), `evals/<point>/` (its
+reactions on the validation shards, metrics.json, report.md), `jobs.json` (the jobs submitted per point), and the
+tables. On SLURM the trainings are one job array (each element a
 requeueable training job), each point's evaluation is an array of sampling tasks that waits (afterok) for its
 training element, then a scoring job, and the table job waits for every scoring job. A rerun skips the points whose
 evaluation exists for their current weights and those whose jobs SLURM still holds, resumes unfinished training
@@ -41,19 +42,19 @@ def point_config(args, folder: Path, point: Point):
                                      f"data.val_shards={Path(val).resolve() if val is not None else 'none'}"])
 
 
-def trained(folder: Path, point: Point, cfg) -> bool:
-    """The point's training reached its last step and wrote its export."""
+def trained(folder: Path, run: Point, cfg) -> bool:
+    """The training run (a point's `training`) reached its last step and wrote its export."""
     from ..train.run_log import read_rows
 
-    run = folder / "runs" / point.name
+    run = folder / "runs" / run.name
     rows = read_rows(run / "metrics.jsonl")
     return (run / "export" / "export.json").is_file() and bool(rows) and rows[-1]["step"] >= cfg.train.steps
 
 
 def evaluated(folder: Path, point: Point, cfg) -> bool:
     """The point's training finished and its evaluation was made from the export it wrote."""
-    metrics, export = folder / "evals" / point.name / "metrics.json", folder / "runs" / point.name / "export"
-    if not (metrics.is_file() and trained(folder, point, cfg)):
+    metrics, export = folder / "evals" / point.name / "metrics.json", folder / "runs" / point.training.name / "export"
+    if not (metrics.is_file() and trained(folder, point.training, cfg)):
         return False
     sha = json.loads((export / "export.json").read_text())["sha256"][:16]
     return sha in json.loads(metrics.read_text()).get("sampling", {}).get("weights", "")
@@ -73,7 +74,10 @@ def submit_sweep(args, cluster) -> list:
     points = make_points(axes, seeds)
     base = {"config": str(args.config), "overrides": list(args.overrides)}
     points = check_plan(folder, points, base, args.extend)
-    cfgs = {p.name: point_config(args, folder, p) for p in points}  # every point's config fails here, not later
+    for p in points:  # every point's settings fail here, not in a job
+        point_config(args, folder, p)
+    runs = {p.training.name: p.training for p in points}  # points that differ only in sample.* share a training
+    cfgs = {name: point_config(args, folder, run) for name, run in runs.items()}
     val = resolve_val_shards(base_cfg.data)
     if val is None:
         raise SweepError(f"the sweep evaluates on validation shards: {base_cfg.data.shards} has no sibling `val` "
@@ -81,18 +85,20 @@ def submit_sweep(args, cluster) -> list:
     val, train_shards = Path(val).resolve(), Path(base_cfg.data.shards).resolve()
     test = _test_shards(args, train_shards)
     slurm = cluster.executor == "slurm"
-    todo = [p for p in points if not evaluated(folder, p, cfgs[p.name])]
+    todo = [p for p in points if not evaluated(folder, p, cfgs[p.training.name])]
     records = sweep_jobs.read(folder)
     active = sweep_jobs.active_slurm_jobs() if slurm and todo else set()
     queued = {p.name: q for p in todo if (q := sweep_jobs.still_queued(records.get(p.name, {}), active))}
     tasks = max(1, args.eval_tasks or cluster.eval_tasks or 1)
     nodes, tpn = cluster.nodes, cluster.tasks_per_node
-    print(f"[sweep] {folder}: {len(points)} points ({len(todo)} to run, {len(queued)} of them still queued), each "
-          f"{nodes} node(s) x {tpn} task(s) of training on {cluster.executor}, then its evaluation on {val} "
+    print(f"[sweep] {folder}: {len(points)} points ({len(todo)} to run, {len(queued)} of them still queued) from "
+          f"{len(runs)} training runs, each {nodes} node(s) x {tpn} task(s) on {cluster.executor}; every point's "
+          f"evaluation on {val} "
           f"({tasks} task(s) + scoring), then the table job" + (f", then the best point on {test}" if test else ""))
     for p in points:
         mark = "queued" if p.name in queued else "todo" if p in todo else "done"
-        print(f"[sweep]   {p.name} {mark}: {' '.join(p.overrides)}")
+        shared = f" (training {p.training.name})" if p.training.name != p.name else ""
+        print(f"[sweep]   {p.name} {mark}: {' '.join(p.overrides)}{shared}")
     if args.dry_run:
         return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,26 +107,30 @@ def submit_sweep(args, cluster) -> list:
             "train_shards": str(train_shards)}
     atomic.write_json(folder / "sweep.json", {"plan": plan, **_results_of(folder)})
     submit = [p for p in todo if p.name not in queued]
-    for p in submit:
-        run_dir = folder / "runs" / p.name
+    needed = [runs[name] for name in dict.fromkeys(p.training.name for p in submit)]
+    for run in needed:
+        run_dir = folder / "runs" / run.name
         run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(cfgs[p.name], run_dir / "launch_config.yaml")
-    to_train = [p for p in submit if not trained(folder, p, cfgs[p.name])]  # a finished run is only evaluated again
+        config.save(cfgs[run.name], run_dir / "launch_config.yaml")
+    to_train = [r for r in needed if not trained(folder, r, cfgs[r.name])]  # a finished run is only evaluated again
     trains = _submit_trainings(cluster, folder, to_train) if slurm else {}
     waits, jobs = [records[n]["score"] for n in queued], []
     for p in submit:
-        train = trains.get(p.name)
-        if not slurm and p in to_train:  # the local executor has no dependencies: the points run one after another
-            train = _submit_trainings(cluster, folder, [p])[p.name]
-            _check_train(train)
-        evals = _submit_evaluation(cluster, folder, p, cfgs[p.name], val, train_shards, tasks,
-                                   train if slurm else None, fresh=p in to_train)
+        run = p.training
+        if not slurm and run in to_train and run.name not in trains:  # the local executor has no dependencies:
+            trains.update(_submit_trainings(cluster, folder, [run]))   # the points run one after another
+            _check_train(trains[run.name])
+            jobs.append(trains[run.name])
+        train = trains.get(run.name)
+        evals = _submit_evaluation(cluster, folder, p, cfgs[run.name], val, train_shards, tasks,
+                                   train if slurm else None, fresh=run in to_train)
         sweep_jobs.record(folder, p.name, {"train": train.job_id if train else None,
                                            "eval": [j.job_id for j in evals[:-1]], "score": evals[-1].job_id})
         print(f"[sweep] {p.name}: training job {train.job_id if train else '(done before)'}, evaluation task(s) "
               f"{[j.job_id for j in evals[:-1]]}, scoring job {evals[-1].job_id}")
         waits.append(evals[-1].job_id)
-        jobs += [j for j in (train, *evals) if j is not None]
+        jobs += evals
+    jobs = list(trains.values()) + jobs if slurm else jobs
     final_ex, _ = executor(cluster, folder / "submitit", "sweep-table", 1, 1, min(1, cluster.gpus_per_node))
     if slurm and waits:
         final_ex.update_parameters(slurm_additional_parameters={
@@ -172,11 +182,12 @@ def _submit_evaluation(cluster, folder: Path, point: Point, cfg, val: Path, base
     from .jobs import aggregate, sweep_eval_task
     from .launch_cli import array_executor, missing_tasks, submit_array_then
 
-    out, export = folder / "evals" / point.name, folder / "runs" / point.name / "export"
-    if out.exists() and (fresh or not _reactions_of(out, export)):
+    out, run = folder / "evals" / point.name, folder / "runs" / point.training.name
+    if out.exists() and (fresh or not _reactions_of(out, run / "export")):
         shutil.rmtree(out)
-    job = SampleJob(shards=str(val), out=str(out), export=str(export), quiet=True).absolute()
-    spec = {"job": job, "run": str(folder / "runs" / point.name), "steps": cfg.train.steps,
+    job = SampleJob(shards=str(val), out=str(out), export=str(run / "export"), overrides=tuple(point.sample_overrides),
+                    quiet=True).absolute()
+    spec = {"job": job, "run": str(run), "steps": cfg.train.steps,
             "shards": str(val), "out": str(out), "protocol": resolve_protocol(val, None),
             "threads": cluster.cpus_per_task, "baselines": True, "baseline_shards": str(baseline_shards),
             "wandb": "disabled"}

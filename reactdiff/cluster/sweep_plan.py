@@ -47,12 +47,24 @@ class Point:
         return out
 
     @property
+    def training(self) -> "Point":
+        """The point without its sampling settings (`sample.*`): points that differ only in how they sample share
+        one training run, named by this point (the same name as the point when it sweeps no sampling key)."""
+        return Point(tuple((k, v) for k, v in self.settings if not k.startswith("sample.")))
+
+    @property
+    def sample_overrides(self) -> list[str]:
+        """The overrides the point samples with on top of its training's export."""
+        return [o for (key, _), o in zip(self.settings, self.overrides) if key.startswith("sample.")]
+
+    @property
     def group(self) -> tuple:
         """The settings without the seed: the points whose metrics are averaged over seeds."""
         return tuple((k, v) for k, v in self.settings if k != "seed")
 
     def describe(self) -> dict:
-        return {"name": self.name, "settings": dict(self.settings)}
+        return {"name": self.name, "settings": dict(self.settings), "run": self.training.name,
+                "sample_overrides": self.sample_overrides}
 
 
 def _value(text: str):

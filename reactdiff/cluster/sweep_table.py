@@ -19,8 +19,9 @@ def point_row(folder: Path, point: dict) -> dict:
 
     metrics = json.loads((folder / "evals" / point["name"] / "metrics.json").read_text())
     model = metrics["results"]["model"]
-    curve = [(r["step"], r["val/loss_ema"]) for r in read_rows(folder / "runs" / point["name"] / "metrics.jsonl",
-                                                               "validation") if "val/loss_ema" in r]
+    run = folder / "runs" / point.get("run", point["name"])  # points that differ only in sample.* share a run
+    curve = [(r["step"], r["val/loss_ema"]) for r in read_rows(run / "metrics.jsonl", "validation")
+             if "val/loss_ema" in r]
     return {"name": point["name"], "settings": point["settings"], **{m: model[m] for m in METRICS},
             "jitter_ratio": {g: model["motion"][g]["jitter_ratio"] for g in GROUPS}, "val_curve": curve}
 
@@ -67,10 +68,11 @@ def test_best(folder: str | Path, shards: str, best: str, baseline_shards: str) 
     pick = max if HIGHER_IS_BETTER[best] else min
     group = pick(doc["groups"], key=lambda g: g[best]["mean"])
     name = group["points"][0]
+    point = next(p for p in doc["plan"]["points"] if p["name"] == name)
     out = folder / "test" / name
     # overwrite: reactions of the point's earlier weights are replaced (the same settings resume instead)
-    sample(SampleJob(shards=shards, out=str(out), export=str(folder / "runs" / name / "export"), quiet=True,
-                     overwrite=True), 0, 1)
+    sample(SampleJob(shards=shards, out=str(out), export=str(folder / "runs" / point.get("run", name) / "export"),
+                     overrides=tuple(point.get("sample_overrides", ())), quiet=True, overwrite=True), 0, 1)
     results = evaluate(out, Path(shards), out, baseline_shards=Path(baseline_shards))["results"]
     doc["test"] = {"point": name, "settings": group["settings"], "selected_by": best, "shards": shards,
                    "model": {m: results["model"][m] for m in METRICS},
