@@ -86,12 +86,12 @@ def _sweep_sample_rows(spec: dict, rank: int, world_size: int) -> dict:
     """A sweep point's sampling task: as _sample_rows, but only from the weights of a finished training. SLURM takes
     a dependency on a training job that vanished (cancelled before it started) as met, so this task may start
     anyway; it then fails, and the point's scoring job is cancelled with it."""
-    from ..train.run_log import read_rows
+    from .sweep import last_step
 
-    rows = read_rows(Path(spec["run"]) / "metrics.jsonl")
-    if not rows or rows[-1]["step"] < spec["steps"]:
-        raise RuntimeError(f"{spec['run']}: its training has not finished (step {rows[-1]['step'] if rows else 0} "
-                           f"of {spec['steps']}; was its job cancelled?): nothing to evaluate; rerun the sweep")
+    step = last_step(Path(spec["run"]))
+    if step < spec["steps"]:
+        raise RuntimeError(f"{spec['run']}: its training has not finished (step {step} of {spec['steps']}; was its "
+                           f"job cancelled?): nothing to evaluate; rerun the sweep")
     return _sample_rows(spec, rank, world_size)
 
 

@@ -42,13 +42,18 @@ def point_config(args, folder: Path, point: Point):
                                      f"data.val_shards={Path(val).resolve() if val is not None else 'none'}"])
 
 
-def trained(folder: Path, run: Point, cfg) -> bool:
-    """The training run (a point's `training`) reached its last step and wrote its export."""
+def last_step(run_dir: Path) -> int:
+    """The last step a training run logged (0 before its first)."""
     from ..train.run_log import read_rows
 
-    run = folder / "runs" / run.name
-    rows = read_rows(run / "metrics.jsonl")
-    return (run / "export" / "export.json").is_file() and bool(rows) and rows[-1]["step"] >= cfg.train.steps
+    rows = read_rows(Path(run_dir) / "metrics.jsonl")
+    return rows[-1]["step"] if rows else 0
+
+
+def trained(folder: Path, run: Point, cfg) -> bool:
+    """The training run (a point's `training`) reached its last step and wrote its export."""
+    run_dir = folder / "runs" / run.name
+    return (run_dir / "export" / "export.json").is_file() and last_step(run_dir) >= cfg.train.steps
 
 
 def evaluated(folder: Path, point: Point, cfg) -> bool:

@@ -18,7 +18,7 @@ from .behaviour import behave, draw_style
 from .dataset import plan_sessions
 from .script import jitter, plan_syllables
 from .seeding import rng_for
-from .writer import ClipJob, template_scripts
+from .writer import ClipJob, plan_clip
 
 
 def _clip_jobs(root: Path, meta: dict, split: str) -> list[ClipJob]:
@@ -32,20 +32,16 @@ def _clip_jobs(root: Path, meta: dict, split: str) -> list[ClipJob]:
 def _listener(job: ClipJob, direction: int, draw: np.random.Generator | None, same_person: bool) -> np.ndarray:
     """(T, 58) the listener of one direction of a clip (0: the pair list's first person speaks): as recorded (draw
     None: the dataset's own random streams) or drawn anew from `draw`."""
-    T = job.frames
-    pick = rng_for(job.seed, "clip", job.name)  # as simulate_clip draws them
-    template, role0, first = int(pick.integers(job.templates)), int(pick.integers(2)), int(pick.integers(2))
-    roles = (role0, 1 - role0)
-    speaker = first if direction == 0 else 1 - first
+    T, plan = job.frames, plan_clip(job)
+    speaker = plan.first if direction == 0 else 1 - plan.first
     listener, person = 1 - speaker, job.persons[1 - speaker]
-    tpl = template_scripts(job.seed, job.split, template, T)
-    heard = jitter(tpl[roles[speaker]], rng_for(job.seed, "jitter", job.name, job.persons[speaker]), T)
+    heard = plan.scripts[speaker]
     style = draw_style(rng_for(job.seed, "person", job.person_key(person)))
     if draw is None:
-        own = jitter(tpl[roles[listener]], rng_for(job.seed, "jitter", job.name, person), T)
+        own = plan.scripts[listener]
         syl = plan_syllables(own, rng_for(job.seed, "syllables", job.name, person))
         return behave(own, heard, syl, style, T, rng_for(job.seed, "behaviour", job.name, person)).fv
-    own = jitter(tpl[roles[listener]], draw, T)
+    own = jitter(plan.tpl[plan.roles[listener]], draw, T)
     syl = plan_syllables(own, draw)
     return behave(own, heard, syl, style if same_person else draw_style(draw), T, draw).fv
 

@@ -63,16 +63,34 @@ class Person:
     style: object
 
 
+@dataclasses.dataclass
+class ClipPlan:
+    """What a clip's persons act out: its template, who plays which role, who the pair list names first, scripts."""
+
+    template: int
+    roles: tuple[int, int]  # template role of persons[0], persons[1]
+    first: int  # which person the pair list names first (the "speaker" column)
+    tpl: tuple  # the template's (role 0, role 1) scripts
+    scripts: list  # each person's own (jittered) script, in job.persons order
+
+
+def plan_clip(job: ClipJob) -> ClipPlan:
+    pick = rng_for(job.seed, "clip", job.name)
+    template = int(pick.integers(job.templates))
+    role0 = int(pick.integers(2))  # persons[1] plays the other role
+    first = int(pick.integers(2))
+    roles = (role0, 1 - role0)
+    tpl = template_scripts(job.seed, job.split, template, job.frames)
+    scripts = [jitter(tpl[roles[i]], rng_for(job.seed, "jitter", job.name, p), job.frames)
+               for i, p in enumerate(job.persons)]
+    return ClipPlan(template, roles, first, tpl, scripts)
+
+
 def simulate_clip(job: ClipJob) -> tuple[list[Person], dict]:
     """Both persons of one dyadic clip (in job.persons order) and the clip's facts (template, roles, lags)."""
     T, name = job.frames, job.name
-    pick = rng_for(job.seed, "clip", name)
-    template = int(pick.integers(job.templates))
-    role0 = int(pick.integers(2))  # template role of persons[0]; persons[1] plays the other one
-    first = int(pick.integers(2))  # which person the pair list names first (the "speaker" column)
-    roles = (role0, 1 - role0)
-    tpl = template_scripts(job.seed, job.split, template, T)
-    scripts = [jitter(tpl[roles[i]], rng_for(job.seed, "jitter", name, p), T) for i, p in enumerate(job.persons)]
+    plan = plan_clip(job)
+    template, roles, first, scripts = plan.template, plan.roles, plan.first, plan.scripts
     syls = [plan_syllables(scripts[i], rng_for(job.seed, "syllables", name, p)) for i, p in enumerate(job.persons)]
     styles = [draw_style(rng_for(job.seed, "person", job.person_key(p))) for p in job.persons]
     samples = n_samples(T)
