@@ -136,6 +136,8 @@ class ModelConfig:
     noise: NoiseKind = NoiseKind.spectral  # diffusion noise: white, or with the data's temporal spectrum
     anchor: Anchor = Anchor.regression  # denoise windows as absolute values, or relative to the last known listener
     #                                     frame (last_frame) or to their prediction from it (regression, measured best)
+    anchor_memory: int = 0  # with anchor=regression: listener frames before a window whose mean joins its
+    #                         prediction (where this person's face and pose return to; 0: the last frame alone)
     aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
     #                               to the U-Net input, frame by frame
     speaker_filter: int = 0  # with aligned_speaker: frames of a learned causal filter over the speaker streams
@@ -344,7 +346,7 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size",
              "train.sync_every")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
-                 "model.loss_weight_power", "data.eval_frames", "model.speaker_filter",
+                 "model.loss_weight_power", "data.eval_frames", "model.speaker_filter", "model.anchor_memory",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
                  "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage",
                  "train.val_every", "train.sample_every")
@@ -383,6 +385,9 @@ def check(cfg: DictConfig) -> None:
             raise ConfigError(f"model.speaker_filter={cfg.model.speaker_filter} frames needs data.history >= "
                               f"{cfg.model.speaker_filter - 1} (the speaker's past frames it filters), got "
                               f"{cfg.data.history}")
+    if cfg.model.anchor_memory and cfg.model.anchor.value != "regression":
+        raise ConfigError(f"model.anchor_memory={cfg.model.anchor_memory} needs model.anchor=regression (the memory "
+                          f"mean joins the window's regression), got model.anchor={cfg.model.anchor.value}")
     if any(lag < 1 for lag in cfg.model.kinematics_lags):
         raise ConfigError(f"model.kinematics_lags: every lag must be >= 1, got {list(cfg.model.kinematics_lags)}")
 

@@ -59,16 +59,18 @@ def tiny_test_shards(tiny_react, tiny_shards) -> Path:
     return out
 
 
-def assert_denoise_loss_is(model, anchor_of, whiten, h: int = 8, w: int = 32) -> None:
+def assert_denoise_loss_is(model, anchor_of, whiten, h: int = 8, w: int = 32, extra: dict | None = None) -> None:
     """model.training_loss's denoising term equals the EDM loss computed by hand on x0 - anchor_of(x, h) (the window
-    relative to what the model anchors it to), with the same sigma and noise draws and `whiten`."""
+    relative to what the model anchors it to), with the same sigma and noise draws and `whiten`; `extra`: more
+    batch entries (e.g. the listener memory)."""
     import torch
 
     b = 2
     g = torch.Generator().manual_seed(0)
     batch = {"speaker_fv": torch.randn(b, h + w, 58, generator=g),
              "listener_fv": torch.randn(b, h + w, 58, generator=g),
-             "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+             "speaker_feat": torch.randn(b, h + w, 80, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool),
+             **(extra or {})}
     out = model.training_loss(batch, h, torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
     sigma = model.density.sample(b, generator=g)

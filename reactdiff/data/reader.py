@@ -25,7 +25,7 @@ from .partition import slot_index
 from .plan import epoch_items, slot_batches, slot_items, taken_by_part
 from .sample_format import PERSONS, decode_npy
 from .shard_index import ShardIndex
-from .windows import cut_item, decode_sample, needed_fields, window_start
+from .windows import cut_item, decode_sample, memory_mean, needed_fields, window_start
 
 
 def make_normaliser(cfg, folder: Path) -> FaceNormaliser:
@@ -54,8 +54,10 @@ class WindowDataset(IterableDataset):
     """Yields whole batches (collated inside the worker) so the batch order is fixed by the plan alone."""
 
     def __init__(self, cfg, rank: int = 0, world_size: int = 1, train: bool = True,
-                 start: tuple[int, int] = (0, 0), normaliser: FaceNormaliser | None = None) -> None:
+                 start: tuple[int, int] = (0, 0), normaliser: FaceNormaliser | None = None, memory: int = 0) -> None:
+        """memory: the listener frames before each window whose mean the items carry (model.anchor_memory)."""
         self.cfg, self.rank, self.world_size, self.train = cfg, rank, world_size, train
+        self.memory = int(memory)
         self.index = ShardIndex.open(cfg.shards)
         self.audio = cfg.audio.value
         if self.audio == "feat" and self.index.features is None:
@@ -134,7 +136,7 @@ class WindowDataset(IterableDataset):
                             raise ValueError(f"sample {data['meta']['key']} has {frames} frames; eval needs "
                                              f"data.eval_frames={self.window} (data.eval_frames=0: whole clips of "
                                              f"any length)")
-                    out.append(cut_item(data, role, start, self.window or frames, self.history))
+                    out.append(cut_item(data, role, start, self.window or frames, self.history, self.memory))
                     if last_use[ref] == pos:
                         del cache[ref]
                 yield collate(out)
@@ -155,9 +157,9 @@ class BatchStream:
     """An endless (train) or one-pass (eval) iterator over batches, with `state_dict()` for exact resume."""
 
     def __init__(self, cfg, rank: int = 0, world_size: int = 1, train: bool = True,
-                 normaliser: FaceNormaliser | None = None) -> None:
+                 normaliser: FaceNormaliser | None = None, memory: int = 0) -> None:
         self.cfg, self.rank, self.world_size, self.train = cfg, rank, world_size, train
-        self.dataset = WindowDataset(cfg, rank, world_size, train, normaliser=normaliser)
+        self.dataset = WindowDataset(cfg, rank, world_size, train, normaliser=normaliser, memory=memory)
         self.epoch, self.batch = 0, 0
 
     @property
@@ -218,26 +220,50 @@ class BatchStream:
             yield batch
 
 
-def listener_windows(cfg, window: int, clips: int = 64, emotion: bool = False, relative: bool = False) -> np.ndarray:
-    """(N, window, 58 [+25]) normalised 3DMM windows (stride window / 2) of both persons of the first `clips`
-    dyadic samples of the shards: the same numbers on every rank (e.g. for the model's noise spectrum).
-    relative=True: each window minus the frame before it (0 for a window at the clip start)."""
+def _listener_streams(cfg, clips: int, emotion: bool):
+    """Each person's normalised 3DMM (+ emotion) stream (T, 58 [+25]) of the first `clips` dyadic samples."""
     index = ShardIndex.open(cfg.shards)
     normaliser = make_normaliser(cfg, index.folder)
     members = {"a.fv.npy", "b.fv.npy"} | ({"a.emotion.npy", "b.emotion.npy"} if emotion else set())
-    out, taken = [], 0
+    taken = 0
     for shard, size in enumerate(index.sizes):
         for i in range(size):
             if taken >= clips:
-                break
+                return
             raw = index.read(shard, i, lambda name: name in members)
             for person in PERSONS:
                 x = normaliser.normalise(decode_npy(raw[f"{person}.fv.npy"]).astype(np.float32))
                 if emotion:
                     x = np.concatenate([x, decode_npy(raw[f"{person}.emotion.npy"]).astype(np.float32)], axis=-1)
-                for s in range(0, len(x) - window + 1, max(1, window // 2)):
-                    out.append(x[s:s + window] - (x[s - 1] if relative and s > 0 else 0))
+                yield x
             taken += 1
+
+
+def listener_windows(cfg, window: int, clips: int = 64, emotion: bool = False, relative: bool = False) -> np.ndarray:
+    """(N, window, 58 [+25]) normalised 3DMM windows (stride window / 2) of both persons of the first `clips`
+    dyadic samples of the shards: the same numbers on every rank (e.g. for the model's noise spectrum).
+    relative=True: each window minus the frame before it (0 for a window at the clip start)."""
+    out = []
+    for x in _listener_streams(cfg, clips, emotion):
+        for s in range(0, len(x) - window + 1, max(1, window // 2)):
+            out.append(x[s:s + window] - (x[s - 1] if relative and s > 0 else 0))
     if not out:
         raise ValueError(f"{cfg.shards}: no clip of at least {window} frames to measure the listener spectrum from")
     return np.stack(out)
+
+
+def regression_windows(cfg, window: int, clips: int = 64, emotion: bool = False,
+                       memory: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """What the past regression is fitted on (model/past_regression.py), from the windows of `listener_windows`
+    one frame longer: the frame before each window (N, D), the window (N, window, D) and, with memory > 0, the mean
+    of the `memory` frames before it (N, D; the last frame included)."""
+    last, windows, means = [], [], []
+    for x in _listener_streams(cfg, clips, emotion):
+        for s in range(0, len(x) - window, max(1, (window + 1) // 2)):
+            last.append(x[s])
+            windows.append(x[s + 1:s + 1 + window])
+            if memory:
+                means.append(memory_mean(x, s + 1, memory))
+    if not windows:
+        raise ValueError(f"{cfg.shards}: no clip of at least {window + 1} frames to fit the past regression on")
+    return np.stack(last), np.stack(windows), np.stack(means) if memory else None

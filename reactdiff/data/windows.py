@@ -55,6 +55,13 @@ def _frames(x: np.ndarray, lo: int, hi: int, hold: bool = False) -> np.ndarray:
     return out
 
 
+def memory_mean(x: np.ndarray, start: int, frames: int) -> np.ndarray:
+    """The mean of x[start - frames:start] along time (what of it lies in the clip; zeros at the clip start): the
+    listener memory of a window at `start` (model.anchor_memory; past_regression.py)."""
+    a = max(0, start - frames)
+    return x[a:start].mean(0) if start > a else np.zeros(x.shape[1:], x.dtype)
+
+
 def window_start(seed: int, epoch: int, sample_id: int, role: int, w: int, frames: int, window: int) -> int:
     """Random window start, a pure function of the item (so resumes and worker counts never change it). A clip
     shorter than the window starts at 0: the item is padded past its end and `valid` marks the real frames."""
@@ -63,7 +70,8 @@ def window_start(seed: int, epoch: int, sample_id: int, role: int, w: int, frame
     return int(np.random.default_rng([seed, epoch, sample_id, role, w, 0x3A7]).integers(0, frames - window + 1))
 
 
-def cut_item(sample: dict, role: int, start: int, window: int, history: int) -> dict:
+def cut_item(sample: dict, role: int, start: int, window: int, history: int, memory: int = 0) -> dict:
+    """memory > 0: the item also carries the mean of the listener's `memory` frames before the window."""
     spk, lis = PEERS[role]
     meta = sample["meta"]
     lo, hi = start - history, start + window
@@ -85,4 +93,8 @@ def cut_item(sample: dict, role: int, start: int, window: int, history: int) -> 
     if f"{spk}.emotion" in sample:
         item["speaker_emotion"] = _frames(sample[f"{spk}.emotion"], lo, hi)
         item["listener_emotion"] = _frames(sample[f"{lis}.emotion"], lo, hi)
+    if memory:
+        item["listener_memory"] = memory_mean(sample[f"{lis}.fv"], start, memory)
+        if f"{lis}.emotion" in sample:
+            item["listener_emotion_memory"] = memory_mean(sample[f"{lis}.emotion"], start, memory)
     return item

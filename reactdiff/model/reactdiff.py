@@ -58,7 +58,8 @@ class ReactDiff(nn.Module):
                  velocity_weight: float = 1.0, au_weight: float = 0.01, lags=(1, 8), kinematics: str = "raw_pose",
                  acceleration_weight: float = 0.0, cond_dropout: float = 0.0, noise: str = "white",
                  window: int = 64, anchor: str = "none", aligned_speaker: bool = False,
-                 loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0) -> None:
+                 loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0,
+                 anchor_memory: int = 0) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -66,8 +67,13 @@ class ReactDiff(nn.Module):
         if anchor not in ("none", "last_frame", "regression"):
             raise ValueError(f"anchor {anchor!r}: expected none, last_frame or regression")
         self.anchored = anchor != "none"
+        if anchor_memory and anchor != "regression":
+            raise ValueError("anchor_memory needs anchor=regression: the memory mean joins the window's regression")
+        # the listener frames before a window whose mean joins its prediction (0: the last frame alone)
+        self.anchor_memory = int(anchor_memory)
         # the window's prediction from the last known frame, fitted from the shards (past_regression.py)
-        self.past_regression = PastRegression(window, self.dim) if anchor == "regression" else None
+        self.past_regression = (PastRegression(window, self.dim, memory=self.anchor_memory > 0)
+                                if anchor == "regression" else None)
         self.audio = AudioFrontend(audio, audio_dim)
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
                                               null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker,
@@ -112,7 +118,7 @@ class ReactDiff(nn.Module):
                    noise=cfg.noise.value, window=window,
                    anchor=cfg.anchor.value, aligned_speaker=cfg.aligned_speaker,
                    loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout,
-                   speaker_filter=cfg.speaker_filter)
+                   speaker_filter=cfg.speaker_filter, anchor_memory=cfg.anchor_memory)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,6 +129,16 @@ class ReactDiff(nn.Module):
         """(B, H+W, dim): the listener's 3DMM (+ emotion when predicted), normalised."""
         x = batch["listener_fv"]
         return torch.cat([x, batch["listener_emotion"]], dim=-1) if self.predict_emotion else x
+
+    def listener_memory(self, batch: dict) -> torch.Tensor | None:
+        """(B, dim): the mean of the listener's memory frames before each window (model.anchor_memory), or None."""
+        if not self.anchor_memory:
+            return None
+        if "listener_memory" not in batch:
+            raise ValueError(f"model.anchor_memory={self.anchor_memory} needs the listener's memory mean in the batch "
+                             f"(a reader made with memory={self.anchor_memory})")
+        m = batch["listener_memory"]
+        return torch.cat([m, batch["listener_emotion_memory"]], dim=-1) if self.predict_emotion else m
 
     def condition(self, batch: dict, past_listener: torch.Tensor, drop: torch.Tensor | None = None) -> dict:
         """The network's conditioning for windows of a batch: speaker streams over [history, window]; `drop` (B,)
@@ -141,16 +157,17 @@ class ReactDiff(nn.Module):
             cond["drop"] = drop
         return cond
 
-    def anchor(self, past_listener: torch.Tensor, w: int) -> torch.Tensor | None:
+    def anchor(self, past_listener: torch.Tensor, w: int, memory: torch.Tensor | None = None) -> torch.Tensor | None:
         """What a window of w frames is denoised relative to: (B, 1 or w, dim), or None for absolute windows.
         model.anchor=last_frame: the last known listener frame; regression: its least-squares prediction of the window
-        from that frame (past_regression.py). Before the clip starts the past is the zero (mean) face."""
+        from that frame and, with model.anchor_memory, the memory mean (B, dim) (past_regression.py). Before the clip
+        starts the past is the zero (mean) face."""
         if not self.anchored:
             return None
         last = (past_listener[:, -1] if past_listener.shape[1] else
                 past_listener.new_zeros(past_listener.shape[0], self.dim))
         if self.past_regression is not None:
-            return self.past_regression(last, w)
+            return self.past_regression(last, w, memory)
         return last[:, None]
 
     def colour_noise(self, eps: torch.Tensor) -> torch.Tensor:
@@ -188,7 +205,7 @@ class ReactDiff(nn.Module):
         if drop_face is not None:
             cond["drop_face"] = drop_face
         whiten = None if self.spectrum is None else self.spectrum.loss_coordinates
-        anchor = self.anchor(past, x0.shape[1])
+        anchor = self.anchor(past, x0.shape[1], self.listener_memory(batch))
         anchor = 0 if anchor is None else anchor  # the denoiser sees x0 - anchor, the priors the absolute estimate
         real = batch["valid"][:, history:]
         real = None if bool(real.all()) else real  # a window past a short clip's end: padding stays out of the loss

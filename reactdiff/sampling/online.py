@@ -70,6 +70,8 @@ class WindowSampler:
     def __call__(self, cond: dict, gens: list[torch.Generator], w: int) -> torch.Tensor:
         """cond: `model.conditioning` of the rows' windows; gens: one generator per row -> (rows, w, dim) frames."""
         model, device, rows = self.model, self.device, len(gens)
+        memory = cond.get("memory")  # the anchor's, not the network's
+        cond = {k: v for k, v in cond.items() if k != "memory"}
         extra = {"cache": model.unet.prepare(**cond)}
         if self.guidance != 1:
             extra["cache_none"] = model.unet.prepare(**cond, drop=torch.ones(rows, dtype=torch.bool, device=device))
@@ -84,7 +86,7 @@ class WindowSampler:
             noise = lambda s, s_next, n=noise: n(s, s_next) * self.temperature  # noqa: E731
         denoise = model.denoise if self.guidance == 1 else _guided(model.denoise, self.guidance)
         new = sample(self.sampler, denoise, x, self.sigmas, extra_args=extra, noise_sampler=noise)
-        anchor = model.anchor(cond["past_listener"], w)  # windows relative to the last generated frame
+        anchor = model.anchor(cond["past_listener"], w, memory)  # windows relative to the generated past
         return new if anchor is None else new + anchor
 
 
@@ -100,10 +102,15 @@ class WindowSampler:
 def window_condition(model, speaker: torch.Tensor, audio: torch.Tensor | None, out: torch.Tensor,
                      valid: torch.Tensor, start: int, history: int, window: int) -> dict:
     """The conditioning of the window [start, start + window): the speaker streams over [start - history, start +
-    window) and the listener frames generated before it (zeros before the clip starts)."""
+    window) and the listener frames generated before it (zeros before the clip starts); with model.anchor_memory M,
+    "memory": the mean of the M generated frames before it (what of them `out` holds: callers keep M frames)."""
     lo, hi = start - history, start + window
-    return model.conditioning(_pad_past(speaker, lo, hi), _pad_past(audio, lo, hi) if audio is not None else None,
+    cond = model.conditioning(_pad_past(speaker, lo, hi), _pad_past(audio, lo, hi) if audio is not None else None,
                               _pad_past(out, lo, start), _pad_past(valid, lo, hi))
+    if model.anchor_memory:
+        a = max(0, start - model.anchor_memory)
+        cond["memory"] = out[:, a:start].mean(1) if start > a else out.new_zeros(out.shape[0], out.shape[2])
+    return cond
 
 
 def place_window(out: torch.Tensor, new: torch.Tensor, start: int, done: int) -> int:

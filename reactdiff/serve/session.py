@@ -215,7 +215,9 @@ class ReactionSession:
             return self._send(min(self.sent, start), self._clip_frames, final=True)
         hi = start + self.hop  # frames no later window cross-fades
         update = self._send(self.sent, min(hi, self._clip_frames) if self.finished else hi)
-        self._trim(start + 1 - self.history)  # the last window may start one frame after this one
+        # what later windows read: their history and the anchor's memory (the last window may start one frame
+        # after this one)
+        self._trim(start + 1 - max(self.history, self.model.anchor_memory))
         return update
 
     def _send(self, lo: int, hi: int, final: bool = False) -> Update | None:

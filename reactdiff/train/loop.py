@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .. import atomic, config, dist
-from ..data.reader import BatchStream, listener_windows
+from ..data.reader import BatchStream, listener_windows, regression_windows
 from ..model.export import build_model, export_weights
 from ..data.normalise import FaceStats
 from . import checkpoint, launcher_watch, resume, run_lock
@@ -90,14 +90,14 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 def fit_data_statistics(model, cfg) -> None:
     """Measure what the model takes from the training data before training: the window's regression on the last
-    known frame (model.anchor=regression), then the spectrum of what the diffusion models. The same windows on every
-    rank, so the same numbers; a resume restores them from the checkpoint."""
+    known frame and the memory mean (model.anchor=regression), then the spectrum of what the diffusion models. The
+    same windows on every rank, so the same numbers; a resume restores them from the checkpoint."""
     w, clips, emotion = cfg.data.window, cfg.model.spectrum_clips, cfg.model.predict_emotion
     if model.past_regression is not None:
-        x = listener_windows(cfg.data, w + 1, clips, emotion)  # the frame before each window, then the window
-        model.past_regression.fit(x[:, 0], x[:, 1:])
+        last, windows, memory = regression_windows(cfg.data, w, clips, emotion, cfg.model.anchor_memory)
+        model.past_regression.fit(last, windows, memory)
         if model.spectrum is not None:
-            model.spectrum.fit(model.past_regression.residual(x[:, 0], x[:, 1:]))
+            model.spectrum.fit(model.past_regression.residual(last, windows, memory))
     elif model.spectrum is not None:
         model.spectrum.fit(listener_windows(cfg.data, w, clips, emotion, relative=model.anchored))
 
@@ -165,7 +165,7 @@ def build(cfg, env, run_dir: Path, plan) -> Session:
     import deepspeed
 
     t, device = cfg.train, dist.device()
-    stream = BatchStream(cfg.data, env.rank, env.world_size, train=True)
+    stream = BatchStream(cfg.data, env.rank, env.world_size, train=True, memory=cfg.model.anchor_memory)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, FaceStats.from_normaliser(stream.dataset.normaliser))
     fit_data_statistics(model, cfg)
@@ -229,7 +229,8 @@ def step_flops(s: Session, env) -> float | None:
     (the run's own position is untouched); GPU only (MFU)."""
     if s.device.type != "cuda":
         return None
-    batch = to_device(next(iter(BatchStream(s.cfg.data, env.rank, env.world_size, train=True))), s.device)
+    batch = to_device(next(iter(BatchStream(s.cfg.data, env.rank, env.world_size, train=True,
+                                           memory=s.cfg.model.anchor_memory))), s.device)
     return 3 * count_flops(lambda: s.model.training_loss(batch, s.cfg.data.history, torch.Generator())) * s.accum
 
 

@@ -82,7 +82,7 @@ class ValidationSet:
             frames = sample["meta"]["frames"]
             start = window_start(d.seed, _VAL_EPOCH, index.first_id[shard] + i, role, n // len(pairs), frames,
                                  d.window)
-            items.append(cut_item(sample, role, start, d.window, d.history))
+            items.append(cut_item(sample, role, start, d.window, d.history, cfg.model.anchor_memory))
         noise = torch.stack([torch.randn(levels, d.window, dim, generator=torch.Generator().manual_seed(
             seed * 1_000_003 + n)) for n in range(windows)])
         return cls(collate(items), sigma_grid(density, levels), noise, d.history, Path(shards))
