@@ -162,6 +162,10 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert "| oracle: new person |" in out and results[2]["results"]["model"]["FRDist"] > 0
     assert set(results[0]["couplings"]) and set(results[0]["checks"])
     assert (work / "quality.md").read_text().startswith("| run / row |")
+    assert results[0]["train_s"] > 0
+    # a rerun reuses the finished base training (its saved config equals the one the rerun resolves)
+    assert cli_main([*args, "--no-oracle"]) == 0
+    assert json.loads((work / "quality.json").read_text())[0]["train_s"] == 0.0
 
 
 def test_launch_render_takes_the_render_options_but_not_overwrite():

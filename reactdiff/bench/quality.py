@@ -85,8 +85,10 @@ def listener_lags(meta: dict) -> np.ndarray:
 def train(work: Path, name: str, args, overrides: list[str]) -> tuple[Path, float]:
     """A real 2-rank training run; a finished run with the same config is reused."""
     run = work / "runs" / name
-    cfg = config.load(args.config, [f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}",
-                                    f"name={name}", *overrides])
+    # the run's saved config is compared whole, so it is built from exactly the command's overrides
+    run_overrides = [f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}", f"name={name}",
+                     "train.wandb=disabled", *overrides]
+    cfg = config.load(args.config, run_overrides)
     if (run / "export/export.json").is_file() and (run / "config.yaml").read_text() == config.to_yaml(cfg):
         return run / "export", 0.0
     if run.exists():  # another config: start over (a resumed run would mix both)
@@ -95,8 +97,7 @@ def train(work: Path, name: str, args, overrides: list[str]) -> tuple[Path, floa
         shutil.rmtree(run)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(args.procs),
            "--rdzv_backend", "c10d", "--rdzv_endpoint", "127.0.0.1:0", "-m", "reactdiff.train", "--config",
-           args.config, f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}", f"name={name}",
-           "train.wandb=disabled", *overrides]
+           args.config, *run_overrides]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // args.procs)), "WANDB_SILENT": "true"}
     t0 = time.time()
     if not args.quiet:
