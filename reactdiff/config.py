@@ -112,6 +112,16 @@ class Executor(Choice):
 
 
 @dataclasses.dataclass
+class LossGroupWeight:
+    """Weight of each 3DMM stream group's dims in the denoising loss, relative to each other (normalised so that the
+    mean over all dims is 1: the loss keeps its scale). All 1: every dim alike, so head rotation is 3 of 58."""
+
+    expression: float = 1.0  # dims 0:52
+    rotation: float = 1.0  # dims 52:55 (nods are pitch)
+    translation: float = 1.0  # dims 55:58
+
+
+@dataclasses.dataclass
 class ModelConfig:
     """The ReactDiff denoiser: U-Net size, audio input, EDM settings and prior weights."""
 
@@ -144,6 +154,7 @@ class ModelConfig:
     #                          before the U-Net input (0: each frame sees only its own speaker frame); <= history + 1
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
     loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0: whitened)
+    loss_group_weight: LossGroupWeight = dataclasses.field(default_factory=LossGroupWeight)  # per stream group
 
 
 @dataclasses.dataclass
@@ -344,7 +355,8 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "sample.sigma_min", "sample.sigma_max", "train.steps", "train.lr", "train.grad_accum", "train.ema_every",
              "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
              "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size",
-             "train.sync_every")
+             "train.sync_every", "model.loss_group_weight.expression", "model.loss_group_weight.rotation",
+             "model.loss_group_weight.translation")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
                  "model.loss_weight_power", "data.eval_frames", "model.speaker_filter", "model.anchor_memory",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",

@@ -27,6 +27,8 @@ def test_shipped_configs_load(name):
     ("data.batch_size=0", "data.batch_size: must be > 0"),
     ("data.history=-1", "data.history: must be >= 0"),
     ("window", "expected key=value"),
+    ("model.loss_group_weight.pitch=2", "model.loss_group_weight.pitch"),
+    ("model.loss_group_weight.rotation=0", "model.loss_group_weight.rotation: must be > 0"),
 ])
 def test_bad_overrides_fail_with_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):

@@ -103,3 +103,26 @@ def test_loss_weight_power_moves_the_loss_from_whitened_to_frames():
     frames = err.square().mean() / spec.rms.double().square().mean(0)
     torch.testing.assert_close(spec.loss_coordinates(err.float()).double().square().mean(), frames.mean(), rtol=1e-5,
                                atol=0)
+
+
+def test_loss_group_weight_scales_each_groups_share_of_the_loss_and_defaults_to_none():
+    from reactdiff.model.reactdiff import group_loss_scale
+
+    assert torch.equal(group_loss_scale(58, {}), torch.ones(58))
+    scale = group_loss_scale(83, {"rotation": 8.0, "expression": 1.0})  # 58-d + the 25-d emotion stream
+    w = scale.square()
+    assert w.mean().item() == pytest.approx(1.0)  # the loss keeps its scale
+    assert torch.allclose(w[52:55] / w[0], torch.full((3,), 8.0)) and torch.allclose(w[55:] / w[0], torch.ones(28))
+    with pytest.raises(ValueError, match="pitch"):
+        group_loss_scale(58, {"pitch": 2.0})
+    # in the model: an error on the rotation dims alone costs 8 / mean(w) of what it costs unweighted
+    base = build_model(config.load(None, ["model.size=tiny"]))
+    heavy = build_model(config.load(None, ["model.size=tiny", "model.loss_group_weight.rotation=8"]))
+    torch.testing.assert_close(base.loss_coordinates(torch.ones(2, 16, 58)), base.spectrum.loss_coordinates(
+        torch.ones(2, 16, 58)))  # all 1: exactly the spectrum's coordinates
+    err = torch.zeros(2, 16, 58)
+    err[..., 53] = torch.randn(2, 16)
+    ratio = heavy.loss_coordinates(err).square().mean() / base.loss_coordinates(err).square().mean()
+    assert ratio.item() == pytest.approx(8 / ((55 + 3 * 8) / 58), rel=1e-5)
+    assert "loss_dim_scale" not in heavy.state_dict()  # exports of either load into the other
+    assert_denoise_loss_is(heavy, lambda x, h: heavy.anchor(x[:, :h], x.shape[1] - h, None), heavy.loss_coordinates)

@@ -8,10 +8,11 @@ import math
 from pathlib import Path
 
 from .. import atomic
+from ..data.frame_layout import STREAM_GROUPS
 
 METRICS = ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRSyn")
 HIGHER_IS_BETTER = {"FRCorr": True, "FRDist": False}  # what --best may select by
-GROUPS = ("expression", "rotation", "translation")
+GROUPS = tuple(STREAM_GROUPS)
 
 
 def point_row(folder: Path, point: dict) -> dict:

@@ -25,6 +25,7 @@ EXP_SLICE = slice(0, 52)
 ROT_SLICE = slice(52, 55)
 TRANS_SLICE = slice(55, 58)
 POSE_SLICE = slice(52, 58)
+STREAM_GROUPS = {"expression": EXP_SLICE, "rotation": ROT_SLICE, "translation": TRANS_SLICE}  # the 58-d's groups
 
 # REACT Emotion/<clip>.csv: 15 AU activations, valence, arousal, 8 facial-expression probabilities.
 AU_NAMES = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24", "AU25",

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data import frame_layout as fv
 
-GROUPS = {"expression": fv.EXP_SLICE, "rotation": slice(52, 55), "translation": slice(55, 58)}
+GROUPS = fv.STREAM_GROUPS
 HF_HZ = 3.0  # "jitter band": real listeners keep ~4% of their head-rotation power above 3 Hz
 MAX_LAG_S = 2.0
 

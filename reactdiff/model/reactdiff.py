@@ -52,6 +52,20 @@ class AudioFrontend(nn.Module):
             return self.frontend.batch(audio, frames)
 
 
+def group_loss_scale(dim: int, weight: dict[str, float]) -> torch.Tensor:
+    """(dim,) sqrt of each dim's loss weight: its stream group's (fv.STREAM_GROUPS; dims past the 58-d, the emotion
+    stream, weigh 1), normalised to mean 1 over the dims so the loss keeps its scale."""
+    unknown = set(weight) - set(fv.STREAM_GROUPS)
+    if unknown:
+        raise ValueError(f"loss group weight: unknown groups {sorted(unknown)} (expected {list(fv.STREAM_GROUPS)})")
+    w = torch.ones(dim)
+    for group, value in weight.items():
+        if value <= 0:
+            raise ValueError(f"loss group weight {group}: must be > 0, got {value}")
+        w[fv.STREAM_GROUPS[group]] = float(value)
+    return (w / w.mean()).sqrt()
+
+
 class ReactDiff(nn.Module):
     def __init__(self, shape, audio: str = "feat", audio_dim: int = 80, predict_emotion: bool = False,
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
@@ -59,7 +73,7 @@ class ReactDiff(nn.Module):
                  acceleration_weight: float = 0.0, cond_dropout: float = 0.0, noise: str = "white",
                  window: int = 64, anchor: str = "none", aligned_speaker: bool = False,
                  loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0,
-                 anchor_memory: int = 0) -> None:
+                 anchor_memory: int = 0, loss_group_weight: dict[str, float] | None = None) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -85,6 +99,8 @@ class ReactDiff(nn.Module):
         # the data's temporal spectrum (fitted from the shards when training starts): see spectrum.py
         self.spectrum = (TemporalSpectrum(window, self.dim, sigma_data, loss_weight_power) if noise == "spectral"
                          else None)
+        # each loss coordinate's weight by its dim's stream group (mean 1 over dims); not saved: the config says it
+        self.register_buffer("loss_dim_scale", group_loss_scale(self.dim, loss_group_weight or {}), persistent=False)
         self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
                                      velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data,
                                      kinematics=kinematics, acceleration_weight=acceleration_weight)
@@ -118,7 +134,8 @@ class ReactDiff(nn.Module):
                    noise=cfg.noise.value, window=window,
                    anchor=cfg.anchor.value, aligned_speaker=cfg.aligned_speaker,
                    loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout,
-                   speaker_filter=cfg.speaker_filter, anchor_memory=cfg.anchor_memory)
+                   speaker_filter=cfg.speaker_filter, anchor_memory=cfg.anchor_memory,
+                   loss_group_weight=dict(cfg.loss_group_weight))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -204,7 +221,7 @@ class ReactDiff(nn.Module):
         cond = self.condition(batch, past, drop)
         if drop_face is not None:
             cond["drop_face"] = drop_face
-        whiten = None if self.spectrum is None else self.spectrum.loss_coordinates
+        whiten = self.loss_coordinates
         anchor = self.anchor(past, x0.shape[1], self.listener_memory(batch))
         anchor = 0 if anchor is None else anchor  # the denoiser sees x0 - anchor, the priors the absolute estimate
         real = batch["valid"][:, history:]
@@ -215,6 +232,13 @@ class ReactDiff(nn.Module):
             x0_hat = torch.where(real[..., None], x0_hat, x0)
         terms = self.priors(x0_hat, x0, sigma, history=past, history_valid=batch["valid"][:, :history])
         return per_sample, terms
+
+    def loss_coordinates(self, err: torch.Tensor) -> torch.Tensor:
+        """The error (B, W, dim) -> the coordinates the denoising loss is the mean square of: the spectrum's (with
+        model.noise=spectral), each dim scaled by the square root of its group's weight."""
+        if self.spectrum is not None:
+            err = self.spectrum.loss_coordinates(err)
+        return err * self.loss_dim_scale.to(err.dtype)
 
     def num_parameters(self) -> int:
         """U-Net parameters (ZeRO-3 partitions them: ds_numel is the full size)."""
