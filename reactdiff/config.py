@@ -152,6 +152,8 @@ class ModelConfig:
     #                               to the U-Net input, frame by frame
     speaker_filter: int = 0  # with aligned_speaker: frames of a learned causal filter over the speaker streams
     #                          before the U-Net input (0: each frame sees only its own speaker frame); <= history + 1
+    speaker_film: bool = False  # with aligned_speaker: the aligned streams also scale/shift every residual block
+    #                             frame by frame (a speaker-dependent gain: cued reactions of varying shape)
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
     loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0: whitened)
     loss_group_weight: LossGroupWeight = dataclasses.field(default_factory=LossGroupWeight)  # per stream group
@@ -397,6 +399,9 @@ def check(cfg: DictConfig) -> None:
             raise ConfigError(f"model.speaker_filter={cfg.model.speaker_filter} frames needs data.history >= "
                               f"{cfg.model.speaker_filter - 1} (the speaker's past frames it filters), got "
                               f"{cfg.data.history}")
+    if cfg.model.speaker_film and not cfg.model.aligned_speaker:
+        raise ConfigError("model.speaker_film needs model.aligned_speaker=true: it is computed from the aligned "
+                          "speaker streams")
     if cfg.model.anchor_memory and cfg.model.anchor.value != "regression":
         raise ConfigError(f"model.anchor_memory={cfg.model.anchor_memory} needs model.anchor=regression (the memory "
                           f"mean joins the window's regression), got model.anchor={cfg.model.anchor.value}")

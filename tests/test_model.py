@@ -201,3 +201,52 @@ def test_feature_width_mismatch_is_explained(tiny_shards):
     model = make_model(cfg, stream)
     with pytest.raises(ValueError, match="80 dims; model.audio_dim is 768"):
         model.training_loss(next(iter(stream)), history=8)
+
+
+def film_cond(b=2, h=11, w=37, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"speaker_fv": torch.randn(b, h + w, 58, generator=g), "audio": torch.randn(b, h + w, 80, generator=g),
+            "past_listener": torch.randn(b, h, 58, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+
+
+@pytest.mark.parametrize("size,lengths", [("tiny", [19, 37]), ("small", [10, 19, 37])])
+def test_speaker_film_starts_as_the_model_without_it(size, lengths):
+    torch.manual_seed(0)
+    kw = {"aligned_speaker": True, "speaker_filter": 4, "null_speaker": True}
+    plain = TemporalUNet(58, 58, 58, 80, PRESETS[size], **kw)
+    with torch.no_grad():  # every residual branch and output layer switched on
+        for p in plain.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    film = TemporalUNet(58, 58, 58, 80, PRESETS[size], speaker_film=True, **kw)
+    new = film.load_state_dict(plain.state_dict(), strict=False)
+    assert not new.unexpected_keys and new.missing_keys and all("film" in k for k in new.missing_keys)
+    cond, x, c = film_cond(), torch.randn(2, 37, 58), torch.randn(2)
+    cache = film.prepare(**cond)
+    assert sorted(cache["film"]) == lengths  # one condition per U-Net resolution (odd lengths: ceil(L / 2))
+    assert all(f.shape == (2, PRESETS[size].channels[0], n) for n, f in cache["film"].items())
+    torch.testing.assert_close(film(x, c, cache=cache), plain(x, c, **cond), rtol=0, atol=0)  # zero-initialised
+    with torch.no_grad():
+        for name, p in film.named_parameters():
+            if "film" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    assert (film(x, c, **cond) - plain(x, c, **cond)).abs().max() > 1e-3
+
+
+def test_speaker_film_is_frame_aligned_and_off_in_the_unconditional_mode():
+    torch.manual_seed(0)
+    net = TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], aligned_speaker=True, speaker_filter=4, null_speaker=True,
+                       speaker_film=True)
+    cond = film_cond()
+    base = net.prepare(**cond)["film"][37]
+    cue = {**cond, "speaker_fv": cond["speaker_fv"].clone()}
+    cue["speaker_fv"][:, 11 + 5] += 3.0  # a speaker cue at window frame 5 moves the gain at frames 5..8 only
+    moved = (net.prepare(**cue)["film"][37] - base).abs().sum((0, 1)) > 0
+    assert moved.tolist() == [False] * 5 + [True] * 4 + [False] * 28
+    other = film_cond(seed=1)
+    other["past_listener"] = cond["past_listener"]
+    drop = torch.ones(2, dtype=torch.bool)  # the unconditional mode: the gain sees the listener's last frame only
+    torch.testing.assert_close(net.prepare(**cond, drop=drop)["film"][37], net.prepare(**other, drop=drop)["film"][37])
+    with pytest.raises(config.ConfigError, match="aligned_speaker"):
+        config.load(None, ["model.aligned_speaker=false", "model.speaker_film=true"])
+    with pytest.raises(ValueError, match="aligned_speaker"):
+        TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], speaker_film=True)

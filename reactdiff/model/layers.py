@@ -39,10 +39,17 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-    """conv -> adaptive group norm (scale/shift from the sigma embedding) -> conv, with a residual path."""
+    """conv -> adaptive group norm (scale/shift from the sigma embedding) -> conv, with a residual path.
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0) -> None:
+    With `film_dim` > 0 a frame-aligned condition (B, film_dim, L) adds its own per-frame scale/shift to the
+    sigma embedding's (zero-initialised: the block starts as without it)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, film_dim: int = 0) -> None:
         super().__init__()
+        self.film = nn.Conv1d(film_dim, 2 * c_out, 1) if film_dim else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.norm1, self.conv1 = group_norm(c_in), nn.Conv1d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * c_out)
         self.norm2, self.conv2 = group_norm(c_out), nn.Conv1d(c_out, c_out, 3, padding=1)
@@ -51,9 +58,13 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        """film: the frame-aligned condition at this block's length (blocks built with film_dim need it)."""
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(emb)[:, :, None].chunk(2, dim=1)
+        if self.film is not None:
+            frame_scale, frame_shift = self.film(film.to(h.dtype)).chunk(2, dim=1)
+            scale, shift = scale + frame_scale, shift + frame_shift
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
