@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import atomic
+from .data import frame_layout as fv
 
 
 class Choice(str, enum.Enum):
@@ -122,6 +123,19 @@ class LossGroupWeight:
 
 
 @dataclasses.dataclass
+class LossBand:
+    """Extra denoising-loss weight on one stream group's temporal-frequency band (spectral noise: the window's DCT
+    coefficients k whose frequency k * fps / (2 W) lies in [low_hz, high_hz]), normalised so that the loss keeps its
+    scale. The default band is where listeners nod and shake their heads (~1.5-2.6 Hz); weight 1: off."""
+
+    group: str = "rotation"  # expression | rotation | translation
+    low_hz: float = 1.5
+    high_hz: float = 2.6
+    fps: float = 25.0  # the frame rate the band is given at (REACT 25, MARS 30)
+    weight: float = 1.0
+
+
+@dataclasses.dataclass
 class ModelConfig:
     """The ReactDiff denoiser: U-Net size, audio input, EDM settings and prior weights."""
 
@@ -157,6 +171,7 @@ class ModelConfig:
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
     loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0: whitened)
     loss_group_weight: LossGroupWeight = dataclasses.field(default_factory=LossGroupWeight)  # per stream group
+    loss_band: LossBand = dataclasses.field(default_factory=LossBand)  # one group's frequency band weighted more
 
 
 @dataclasses.dataclass
@@ -358,7 +373,7 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
              "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size",
              "train.sync_every", "model.loss_group_weight.expression", "model.loss_group_weight.rotation",
-             "model.loss_group_weight.translation")
+             "model.loss_group_weight.translation", "model.loss_band.weight", "model.loss_band.fps")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
                  "model.loss_weight_power", "data.eval_frames", "model.speaker_filter", "model.anchor_memory",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
@@ -402,6 +417,15 @@ def check(cfg: DictConfig) -> None:
     if cfg.model.speaker_film and not cfg.model.aligned_speaker:
         raise ConfigError("model.speaker_film needs model.aligned_speaker=true: it is computed from the aligned "
                           "speaker streams")
+    band = cfg.model.loss_band
+    if band.weight != 1:
+        if band.group not in fv.STREAM_GROUPS:
+            raise ConfigError(f"model.loss_band.group: one of {list(fv.STREAM_GROUPS)}, got {band.group!r}")
+        if not 0 <= band.low_hz < band.high_hz:
+            raise ConfigError(f"model.loss_band: needs 0 <= low_hz < high_hz, got {band.low_hz} / {band.high_hz}")
+        if cfg.model.noise.value != "spectral":
+            raise ConfigError("model.loss_band needs model.noise=spectral: the band is a set of the window's DCT "
+                              "coefficients, the spectral loss's coordinates")
     if cfg.model.anchor_memory and cfg.model.anchor.value != "regression":
         raise ConfigError(f"model.anchor_memory={cfg.model.anchor_memory} needs model.anchor=regression (the memory "
                           f"mean joins the window's regression), got model.anchor={cfg.model.anchor.value}")

@@ -29,10 +29,23 @@ def test_shipped_configs_load(name):
     ("window", "expected key=value"),
     ("model.loss_group_weight.pitch=2", "model.loss_group_weight.pitch"),
     ("model.loss_group_weight.rotation=0", "model.loss_group_weight.rotation: must be > 0"),
+    ("model.loss_band.weight=0", "model.loss_band.weight: must be > 0"),
+    ("model.loss_band.hz=2", "model.loss_band.hz"),
 ])
 def test_bad_overrides_fail_with_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
         config.load(None, [override])
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["model.loss_band.weight=8", "model.loss_band.group=pitch"], "model.loss_band.group"),
+    (["model.loss_band.weight=8", "model.loss_band.low_hz=3"], "low_hz < high_hz"),
+    (["model.loss_band.weight=8", "model.noise=white"], "model.noise=spectral"),
+])
+def test_a_loss_band_that_cannot_be_a_dct_band_fails_at_start_up(overrides, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        config.load(None, overrides)
+    config.load(None, overrides[1:])  # with weight 1 (off) the band's settings are not used
 
 
 def test_bad_yaml_names_file_and_key(tmp_path):

@@ -126,3 +126,33 @@ def test_loss_group_weight_scales_each_groups_share_of_the_loss_and_defaults_to_
     assert ratio.item() == pytest.approx(8 / ((55 + 3 * 8) / 58), rel=1e-5)
     assert "loss_dim_scale" not in heavy.state_dict()  # exports of either load into the other
     assert_denoise_loss_is(heavy, lambda x, h: heavy.anchor(x[:, :h], x.shape[1] - h, None), heavy.loss_coordinates)
+
+
+def test_loss_band_weights_one_groups_dct_band_and_is_off_by_default():
+    from reactdiff.model.reactdiff import band_loss_scale
+    from reactdiff.model.spectrum import band_coefficients
+
+    # 64 frames at 25 fps: coefficient k is k * 0.195 Hz, so 1.5-2.6 Hz holds k = 8..13
+    assert band_coefficients(64, 25, 1.5, 2.6).nonzero().flatten().tolist() == list(range(8, 14))
+    assert band_coefficients(32, 25, 1.5, 2.6).nonzero().flatten().tolist() == [4, 5, 6]
+    base = build_model(config.load(None, ["model.size=tiny"]))
+    assert base.loss_band is None  # the default (weight 1) is exactly the model without it
+    band = {"group": "rotation", "low_hz": 1.5, "high_hz": 2.6, "fps": 25.0, "weight": 16.0}
+    w = band_loss_scale(64, 58, band).square()
+    assert w.mean().item() == pytest.approx(1.0)  # the loss keeps its scale
+    ratio = w / w[0, 0]
+    assert torch.allclose(ratio[8:14, 52:55], torch.full((6, 3), 16.0))
+    assert torch.equal(ratio[8:14, :52], torch.ones(6, 52)) and torch.equal(ratio[8:14, 55:], torch.ones(6, 3))
+    assert torch.equal(ratio[:8], torch.ones(8, 58)) and torch.equal(ratio[14:], torch.ones(50, 58))
+    with pytest.raises(ValueError, match="holds no DCT coefficient"):
+        band_loss_scale(8, 58, band | {"low_hz": 2.0, "high_hz": 2.5})
+    # in the model: an error in the band on a rotation dim costs 16x what the same error costs outside it
+    heavy = build_model(config.load(None, ["model.size=tiny", "model.loss_band.weight=16"]))
+    c = dct_matrix(64)
+    inside, outside = torch.zeros(1, 64, 58), torch.zeros(1, 64, 58)
+    inside[0, :, 53], outside[0, :, 53] = c[10], c[20]  # one DCT coefficient each, in and out of the band
+    cost = lambda m, e: (m.loss_coordinates(e).square().sum() / base.loss_coordinates(e).square().sum()).item()
+    assert cost(heavy, inside) / cost(heavy, outside) == pytest.approx(16.0, rel=1e-5)
+    assert "loss_band" not in " ".join(heavy.state_dict())  # exports of either load into the other
+    assert_denoise_loss_is(heavy, lambda x, h: heavy.anchor(x[:, :h], x.shape[1] - h, None), heavy.loss_coordinates,
+                           w=64)

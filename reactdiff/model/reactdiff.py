@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -15,7 +17,7 @@ from .denoiser import Denoiser, SigmaDensity
 from .past_regression import PastRegression
 from ..data.normalise import FaceStats
 from .priors import ReactionPriors
-from .spectrum import TemporalSpectrum
+from .spectrum import TemporalSpectrum, band_coefficients
 from .unet import PRESETS, TemporalUNet
 
 
@@ -66,6 +68,29 @@ def group_loss_scale(dim: int, weight: dict[str, float]) -> torch.Tensor:
     return (w / w.mean()).sqrt()
 
 
+def band_loss_scale(w: int, dim: int, band: dict | None) -> torch.Tensor | None:
+    """(w, dim) sqrt of each loss coordinate's band weight (model.loss_band: `weight` on the DCT coefficients of one
+    group's dims in [low_hz, high_hz]), normalised to mean 1 so the loss keeps its scale; None when off (weight 1)."""
+    if not band or float(band.get("weight", 1.0)) == 1.0:
+        return None
+    if band["group"] not in fv.STREAM_GROUPS:
+        raise ValueError(f"loss band: unknown group {band['group']!r} (expected {list(fv.STREAM_GROUPS)})")
+    if band["weight"] <= 0:
+        raise ValueError(f"loss band weight: must be > 0, got {band['weight']}")
+    w_kd = torch.ones(int(w), dim)
+    rows = band_coefficients(w, band["fps"], band["low_hz"], band["high_hz"])
+    if not rows.any():
+        raise ValueError(f"loss band {band['low_hz']}-{band['high_hz']} Hz holds no DCT coefficient of a {w}-frame "
+                         f"window at {band['fps']} fps (resolution {band['fps'] / (2 * w):.3f} Hz)")
+    w_kd[rows.nonzero()[:, 0][:, None], torch.arange(dim)[fv.STREAM_GROUPS[band["group"]]][None]] = float(band["weight"])
+    return (w_kd / w_kd.mean()).sqrt()
+
+
+@functools.lru_cache(maxsize=8)
+def _band_scale(w: int, dim: int, band: tuple) -> torch.Tensor:
+    return band_loss_scale(w, dim, dict(band))
+
+
 class ReactDiff(nn.Module):
     def __init__(self, shape, audio: str = "feat", audio_dim: int = 80, predict_emotion: bool = False,
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
@@ -74,7 +99,7 @@ class ReactDiff(nn.Module):
                  window: int = 64, anchor: str = "none", aligned_speaker: bool = False,
                  loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0,
                  anchor_memory: int = 0, loss_group_weight: dict[str, float] | None = None,
-                 speaker_film: bool = False) -> None:
+                 speaker_film: bool = False, loss_band: dict | None = None) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -103,6 +128,12 @@ class ReactDiff(nn.Module):
                          else None)
         # each loss coordinate's weight by its dim's stream group (mean 1 over dims); not saved: the config says it
         self.register_buffer("loss_dim_scale", group_loss_scale(self.dim, loss_group_weight or {}), persistent=False)
+        # ...and by its DCT coefficient's frequency band (model.loss_band; computed per window length, not saved)
+        self.loss_band = dict(loss_band) if loss_band and float(loss_band.get("weight", 1.0)) != 1.0 else None
+        if self.loss_band is not None:
+            if self.spectrum is None:
+                raise ValueError("loss_band needs noise=spectral: the band is a set of the window's DCT coefficients")
+            band_loss_scale(window, self.dim, self.loss_band)  # fail at construction, not at the first step
         self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
                                      velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data,
                                      kinematics=kinematics, acceleration_weight=acceleration_weight)
@@ -137,7 +168,8 @@ class ReactDiff(nn.Module):
                    anchor=cfg.anchor.value, aligned_speaker=cfg.aligned_speaker,
                    loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout,
                    speaker_filter=cfg.speaker_filter, anchor_memory=cfg.anchor_memory,
-                   loss_group_weight=dict(cfg.loss_group_weight), speaker_film=cfg.speaker_film)
+                   loss_group_weight=dict(cfg.loss_group_weight), speaker_film=cfg.speaker_film,
+                   loss_band=dict(cfg.loss_band) if "loss_band" in cfg else None)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -237,10 +269,14 @@ class ReactDiff(nn.Module):
 
     def loss_coordinates(self, err: torch.Tensor) -> torch.Tensor:
         """The error (B, W, dim) -> the coordinates the denoising loss is the mean square of: the spectrum's (with
-        model.noise=spectral), each dim scaled by the square root of its group's weight."""
+        model.noise=spectral), each dim scaled by the square root of its group's weight (and with model.loss_band each
+        coefficient of the band by the square root of the band's)."""
         if self.spectrum is not None:
             err = self.spectrum.loss_coordinates(err)
-        return err * self.loss_dim_scale.to(err.dtype)
+        err = err * self.loss_dim_scale.to(err.dtype)
+        if self.loss_band is not None:
+            err = err * _band_scale(err.shape[1], self.dim, tuple(sorted(self.loss_band.items()))).to(err)
+        return err
 
     def num_parameters(self) -> int:
         """U-Net parameters (ZeRO-3 partitions them: ds_numel is the full size)."""

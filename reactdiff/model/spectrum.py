@@ -41,6 +41,12 @@ def dct_matrix(w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     return _dct_cpu(int(w)).to(device=device, dtype=dtype)
 
 
+def band_coefficients(w: int, fps: float, low_hz: float, high_hz: float) -> torch.Tensor:
+    """(w,) bool: the DCT-II coefficients k of a w-frame window whose frequency k * fps / (2 w) is in [low, high]."""
+    hz = torch.arange(int(w), dtype=torch.float64) * (float(fps) / (2 * int(w)))
+    return (hz >= low_hz) & (hz <= high_hz)
+
+
 def window_rms(windows: np.ndarray) -> np.ndarray:
     """RMS (W, D) of the DCT coefficients of windows (N, W, D), in float64; floored at 1e-3 of each dim's largest
     coefficient RMS so that whitening never divides by ~0."""
