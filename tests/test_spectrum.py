@@ -151,8 +151,10 @@ def test_loss_band_weights_one_groups_dct_band_and_is_off_by_default():
     c = dct_matrix(64)
     inside, outside = torch.zeros(1, 64, 58), torch.zeros(1, 64, 58)
     inside[0, :, 53], outside[0, :, 53] = c[10], c[20]  # one DCT coefficient each, in and out of the band
-    cost = lambda m, e: (m.loss_coordinates(e).square().sum() / base.loss_coordinates(e).square().sum()).item()
-    assert cost(heavy, inside) / cost(heavy, outside) == pytest.approx(16.0, rel=1e-5)
+    def cost(err):  # relative to the unweighted model
+        return (heavy.loss_coordinates(err).square().sum() / base.loss_coordinates(err).square().sum()).item()
+
+    assert cost(inside) / cost(outside) == pytest.approx(16.0, rel=1e-5)
     assert "loss_band" not in " ".join(heavy.state_dict())  # exports of either load into the other
     assert_denoise_loss_is(heavy, lambda x, h: heavy.anchor(x[:, :h], x.shape[1] - h, None), heavy.loss_coordinates,
                            w=64)

@@ -82,7 +82,8 @@ def band_loss_scale(w: int, dim: int, band: dict | None) -> torch.Tensor | None:
     if not rows.any():
         raise ValueError(f"loss band {band['low_hz']}-{band['high_hz']} Hz holds no DCT coefficient of a {w}-frame "
                          f"window at {band['fps']} fps (resolution {band['fps'] / (2 * w):.3f} Hz)")
-    w_kd[rows.nonzero()[:, 0][:, None], torch.arange(dim)[fv.STREAM_GROUPS[band["group"]]][None]] = float(band["weight"])
+    dims = torch.arange(dim)[fv.STREAM_GROUPS[band["group"]]]
+    w_kd[rows.nonzero()[:, 0][:, None], dims[None]] = float(band["weight"])
     return (w_kd / w_kd.mean()).sqrt()
 
 
