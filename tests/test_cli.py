@@ -161,6 +161,9 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert results[1]["train_s"] == 0.0  # reused
     assert "| oracle: new person |" in out and results[2]["results"]["model"]["FRDist"] > 0
     assert set(results[0]["couplings"]) and set(results[0]["checks"])
+    assert "nod-band gain after phrase ends / elsewhere" in out
+    assert set(results[0]["nod_gain"]) == {"1.0", "3.0"} and results[1]["nod_gain"] == results[0]["nod_gain"]
+    assert "nod_gain" not in results[2]  # the oracle has no denoiser
     assert (work / "quality.md").read_text().startswith("| run / row |")
     assert results[0]["train_s"] > 0
     # a rerun reuses the finished base training (its saved config equals the one the rerun resolves)

@@ -4,7 +4,9 @@ A synthetic REACT dataset with planted speaker -> listener couplings (smile and 
 speaker's phrases, each listener with its own lag of 8-12 frames) -> shards -> training on 2 ranks with
 `configs/quality.yaml` -> K reactions per test speaker clip -> `reactdiff evaluate`, printed as one table: the model
 against every honest baseline on the REACT metrics, the motion statistics (jitter and variance relative to real
-listeners), and the recovered lag and strength of each planted coupling against the data's own.
+listeners), the recovered lag and strength of each planted coupling against the data's own, and for every trained
+model the denoiser's gain on head pitch's nod band after the speaker's phrase ends vs elsewhere against the ideal
+(reactdiff/eval/band_gain.py: whether the network uses the cue at all).
 
     python tools/bench_quality.py                                  # the default: configs/quality.yaml
     python tools/bench_quality.py --variant sd05:model.sigma_data=0.5 --variant cfg2:sample.guidance=2
@@ -167,6 +169,15 @@ def score(work: Path, name: str, samples: Path, lags: np.ndarray) -> dict:
     return {"name": name, "report": report, "couplings": couplings}
 
 
+def nod_gain(export: Path, work: Path) -> dict:
+    """The trained model's nod-band gain after phrase ends vs elsewhere, at sigma 1 and 3 (eval/band_gain.py)."""
+    from ..eval.band_gain import band_gain
+    from ..model.export import load_export
+
+    model, cfg, _ = load_export(export)
+    return {str(sigma): g for sigma, g in band_gain(model, cfg, work / "shards/test", sigmas=(1.0, 3.0)).items()}
+
+
 def checks(result: dict) -> dict[str, bool]:
     res = result["report"]["results"]
     model = res["model"]
@@ -206,6 +217,15 @@ def table(results: list[dict]) -> str:
         for key, c in r["couplings"].items():
             lines.append(f"| {r['name']} | {key.removeprefix('speaker ')} | {c['data_offset']:+d} / {c['data_r']:.3f} "
                          f"| {c['model_offset']:+d} / {c['model_r_at_data_peak']:.3f} | {c['ratio']:.2f} |")
+    gained = [r for r in results if r.get("nod_gain")]
+    if gained:
+        lines += ["", "| run | sigma | c_skip | nod-band gain after phrase ends / elsewhere | ratio | ideal gains | "
+                      "ideal ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in gained:
+            for sigma, g in r["nod_gain"].items():
+                lines.append(f"| {r['name']} | {float(sigma):g} | {g['c_skip']:.3f} | {g['after']['gain']:.3f} / "
+                             f"{g['elsewhere']['gain']:.3f} | {g['ratio']:.3f} | {g['after']['ideal']:.3f} / "
+                             f"{g['elsewhere']['ideal']:.3f} | {g['ideal_ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -223,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     root, meta = dataset(work, args)
     lags = listener_lags(meta)
-    results, base_export = [], None
+    results, base_export, gains = [], None, {}
     for name, extra in variants:
         sample_only = bool(extra) and all(k.startswith("sample.") for k in extra)
         train_over = [*args.overrides] + ([] if sample_only else extra)
@@ -234,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         samples, sample_s = sample(work, name, export, [*args.overrides, *extra], args.quiet)
         result = score(work, name, samples, lags)
         result.update({"overrides": extra, "train_s": round(train_s, 1), "sample_s": round(sample_s, 1)})
+        if export not in gains:  # one per trained model (sample-only variants share their export's)
+            gains[export] = nod_gain(export, work)
+        result["nod_gain"] = gains[export]
         result["checks"] = checks(result)
         results.append(result)
         if not args.quiet:
