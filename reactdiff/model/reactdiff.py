@@ -6,8 +6,6 @@
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
 
@@ -87,11 +85,6 @@ def band_loss_scale(w: int, dim: int, band: dict | None) -> torch.Tensor | None:
     return (w_kd / w_kd.mean()).sqrt()
 
 
-@functools.lru_cache(maxsize=8)
-def _band_scale(w: int, dim: int, band: tuple) -> torch.Tensor:
-    return band_loss_scale(w, dim, dict(band))
-
-
 class ReactDiff(nn.Module):
     def __init__(self, shape, audio: str = "feat", audio_dim: int = 80, predict_emotion: bool = False,
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
@@ -129,12 +122,12 @@ class ReactDiff(nn.Module):
                          else None)
         # each loss coordinate's weight by its dim's stream group (mean 1 over dims); not saved: the config says it
         self.register_buffer("loss_dim_scale", group_loss_scale(self.dim, loss_group_weight or {}), persistent=False)
-        # ...and by its DCT coefficient's frequency band (model.loss_band; computed per window length, not saved)
-        self.loss_band = dict(loss_band) if loss_band and float(loss_band.get("weight", 1.0)) != 1.0 else None
-        if self.loss_band is not None:
-            if self.spectrum is None:
-                raise ValueError("loss_band needs noise=spectral: the band is a set of the window's DCT coefficients")
-            band_loss_scale(window, self.dim, self.loss_band)  # fail at construction, not at the first step
+        # ...and by its DCT coefficient's frequency band (model.loss_band), for the training window; not saved
+        band_scale = band_loss_scale(window, self.dim, loss_band)
+        self.loss_band = dict(loss_band) if band_scale is not None else None
+        if band_scale is not None and self.spectrum is None:
+            raise ValueError("loss_band needs noise=spectral: the band is a set of the window's DCT coefficients")
+        self.register_buffer("loss_band_scale", band_scale, persistent=False)
         self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
                                      velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data,
                                      kinematics=kinematics, acceleration_weight=acceleration_weight)
@@ -170,7 +163,7 @@ class ReactDiff(nn.Module):
                    loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout,
                    speaker_filter=cfg.speaker_filter, anchor_memory=cfg.anchor_memory,
                    loss_group_weight=dict(cfg.loss_group_weight), speaker_film=cfg.speaker_film,
-                   loss_band=dict(cfg.loss_band) if "loss_band" in cfg else None)
+                   loss_band=dict(cfg.loss_band))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -275,8 +268,11 @@ class ReactDiff(nn.Module):
         if self.spectrum is not None:
             err = self.spectrum.loss_coordinates(err)
         err = err * self.loss_dim_scale.to(err.dtype)
-        if self.loss_band is not None:
-            err = err * _band_scale(err.shape[1], self.dim, tuple(sorted(self.loss_band.items()))).to(err)
+        band = self.loss_band_scale
+        if band is not None:
+            if band.shape[0] != err.shape[1]:  # another window length than training's
+                band = band_loss_scale(err.shape[1], self.dim, self.loss_band).to(band)
+            err = err * band.to(err.dtype)
         return err
 
     def num_parameters(self) -> int:
