@@ -128,7 +128,8 @@ class LossBand:
     coefficients k whose frequency k * fps / (2 W) lies in [low_hz, high_hz]), normalised so that the loss keeps its
     scale. The default band is where listeners nod and shake their heads (~1.5-2.6 Hz); weight 1: off."""
 
-    group: str = "rotation"  # expression | rotation | translation
+    group: str = "rotation"  # a stream group (expression | rotation | translation) or a head-rotation channel (pitch |
+    #                          yaw | roll: nods are pitch alone)
     low_hz: float = 1.5
     high_hz: float = 2.6
     fps: float = 25.0  # the frame rate the band is given at (REACT 25, MARS 30)
@@ -419,8 +420,8 @@ def check(cfg: DictConfig) -> None:
                           "speaker streams")
     band = cfg.model.loss_band
     if band.weight != 1:
-        if band.group not in fv.STREAM_GROUPS:
-            raise ConfigError(f"model.loss_band.group: one of {list(fv.STREAM_GROUPS)}, got {band.group!r}")
+        if band.group not in fv.STREAMS:
+            raise ConfigError(f"model.loss_band.group: one of {list(fv.STREAMS)}, got {band.group!r}")
         if not 0 <= band.low_hz < band.high_hz:
             raise ConfigError(f"model.loss_band: needs 0 <= low_hz < high_hz, got {band.low_hz} / {band.high_hz}")
         if cfg.model.noise.value != "spectral":

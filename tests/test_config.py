@@ -38,7 +38,7 @@ def test_bad_overrides_fail_with_the_key(override, needle):
 
 
 @pytest.mark.parametrize("overrides,needle", [
-    (["model.loss_band.weight=8", "model.loss_band.group=pitch"], "model.loss_band.group"),
+    (["model.loss_band.weight=8", "model.loss_band.group=nose"], "model.loss_band.group"),
     (["model.loss_band.weight=8", "model.loss_band.low_hz=3"], "low_hz < high_hz"),
     (["model.loss_band.weight=8", "model.noise=white"], "model.noise=spectral"),
 ])

@@ -144,6 +144,14 @@ def test_loss_band_weights_one_groups_dct_band_and_is_off_by_default():
     assert torch.allclose(ratio[8:14, 52:55], torch.full((6, 3), 16.0))
     assert torch.equal(ratio[8:14, :52], torch.ones(6, 52)) and torch.equal(ratio[8:14, 55:], torch.ones(6, 3))
     assert torch.equal(ratio[:8], torch.ones(8, 58)) and torch.equal(ratio[14:], torch.ones(50, 58))
+    # one head-rotation channel: head pitch (dim 52, where nods are) alone
+    pitch = band_loss_scale(64, 58, band | {"group": "pitch"}).square()
+    assert pitch.mean().item() == pytest.approx(1.0)
+    ratio = pitch / pitch[0, 0]
+    assert torch.allclose(ratio[8:14, 52], torch.full((6,), 16.0))
+    assert torch.equal(ratio[8:14, 53:], torch.ones(6, 5)) and torch.equal(ratio[8:14, :52], torch.ones(6, 52))
+    with pytest.raises(ValueError, match="unknown group 'nose'"):
+        band_loss_scale(64, 58, band | {"group": "nose"})
     with pytest.raises(ValueError, match="holds no DCT coefficient"):
         band_loss_scale(8, 58, band | {"low_hz": 2.0, "high_hz": 2.5})
     # in the model: an error in the band on a rotation dim costs 16x what the same error costs outside it

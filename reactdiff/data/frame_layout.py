@@ -26,6 +26,9 @@ ROT_SLICE = slice(52, 55)
 TRANS_SLICE = slice(55, 58)
 POSE_SLICE = slice(52, 58)
 STREAM_GROUPS = {"expression": EXP_SLICE, "rotation": ROT_SLICE, "translation": TRANS_SLICE}  # the 58-d's groups
+# head rotation's channels (FaceVerse rot x / y / z): nods are pitch, head shakes yaw, tilts roll
+HEAD_ROTATION = {"pitch": slice(52, 53), "yaw": slice(53, 54), "roll": slice(54, 55)}
+STREAMS = {**STREAM_GROUPS, **HEAD_ROTATION}  # what a loss band may weight: a stream group or one head-rotation channel
 
 # REACT Emotion/<clip>.csv: 15 AU activations, valence, arousal, 8 facial-expression probabilities.
 AU_NAMES = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24", "AU25",

@@ -67,12 +67,13 @@ def group_loss_scale(dim: int, weight: dict[str, float]) -> torch.Tensor:
 
 
 def band_loss_scale(w: int, dim: int, band: dict | None) -> torch.Tensor | None:
-    """(w, dim) sqrt of each loss coordinate's band weight (model.loss_band: `weight` on the DCT coefficients of one
-    group's dims in [low_hz, high_hz]), normalised to mean 1 so the loss keeps its scale; None when off (weight 1)."""
+    """(w, dim) sqrt of each loss coordinate's band weight (model.loss_band: `weight` on the DCT coefficients in
+    [low_hz, high_hz] of one stream group's dims or one head-rotation channel's, fv.STREAMS), normalised to mean 1 so
+    the loss keeps its scale; None when off (weight 1)."""
     if not band or float(band.get("weight", 1.0)) == 1.0:
         return None
-    if band["group"] not in fv.STREAM_GROUPS:
-        raise ValueError(f"loss band: unknown group {band['group']!r} (expected {list(fv.STREAM_GROUPS)})")
+    if band["group"] not in fv.STREAMS:
+        raise ValueError(f"loss band: unknown group {band['group']!r} (expected one of {list(fv.STREAMS)})")
     if band["weight"] <= 0:
         raise ValueError(f"loss band weight: must be > 0, got {band['weight']}")
     w_kd = torch.ones(int(w), dim)
@@ -80,7 +81,7 @@ def band_loss_scale(w: int, dim: int, band: dict | None) -> torch.Tensor | None:
     if not rows.any():
         raise ValueError(f"loss band {band['low_hz']}-{band['high_hz']} Hz holds no DCT coefficient of a {w}-frame "
                          f"window at {band['fps']} fps (resolution {band['fps'] / (2 * w):.3f} Hz)")
-    dims = torch.arange(dim)[fv.STREAM_GROUPS[band["group"]]]
+    dims = torch.arange(dim)[fv.STREAMS[band["group"]]]
     w_kd[rows.nonzero()[:, 0][:, None], dims[None]] = float(band["weight"])
     return (w_kd / w_kd.mean()).sqrt()
 
