@@ -56,7 +56,7 @@ def _exp(*names: str) -> tuple[int, ...]:
 SMILE = Channel("mouthSmile", _exp("mouthSmileLeft", "mouthSmileRight"))
 BROW = Channel("browInnerUp", _exp("browInnerUp"))
 JAW = Channel("jawOpen", _exp("jawOpen"))
-PITCH = Channel("head pitch", (52,))
+PITCH = Channel("head pitch", (fv.HEAD_ROTATION["pitch"].start,))
 SMILE_VELOCITY = Channel("mouthSmile velocity", SMILE.dims, ("velocity",))
 BROW_VELOCITY = Channel("browInnerUp velocity", BROW.dims, ("velocity",))
 PHRASE_END = Channel("jawOpen falling (1 s average)", JAW.dims, ("smooth:25", "fall"))
