@@ -137,6 +137,15 @@ class LossBand:
 
 
 @dataclasses.dataclass
+class BandGate:
+    """A speaker-gated band skip (reactdiff/model/band_gate.py): the aligned speaker streams and the noise level set
+    per-frame gains on the noisy window's temporal-frequency bands, split at `edges_hz`; empty: off."""
+
+    edges_hz: list[float] = dataclasses.field(default_factory=list)  # e.g. [0.5, 1.5, 2.6, 5.0]: 5 bands
+    fps: float = 25.0  # the frame rate the edges are given at (REACT 25, MARS 30)
+
+
+@dataclasses.dataclass
 class ModelConfig:
     """The ReactDiff denoiser: U-Net size, audio input, EDM settings and prior weights."""
 
@@ -173,6 +182,7 @@ class ModelConfig:
     loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0: whitened)
     loss_group_weight: LossGroupWeight = dataclasses.field(default_factory=LossGroupWeight)  # per stream group
     loss_band: LossBand = dataclasses.field(default_factory=LossBand)  # one group's frequency band weighted more
+    band_gate: BandGate = dataclasses.field(default_factory=BandGate)  # speaker-set gains on the noisy bands
 
 
 @dataclasses.dataclass
@@ -374,7 +384,8 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "train.log_every", "train.keep_checkpoints", "train.val_windows", "train.val_levels",
              "train.sample_clips", "train.sample_k", "train.sample_steps", "train.render_size",
              "train.sync_every", "model.loss_group_weight.expression", "model.loss_group_weight.rotation",
-             "model.loss_group_weight.translation", "model.loss_band.weight", "model.loss_band.fps")
+             "model.loss_group_weight.translation", "model.loss_band.weight", "model.loss_band.fps",
+             "model.band_gate.fps")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
                  "model.loss_weight_power", "data.eval_frames", "model.speaker_filter", "model.anchor_memory",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
@@ -418,6 +429,15 @@ def check(cfg: DictConfig) -> None:
     if cfg.model.speaker_film and not cfg.model.aligned_speaker:
         raise ConfigError("model.speaker_film needs model.aligned_speaker=true: it is computed from the aligned "
                           "speaker streams")
+    gate = cfg.model.band_gate
+    if gate.edges_hz:
+        if not cfg.model.aligned_speaker:
+            raise ConfigError("model.band_gate needs model.aligned_speaker=true: its gains are computed from the "
+                              "aligned speaker streams")
+        edges = list(gate.edges_hz)
+        if gate.fps <= 0 or edges != sorted(set(edges)) or not all(0 < e < gate.fps / 2 for e in edges):
+            raise ConfigError(f"model.band_gate.edges_hz: increasing, within (0, fps / 2 = {gate.fps / 2}) Hz, got "
+                              f"{edges} at fps {gate.fps}")
     band = cfg.model.loss_band
     if band.weight != 1:
         if band.group not in fv.STREAMS:

@@ -171,6 +171,16 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert json.loads((work / "quality.json").read_text())[0]["train_s"] == 0.0
 
 
+def test_bench_quality_variants_keep_list_values_whole():
+    from reactdiff.bench.quality import parse_variant
+
+    assert parse_variant("g:model.band_gate.edges_hz=[0.5,1.5],train.lr=1e-3") == (
+        "g", ["model.band_gate.edges_hz=[0.5,1.5]", "train.lr=1e-3"])
+    assert parse_variant("t:sample.temperature=1.05") == ("t", ["sample.temperature=1.05"])
+    with pytest.raises(ValueError, match="NAME:key=value"):
+        parse_variant("no-keys")
+
+
 def test_launch_render_takes_the_render_options_but_not_overwrite():
     """A requeued render task continues from the videos it wrote: the fan-out has no --overwrite."""
     from reactdiff.cluster import launch_cli

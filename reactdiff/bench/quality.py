@@ -233,7 +233,13 @@ def parse_variant(spec: str) -> tuple[str, list[str]]:
     name, sep, keys = spec.partition(":")
     if not sep or not name or not keys:
         raise ValueError(f"--variant {spec!r}: expected NAME:key=value[,key=value]")
-    return name, keys.split(",")
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(keys + ","):  # commas inside a list value ([0.5,1.5]) belong to it
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(keys[start:i])
+            start = i + 1
+    return name, out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,7 +94,8 @@ class ReactDiff(nn.Module):
                  window: int = 64, anchor: str = "none", aligned_speaker: bool = False,
                  loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0,
                  anchor_memory: int = 0, loss_group_weight: dict[str, float] | None = None,
-                 speaker_film: bool = False, loss_band: dict | None = None) -> None:
+                 speaker_film: bool = False, loss_band: dict | None = None,
+                 band_gate: tuple[float, ...] = ()) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -113,7 +114,7 @@ class ReactDiff(nn.Module):
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
                                               null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker,
                                               null_face=face_dropout > 0, speaker_filter=speaker_filter,
-                                              speaker_film=speaker_film),
+                                              speaker_film=speaker_film, band_gate=band_gate),
                                  sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
         if noise not in ("white", "spectral"):
@@ -164,7 +165,8 @@ class ReactDiff(nn.Module):
                    loss_weight_power=cfg.loss_weight_power, face_dropout=cfg.face_dropout,
                    speaker_filter=cfg.speaker_filter, anchor_memory=cfg.anchor_memory,
                    loss_group_weight=dict(cfg.loss_group_weight), speaker_film=cfg.speaker_film,
-                   loss_band=dict(cfg.loss_band))
+                   loss_band=dict(cfg.loss_band),
+                   band_gate=tuple(hz / cfg.band_gate.fps for hz in cfg.band_gate.edges_hz))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -23,6 +23,10 @@ reaction whose moment is cued but whose shape is not (a nod of its own phase, sp
 end) is a gain on the noisy window that depends on the speaker, a product the input concatenation can express
 only through many nonlinear layers. Measured (README, "Nods after phrase ends"): the learned gain stays what it is
 without FiLM, the marginal spectrum's c_skip, because the loss pays ~0.06% for it; so it is off by default.
+
+With `band_gate` (band edges in cycles per frame) the aligned streams and the noise level also set per-frame gains
+on the noisy input's temporal-frequency bands, added to the output (band_gate.py): that gain with parameters of
+its own.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .band_gate import BandGate
 from .context import ContextEncoder
 from .layers import Attention, Downsample, FourierEmbedding, ResBlock, Upsample, group_norm
 
@@ -85,7 +90,7 @@ def film_at(cache: dict, length: int) -> torch.Tensor | None:
 class TemporalUNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape,
                  null_speaker: bool = False, aligned_speaker: bool = False, null_face: bool = False,
-                 speaker_filter: int = 0, speaker_film: bool = False) -> None:
+                 speaker_filter: int = 0, speaker_film: bool = False, band_gate: tuple[float, ...] = ()) -> None:
         super().__init__()
         self.shape = shape
         speaker_dim = fv_dim + audio_dim
@@ -138,6 +143,12 @@ class TemporalUNet(nn.Module):
         if self.past_out is not None:
             nn.init.zeros_(self.past_out.weight)
             nn.init.zeros_(self.past_out.bias)
+        if band_gate and not aligned_speaker:
+            raise ValueError("band_gate needs aligned_speaker: its gains are computed from the aligned speaker streams")
+        if band_gate and in_dim != out_dim:
+            raise ValueError(f"band_gate gains the input's bands onto the output: needs in_dim == out_dim, got "
+                             f"{in_dim} / {out_dim}")
+        self.band_gate = BandGate(aligned_dim, emb_dim, out_dim, tuple(band_gate)) if band_gate else None
 
     @staticmethod
     def _times(h: torch.Tensor, level: int) -> torch.Tensor:
@@ -182,7 +193,7 @@ class TemporalUNet(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cache: dict | None = None, **cond) -> torch.Tensor:
         """x (B, W, in_dim) scaled noisy window; `cond`: speaker_fv and audio over [history, window] (B, H+W, .),
         past_listener (B, H, in_dim), valid (B, H+W) -- or their `cache` from prepare(). -> (B, W, out_dim)."""
-        w = x.shape[1]
+        w, noisy = x.shape[1], x
         ctx = cache if cache is not None else self.prepare(**cond)
         emb = self.noise_embed(c_noise)
         if "aligned" in ctx:
@@ -210,4 +221,6 @@ class TemporalUNet(nn.Module):
         out = self.out(F.silu(self.out_norm(h))).transpose(1, 2)
         if self.past_out is not None:
             out = out + self.past_out(ctx["aligned"][:, :1, -self.past_out.in_features:].to(out.dtype))
+        if self.band_gate is not None:
+            out = out + self.band_gate(noisy, ctx["aligned"], emb).to(out.dtype)
         return out
