@@ -142,6 +142,8 @@ class BandGate:
     per-frame gains on the noisy window's temporal-frequency bands, split at `edges_hz`; empty: off."""
 
     edges_hz: list[float] = dataclasses.field(default_factory=list)  # e.g. [0.5, 1.5, 2.6, 5.0]: 5 bands
+    group: str = "all"  # the dims it gains: all, a stream group (expression | rotation | translation) or one
+    #                     head-rotation channel (pitch | yaw | roll)
     fps: float = 25.0  # the frame rate the edges are given at (REACT 25, MARS 30)
 
 
@@ -438,6 +440,8 @@ def check(cfg: DictConfig) -> None:
         if gate.fps <= 0 or edges != sorted(set(edges)) or not all(0 < e < gate.fps / 2 for e in edges):
             raise ConfigError(f"model.band_gate.edges_hz: increasing, within (0, fps / 2 = {gate.fps / 2}) Hz, got "
                               f"{edges} at fps {gate.fps}")
+        if gate.group != "all" and gate.group not in fv.STREAMS:
+            raise ConfigError(f"model.band_gate.group: all or one of {list(fv.STREAMS)}, got {gate.group!r}")
     band = cfg.model.loss_band
     if band.weight != 1:
         if band.group not in fv.STREAMS:

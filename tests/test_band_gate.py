@@ -91,3 +91,18 @@ def test_the_gate_is_built_from_the_config_and_adds_only_its_own_parameters():
     assert plain.unet.band_gate is None
     extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
     assert extra == sum(p.numel() for p in model.unet.band_gate.parameters()) > 0
+
+
+def test_a_gate_on_one_group_gains_its_dims_only():
+    cfg = config.load(config.packaged("quality"), ["model.size=tiny", "model.band_gate.edges_hz=[1.5,2.6]",
+                                                   "model.band_gate.group=rotation"])
+    gate = build_model(cfg).unet.band_gate
+    assert gate.out.out_channels == 3 * 3
+    with torch.no_grad():
+        gate.out.bias.fill_(1.0)  # every band x 1: the rotation dims come back whole, the others get nothing
+    x = torch.randn(2, 64, 58)
+    out = gate(x, torch.randn(2, 64, gate.inp.in_channels), torch.randn(2, gate.emb.in_features))
+    torch.testing.assert_close(out[..., 52:55], x[..., 52:55], rtol=1e-5, atol=1e-5)
+    assert not out[..., :52].any() and not out[..., 55:].any()
+    with pytest.raises(config.ConfigError, match="band_gate.group"):
+        config.load(None, ["model.band_gate.edges_hz=[1.5]", "model.band_gate.group=nose"])

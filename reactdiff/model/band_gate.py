@@ -22,14 +22,20 @@ from .spectrum import dct_matrix
 
 
 class BandGate(nn.Module):
-    def __init__(self, aligned_dim: int, emb_dim: int, dim: int, edges: tuple[float, ...], hidden: int = 64) -> None:
-        """edges: band edges in cycles per frame (Hz / fps), increasing, in (0, 0.5): len(edges) + 1 bands."""
+    def __init__(self, aligned_dim: int, emb_dim: int, dim: int, edges: tuple[float, ...], hidden: int = 64,
+                 dims: slice = slice(None)) -> None:
+        """edges: band edges in cycles per frame (Hz / fps), increasing, in (0, 0.5): len(edges) + 1 bands; dims:
+        the dims of the `dim` whose bands are gained (the others get nothing from the gate)."""
         super().__init__()
         edges = tuple(float(e) for e in edges)
         if not edges or any(not 0 < e < 0.5 for e in edges) or list(edges) != sorted(set(edges)):
             raise ValueError(f"band gate edges must increase within (0, 0.5) cycles per frame, got {list(edges)}")
         self.register_buffer("edges", torch.tensor(edges, dtype=torch.float64), persistent=False)
-        self.dim, self.bands = int(dim), len(edges) + 1
+        self.dims = dims
+        self.dim, self.bands = len(range(int(dim))[dims]), len(edges) + 1
+        if not self.dim:
+            raise ValueError(f"band gate: {dims} selects none of {dim} dims")
+        self.full = int(dim)
         self.inp = nn.Conv1d(aligned_dim, hidden, 3, padding=1)
         self.emb = nn.Linear(emb_dim, hidden)  # the noise level: the right gain moves with sigma
         self.mid = nn.Conv1d(hidden, hidden, 3, padding=1)
@@ -57,5 +63,10 @@ class BandGate(nn.Module):
         return g.view(g.shape[0], self.bands, self.dim, g.shape[2]).transpose(2, 3)
 
     def forward(self, x: torch.Tensor, aligned: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """The gated band skip (B, W, D) for the scaled noisy window x (B, W, D)."""
-        return (self.gains(aligned.to(x.dtype), emb) * self.split(x)).sum(1)
+        """The gated band skip (B, W, D) for the scaled noisy window x (B, W, D): zero outside the gate's dims."""
+        gated = (self.gains(aligned.to(x.dtype), emb) * self.split(x[..., self.dims])).sum(1)
+        if self.dim == self.full:
+            return gated
+        out = x.new_zeros(x.shape)
+        out[..., self.dims] = gated
+        return out

@@ -86,6 +86,15 @@ def band_loss_scale(w: int, dim: int, band: dict | None) -> torch.Tensor | None:
     return (w_kd / w_kd.mean()).sqrt()
 
 
+def band_gate_dims(group: str) -> slice:
+    """The dims model.band_gate gains: every dim ("all") or one stream group's / head-rotation channel's."""
+    if group == "all":
+        return slice(None)
+    if group not in fv.STREAMS:
+        raise ValueError(f"band gate: unknown group {group!r} (expected all or one of {list(fv.STREAMS)})")
+    return fv.STREAMS[group]
+
+
 class ReactDiff(nn.Module):
     def __init__(self, shape, audio: str = "feat", audio_dim: int = 80, predict_emotion: bool = False,
                  sigma_data: float = 0.5, density: SigmaDensity | None = None, stats: FaceStats | None = None,
@@ -95,7 +104,7 @@ class ReactDiff(nn.Module):
                  loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0,
                  anchor_memory: int = 0, loss_group_weight: dict[str, float] | None = None,
                  speaker_film: bool = False, loss_band: dict | None = None,
-                 band_gate: tuple[float, ...] = ()) -> None:
+                 band_gate: tuple[float, ...] = (), band_gate_group: str = "all") -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -114,7 +123,8 @@ class ReactDiff(nn.Module):
         self.denoiser = Denoiser(TemporalUNet(self.dim, self.dim, fv.FV_DIM, self.audio.dim, shape,
                                               null_speaker=cond_dropout > 0, aligned_speaker=aligned_speaker,
                                               null_face=face_dropout > 0, speaker_filter=speaker_filter,
-                                              speaker_film=speaker_film, band_gate=band_gate),
+                                              speaker_film=speaker_film, band_gate=band_gate,
+                                              band_gate_dims=band_gate_dims(band_gate_group)),
                                  sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
         if noise not in ("white", "spectral"):
@@ -166,7 +176,8 @@ class ReactDiff(nn.Module):
                    speaker_filter=cfg.speaker_filter, anchor_memory=cfg.anchor_memory,
                    loss_group_weight=dict(cfg.loss_group_weight), speaker_film=cfg.speaker_film,
                    loss_band=dict(cfg.loss_band),
-                   band_gate=tuple(hz / cfg.band_gate.fps for hz in cfg.band_gate.edges_hz))
+                   band_gate=tuple(hz / cfg.band_gate.fps for hz in cfg.band_gate.edges_hz),
+                   band_gate_group=cfg.band_gate.group)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -90,7 +90,8 @@ def film_at(cache: dict, length: int) -> torch.Tensor | None:
 class TemporalUNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape,
                  null_speaker: bool = False, aligned_speaker: bool = False, null_face: bool = False,
-                 speaker_filter: int = 0, speaker_film: bool = False, band_gate: tuple[float, ...] = ()) -> None:
+                 speaker_filter: int = 0, speaker_film: bool = False, band_gate: tuple[float, ...] = (),
+                 band_gate_dims: slice = slice(None)) -> None:
         super().__init__()
         self.shape = shape
         speaker_dim = fv_dim + audio_dim
@@ -148,7 +149,8 @@ class TemporalUNet(nn.Module):
         if band_gate and in_dim != out_dim:
             raise ValueError(f"band_gate gains the input's bands onto the output: needs in_dim == out_dim, got "
                              f"{in_dim} / {out_dim}")
-        self.band_gate = BandGate(aligned_dim, emb_dim, out_dim, tuple(band_gate)) if band_gate else None
+        self.band_gate = (BandGate(aligned_dim, emb_dim, out_dim, tuple(band_gate), dims=band_gate_dims)
+                          if band_gate else None)
 
     @staticmethod
     def _times(h: torch.Tensor, level: int) -> torch.Tensor:
