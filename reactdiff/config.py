@@ -188,6 +188,15 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
+class GroupGuidance:
+    """A guidance scale of its own for a stream group's dims (none: sample.guidance)."""
+
+    expression: float | None = None  # dims 0:52
+    rotation: float | None = None  # dims 52:55 (nods are pitch)
+    translation: float | None = None  # dims 55:58
+
+
+@dataclasses.dataclass
 class SampleConfig:
     """Online generation of full clips: windows conditioned on the past generated frames."""
 
@@ -202,6 +211,8 @@ class SampleConfig:
     seed: int = 0  # reaction k of clip c always uses the same noise, whatever the batch or world size
     batch_size: int = 4  # speaker clips generated together (x k reactions)
     guidance: float = 1.0  # classifier-free guidance scale (1: off; > 1 needs model.cond_dropout > 0, 2x calls)
+    group_guidance: GroupGuidance = dataclasses.field(default_factory=GroupGuidance)  # per stream group (2x calls
+    #                                                   when any differs from 1)
     temperature: float = 0.85  # scale of the noise the sampler draws (< 1: less diverse, nearer the typical
     #                            listener; 0.85 measured best with the quality benchmark, see README)
     level_temperature: float | None = None  # the temperature of each window's level (its mean over frames, the
@@ -420,6 +431,14 @@ def check(cfg: DictConfig) -> None:
     if cfg.sample.guidance != 1 and cfg.model.cond_dropout == 0:
         raise ConfigError(f"sample.guidance={cfg.sample.guidance} needs a model trained with condition dropout "
                           f"(model.cond_dropout > 0): without it the model has no unconditional mode to guide from")
+    for group, scale in cfg.sample.group_guidance.items():
+        if scale is None:
+            continue
+        if scale < 0:
+            raise ConfigError(f"sample.group_guidance.{group}: must be >= 0, got {scale}")
+        if scale != 1 and cfg.model.cond_dropout == 0:
+            raise ConfigError(f"sample.group_guidance.{group}={scale} needs a model trained with condition dropout "
+                              f"(model.cond_dropout > 0): without it the model has no unconditional mode to guide from")
     if cfg.model.speaker_filter:
         if not cfg.model.aligned_speaker:
             raise ConfigError("model.speaker_filter needs model.aligned_speaker=true: it filters the aligned speaker "

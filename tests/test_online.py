@@ -193,6 +193,28 @@ def test_guidance_is_none_plus_scale_times_the_difference(guided_setup):
     assert not torch.allclose(run(model, other), run(model, b))
 
 
+def test_group_guidance_scales_each_groups_dims_and_equal_scales_are_the_plain_guidance(guided_setup):
+    from reactdiff.sampling.online import _guided, guidance_scale
+
+    _, model, batch = guided_setup
+    b = sub(batch, [0])
+    every = (("expression", 2.0), ("rotation", 2.0), ("translation", 2.0))
+    assert torch.equal(run(model, b, guidance=1.0, group_guidance=every), run(model, b, guidance=2.0))
+    assert torch.equal(run(model, b, group_guidance=(("rotation", 1.0),)), run(model, b))
+    assert not torch.equal(run(model, b, group_guidance=(("rotation", 2.0),)), run(model, b))
+    w = guidance_scale(1.5, (("rotation", 3.0),), dim=60)  # the emotion-like dims past 58 keep sample.guidance
+    assert w.tolist() == [1.5] * 52 + [3.0] * 3 + [1.5] * 5
+    cond, none = torch.randn(2, 4, 60), torch.randn(2, 4, 60)
+    fake = lambda x, sigma, cache: cond if cache == "c" else none  # noqa: E731
+    torch.testing.assert_close(_guided(fake, w)(cond, None, "c", "n"), none + w * (cond - none))
+    with pytest.raises(ValueError, match="unknown groups"):
+        guidance_scale(1.0, (("nose", 2.0),))
+    with pytest.raises(config.ConfigError, match="group_guidance.rotation=2.0 needs a model trained with condition"):
+        config.load(None, ["sample.group_guidance.rotation=2"])
+    with pytest.raises(config.ConfigError, match=">= 0"):
+        config.load(None, ["model.cond_dropout=0.1", "sample.group_guidance.expression=-1"])
+
+
 def test_condition_dropout_only_in_training(guided_setup):
     cfg, model, batch = guided_setup
     train_batch = {**batch, "listener_fv": batch["listener_fv"][:, :40], "speaker_fv": batch["speaker_fv"][:, :40],
@@ -287,6 +309,9 @@ def test_a_folder_sampled_at_another_temperature_is_refused(tiny_shards, tmp_pat
     assert "temperature" not in load_manifest(tmp_path / "out")["settings"]
     assert sample_main(args + ["sample.temperature=0.5"]) == 2  # a key the new settings lack still counts
     assert "temperature: None -> 0.5" in capsys.readouterr().err
+    guided = args + ["model.cond_dropout=0.1", "sample.group_guidance.rotation=2", "--overwrite"]
+    assert sample_main(guided) == 0
+    assert load_manifest(tmp_path / "out")["settings"]["group_guidance"] == {"rotation": 2.0}
 
 
 def test_an_export_reads_the_shards_with_its_own_statistics(tiny_shards, tmp_path, capsys):

@@ -6,7 +6,8 @@ it is the same reaction whatever the batch size, the number of ranks, or which o
 
 Classifier-free guidance (guidance w != 1, models trained with condition dropout): the denoiser's estimate is
 D_none + w (D_speaker - D_none), D_none conditioned on the learned "no speaker" and the same listener past.
-w = 1 is the plain conditional sampler, exactly (the unconditional branch is never built).
+w = 1 is the plain conditional sampler, exactly (the unconditional branch is never built). Each stream group may
+have its own w (sample.group_guidance: e.g. guidance on head rotation alone, where the nods are).
 Temperature t scales the noise the sampler draws (the starting point and the SDE's fresh noise): t < 1 trades
 diversity for reactions nearer the model's typical listener; t = 1 is the plain sampler. A level temperature, when
 set, scales each window's level (the noise's DCT coefficient 0) instead: how far the pose level strays from the
@@ -18,6 +19,7 @@ import zlib
 
 import torch
 
+from ..data import frame_layout as fv
 from ..model.spectrum import dct_matrix
 from .noise import PerSampleNoiseSampler, per_sample_generators, randn_per_sample
 from .samplers import get_sigmas_karras, sample
@@ -45,11 +47,33 @@ def _pad_past(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return torch.cat([pad, x[:, :max(hi, 0)]], dim=1)
 
 
-def _guided(denoise, scale: float):
-    """Classifier-free guidance around a denoiser whose extra args hold both conditionings' caches."""
+def group_guidance_of(sample_cfg) -> tuple[tuple[str, float], ...]:
+    """The stream groups sample.group_guidance sets a scale for, as hashable (group, scale) pairs."""
+    return tuple((g, float(v)) for g, v in sample_cfg.group_guidance.items() if v is not None)
+
+
+def guidance_scale(guidance: float, groups=(), dim: int = fv.FV_DIM) -> float | torch.Tensor:
+    """The guidance scale per output dim: `guidance`, or per stream group where `groups` ((group, scale) pairs)
+    sets one (dims past the 58-d, the emotion stream, keep `guidance`); a float when every dim has the same."""
+    scales = dict(groups)
+    unknown = set(scales) - set(fv.STREAM_GROUPS)
+    if unknown:
+        raise ValueError(f"group guidance: unknown groups {sorted(unknown)} (expected {list(fv.STREAM_GROUPS)})")
+    if all(v == guidance for v in scales.values()):
+        return float(guidance)
+    w = torch.full((dim,), float(guidance))
+    for group, v in scales.items():
+        w[fv.STREAM_GROUPS[group]] = float(v)
+    return w
+
+
+def _guided(denoise, scale: float | torch.Tensor):
+    """Classifier-free guidance around a denoiser whose extra args hold both conditionings' caches; `scale` a float
+    or one per dim (D,)."""
     def guided(x, sigma, cache, cache_none):
         cond, none = denoise(x, sigma, cache=cache), denoise(x, sigma, cache=cache_none)
-        return none + scale * (cond - none)
+        w = scale.to(device=x.device, dtype=cond.dtype) if isinstance(scale, torch.Tensor) else scale
+        return none + w * (cond - none)
     return guided
 
 
@@ -60,9 +84,10 @@ class WindowSampler:
 
     def __init__(self, model, *, sampler: str, steps: int, sigma_min: float = 0.01, sigma_max: float = 80.0,
                  rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0,
-                 level_temperature: float | None = None, device=None) -> None:
+                 level_temperature: float | None = None, device=None, group_guidance=()) -> None:
         self.model, self.sampler = model, sampler
-        self.guidance, self.temperature = float(guidance), float(temperature)
+        self.guidance, self.temperature = guidance_scale(guidance, group_guidance, model.dim), float(temperature)
+        self.guided = isinstance(self.guidance, torch.Tensor) or self.guidance != 1
         self.level_temperature = None if level_temperature is None else float(level_temperature)
         self.device = device if device is not None else next(model.parameters()).device
         self.sigmas = get_sigmas_karras(steps, sigma_min, sigma_max, rho, device=self.device)
@@ -73,7 +98,7 @@ class WindowSampler:
         memory = cond.get("memory")  # the anchor's, not the network's
         cond = {k: v for k, v in cond.items() if k != "memory"}
         extra = {"cache": model.unet.prepare(**cond)}
-        if self.guidance != 1:
+        if self.guided:
             extra["cache_none"] = model.unet.prepare(**cond, drop=torch.ones(rows, dtype=torch.bool, device=device))
         x = model.colour_noise(randn_per_sample((w, model.dim), gens, device, torch.float32)) * self.sigmas[0]
         white = PerSampleNoiseSampler(gens, (w, model.dim), device, torch.float32)
@@ -84,7 +109,7 @@ class WindowSampler:
         elif self.temperature != 1:
             x = x * self.temperature
             noise = lambda s, s_next, n=noise: n(s, s_next) * self.temperature  # noqa: E731
-        denoise = model.denoise if self.guidance == 1 else _guided(model.denoise, self.guidance)
+        denoise = _guided(model.denoise, self.guidance) if self.guided else model.denoise
         new = sample(self.sampler, denoise, x, self.sigmas, extra_args=extra, noise_sampler=noise)
         anchor = model.anchor(cond["past_listener"], w, memory)  # windows relative to the generated past
         return new if anchor is None else new + anchor
@@ -129,7 +154,7 @@ def place_window(out: torch.Tensor, new: torch.Tensor, start: int, done: int) ->
 def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: int, sampler: str, steps: int,
              sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0, seed: int = 0,
              frames: int | None = None, guidance: float = 1.0, temperature: float = 1.0,
-             level_temperature: float | None = None) -> torch.Tensor:
+             level_temperature: float | None = None, group_guidance=()) -> torch.Tensor:
     """K reactions per role sample of an eval batch -> (B, K, frames, dim), normalised like the training data."""
     device = batch["speaker_fv"].device
     frames = frames or batch["speaker_fv"].shape[1]
@@ -149,7 +174,7 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
                                   for j in range(k)])
     step = WindowSampler(model, sampler=sampler, steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
                          guidance=guidance, temperature=temperature, level_temperature=level_temperature,
-                         device=device)
+                         device=device, group_guidance=group_guidance)
     out = torch.zeros(b * k, frames, model.dim, device=device)
     done = 0  # frames [0, done) are generated
     for start in window_starts(frames, window, overlap):

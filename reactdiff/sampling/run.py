@@ -18,7 +18,7 @@ from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
 from ..data.normalise import FaceStats
 from .job import SampleJob
-from .online import generate
+from .online import generate, group_guidance_of
 from .samplers import network_evaluations
 from .writer import load_manifest, part_name, reaction_path, write_manifest, write_reaction
 
@@ -67,6 +67,8 @@ def sampling_settings(cfg, rows: int, weights: str, fps: int = 25) -> dict:
             settings[key] = s[key]
     if s.level_temperature is not None:
         settings["level_temperature"] = s.level_temperature
+    if group_guidance_of(s):
+        settings["group_guidance"] = dict(group_guidance_of(s))
     return settings
 
 
@@ -91,7 +93,7 @@ def react(model, batch: dict, idx: list[int], cfg, device) -> tuple[np.ndarray, 
     y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, sampler=s.sampler,
                  steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, seed=s.seed,
                  frames=d.eval_frames or None, guidance=s.guidance, temperature=s.temperature,
-                 level_temperature=s.level_temperature)
+                 level_temperature=s.level_temperature, group_guidance=group_guidance_of(s))
     face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()  # the stats live with the model
     return face, y[..., fv.FV_DIM:].cpu().numpy() if model.predict_emotion else None
 

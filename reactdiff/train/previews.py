@@ -23,7 +23,7 @@ from ..data.reader import BatchStream
 from ..eval.ground_truth import load_ground_truth
 from ..eval.metrics import fr_corr, fr_dist
 from ..eval.motion import COUPLINGS, group_stats
-from ..sampling.online import generate
+from ..sampling.online import generate, group_guidance_of
 from ..sampling.writer import write_reaction
 
 
@@ -68,7 +68,8 @@ class PreviewClips:
             y = generate(model, sub, k=t.sample_k, history=d.history, window=s.window, overlap=s.overlap,
                          sampler=s.sampler, steps=t.sample_steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max,
                          rho=s.rho, seed=s.seed, frames=d.eval_frames, guidance=s.guidance,
-                         temperature=s.temperature, level_temperature=s.level_temperature)
+                         temperature=s.temperature, level_temperature=s.level_temperature,
+                         group_guidance=group_guidance_of(s))
             face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()
             part.update({i: face[j] for j, i in enumerate(idx)})
         merged = {}
