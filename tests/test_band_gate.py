@@ -29,7 +29,8 @@ def test_the_bands_split_the_window_by_dct_frequency_and_sum_to_it(w):
         outside = (freq < lo) | (freq >= hi)  # each band holds its coefficients only
         assert coef[:, n, outside].abs().max() < 1e-12
         assert coef[:, n, ~outside].abs().max() > 1e-3
-    a_cosine = torch.cos(torch.pi * 9 * (torch.arange(64, dtype=torch.float64) + 0.5) / 64)  # coefficient 9: 9/128 = 1.76 Hz at 25 fps
+    # DCT coefficient 9 of 64 frames: 9 / 128 cycles per frame = 1.76 Hz at 25 fps, inside band 2 (1.5-2.6 Hz)
+    a_cosine = torch.cos(torch.pi * 9 * (torch.arange(64, dtype=torch.float64) + 0.5) / 64)
     nod = gate.split(a_cosine[None, :, None].expand(1, 64, 3))
     torch.testing.assert_close(nod[0, 2], a_cosine[:, None].expand(64, 3))
 
