@@ -84,11 +84,12 @@ def test_the_gains_follow_the_speaker_frame_by_frame_and_the_noise_level():
 
 
 def test_the_gate_is_built_from_the_config_and_adds_only_its_own_parameters():
-    cfg = config.load(config.packaged("quality"), ["model.size=tiny", "model.band_gate.edges_hz=[1.5,2.6]"])
+    cfg = config.load(config.packaged("quality"), ["model.size=tiny", "model.band_gate.edges_hz=[1.5,2.6]",
+                                                   "model.band_gate.group=all"])
     model = build_model(cfg)
-    assert model.unet.band_gate.bands == 3
+    assert model.unet.band_gate.bands == 3 and model.unet.band_gate.out.out_channels == 3 * 58
     torch.testing.assert_close(model.unet.band_gate.edges, torch.tensor([0.06, 0.104], dtype=torch.float64))
-    plain = build_model(config.load(config.packaged("quality"), ["model.size=tiny"]))
+    plain = build_model(config.load(config.packaged("quality"), ["model.size=tiny", "model.band_gate.edges_hz=[]"]))
     assert plain.unet.band_gate is None
     extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
     assert extra == sum(p.numel() for p in model.unet.band_gate.parameters()) > 0
