@@ -72,7 +72,7 @@ def _guided(denoise, scale: float | torch.Tensor):
     or one per dim (D,)."""
     def guided(x, sigma, cache, cache_none):
         cond, none = denoise(x, sigma, cache=cache), denoise(x, sigma, cache=cache_none)
-        w = scale.to(device=x.device, dtype=cond.dtype) if isinstance(scale, torch.Tensor) else scale
+        w = scale.to(cond.dtype) if isinstance(scale, torch.Tensor) else scale  # a no-op in fp32
         return none + w * (cond - none)
     return guided
 
@@ -86,10 +86,12 @@ class WindowSampler:
                  rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0,
                  level_temperature: float | None = None, device=None, group_guidance=()) -> None:
         self.model, self.sampler = model, sampler
+        self.device = device if device is not None else next(model.parameters()).device
         self.guidance, self.temperature = guidance_scale(guidance, group_guidance, model.dim), float(temperature)
         self.guided = isinstance(self.guidance, torch.Tensor) or self.guidance != 1
+        if isinstance(self.guidance, torch.Tensor):  # on the device once, not per network call
+            self.guidance = self.guidance.to(self.device)
         self.level_temperature = None if level_temperature is None else float(level_temperature)
-        self.device = device if device is not None else next(model.parameters()).device
         self.sigmas = get_sigmas_karras(steps, sigma_min, sigma_max, rho, device=self.device)
 
     def __call__(self, cond: dict, gens: list[torch.Generator], w: int) -> torch.Tensor:

@@ -67,8 +67,9 @@ def sampling_settings(cfg, rows: int, weights: str, fps: int = 25) -> dict:
             settings[key] = s[key]
     if s.level_temperature is not None:
         settings["level_temperature"] = s.level_temperature
-    if group_guidance_of(s):
-        settings["group_guidance"] = dict(group_guidance_of(s))
+    groups = group_guidance_of(s)
+    if groups:
+        settings["group_guidance"] = dict(groups)
     return settings
 
 
