@@ -7,6 +7,8 @@ import sys
 # command -> (module with main(argv) -> int, one-line help)
 COMMANDS = {
     "synth": ("reactdiff.data.synthetic.cli", "write a synthetic REACT dataset (real layout, planted coupling)"),
+    "oracle": ("reactdiff.data.synthetic.oracle_cli",
+               "a synthetic dataset's own listeners as reactions: what a perfect model reaches (evaluate --reference)"),
     "shards": ("reactdiff.data.shards_cli", "pack a REACT split into WebDataset shards + index.json"),
     "inspect": ("reactdiff.data.inspect_cli", "read windows back from shards and print a summary"),
     "config": ("reactdiff.config_cli", "print the resolved run config (--print) or every config key (--keys)"),

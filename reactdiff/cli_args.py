@@ -27,3 +27,19 @@ def job_from(cls, args: argparse.Namespace, **fixed):
 def with_absolute_paths(job, names: tuple[str, ...]):
     """`job` with its path fields `names` made absolute (array tasks may start in another folder)."""
     return dataclasses.replace(job, **{n: str(Path(getattr(job, n)).resolve()) for n in names if getattr(job, n)})
+
+
+def named_folders(values: list[str] | None, flag: str) -> dict[str, Path]:
+    """`NAME=DIR` words of a repeatable option -> {name: folder}; a malformed word or a missing folder is an error
+    naming the option."""
+    out: dict[str, Path] = {}
+    for value in values or []:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"{flag} {value!r}: expected NAME=DIR")
+        if name in out:
+            raise ValueError(f"{flag}: the name {name!r} is given twice")
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{flag} {value!r}: {folder} is not a folder")
+        out[name] = Path(folder).resolve()
+    return out

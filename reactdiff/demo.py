@@ -168,7 +168,8 @@ def run(args) -> int:
         protocol = f" ({report['protocol']}, {report['kind']})" if mars else ""
         print(f"[demo] 7/9 metrics{protocol}: " + ", ".join(f"{m} {model[m]:.3f}" for m in names) +
               f"; jitter vs real listeners (expression / rotation / translation) {jitter}; the table with the mean, "
-              f"random (from the train split) and mime baselines: {work / 'eval' / 'report.md'}")
+              f"random (from the train split) and mime baselines and the generator's own listeners: "
+              f"{work / 'eval' / 'report.md'}")
         print(f"           {verdict(report['results'], *keys)}")
     ok = ok and report is not None and _render(work, shards / "test", args)
     ok = ok and _live(work, shards / "test", export, args)
@@ -203,9 +204,21 @@ def _train(work: Path, train_shards: Path, args) -> Path | None:
     return run_dir / "export"
 
 
+def _oracle(work: Path, args) -> list[str]:
+    """`--reference` words for the synthetic generator's own new listeners of the test speakers, scored next to the
+    model: they show which of the honest-baseline targets any model of these listeners can reach."""
+    if args.layout == "mars":
+        return []  # (reference rows are not in the MARS reports yet)
+    from .data.synthetic.oracle import oracle_name, write_oracle_reactions
+
+    cfg = config.load(args.config, args.overrides)
+    folder = write_oracle_reactions(work / "react", "test", work / "oracle", cfg.sample.k, min(750, args.frames))
+    return ["--reference", f"{oracle_name(False)}={folder}"]
+
+
 def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | None:
     """Sampling and metrics as on a cluster: reactdiff launch eval with submitit's local executor (an array of 2
-    sampling tasks, then the aggregation job)."""
+    sampling tasks, then the aggregation job), with the data's own generator as a reference row."""
     out = work / "eval"
     sha = json.loads((export / "export.json").read_text())["sha256"][:16]
     try:
@@ -215,7 +228,7 @@ def _fan_out_eval(work: Path, test_shards: Path, export: Path, args) -> dict | N
         pass
     cmd = [sys.executable, "-m", "reactdiff", "launch", "eval",
            "--cluster", str(config.packaged("cluster/local_executor")),
-           "--export", str(export), "--shards", str(test_shards), "--out", str(out), "--wait",
+           "--export", str(export), "--shards", str(test_shards), "--out", str(out), "--wait", *_oracle(work, args),
            f"data.eval_frames={min(750, args.frames)}", *args.overrides]
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True)

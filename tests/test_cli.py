@@ -80,6 +80,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert "[demo] OK: every test role sample read exactly once (4/4)" in out
     assert "5/9 training: 2 processes, 6 steps" in out and "[demo] 7/9 metrics" in out
     assert "6/9 evaluation fan-out" in out and "4 speaker clips x 4 reactions of 160 frames" in out
+    report = json.loads((tmp_path / "work" / "eval" / "metrics.json").read_text())  # the generator's own listeners
+    assert report["results"]["reference: new person (the generator)"]["FRDist"] > 0  # scored next to the model
     assert "8/9 rendering (reactdiff render)" in out and "00000/gt.mp4, 00000/k0.mp4, 00000/k1.mp4" in out
     assert "9/9 live (reactdiff serve, loopback): test clip 0 streamed" in out and "160 frames x 4 reactions" in out
     with av.open(str(tmp_path / "work" / "render" / "00000" / "k1.mp4")) as c:

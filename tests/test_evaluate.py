@@ -174,3 +174,23 @@ def test_frrea_from_rendered_videos(samples, tiny_shards, tmp_path, capsys):
         frrea_from_renders(no_gt, small_extractor)
     assert evaluate_main(["--samples", str(samples), "--shards", str(tiny_shards), "--renders", str(renders)]) == 2
     assert "--renders needs --fid-weights" in capsys.readouterr().err
+
+
+def test_verdict_says_when_a_reference_shows_a_target_out_of_reach():
+    from reactdiff.eval.report import verdict
+
+    def row(corr, dist):
+        return {"FRCorr": corr, "FRDist": dist}
+
+    results = {"model": row(0.5, 110.0), "baseline: mean": row(0.0, 80.0), "baseline: random": row(0.1, 120.0),
+               "baseline: mime": row(0.2, 115.0), "reference: ground truth": row(4.0, 0.0),
+               "reference: new person": row(0.9, 100.0)}
+    text = verdict(results)
+    assert text.startswith("**The model does not beat the honest baselines.**")
+    assert "FRDist below every baseline: no (model 110, best baseline mean 80; out of reach on this data: new " \
+           "person 100 misses it too)" in text
+    assert "FRCorr above mean and random: yes (model 0.5, random 0.1)." in text
+    results["reference: new person"] = row(0.9, 70.0)  # a reference that gets there: the target is reachable
+    assert "out of reach" not in verdict(results)
+    del results["reference: new person"]  # the ground truth alone never counts as "real-looking reactions"
+    assert "out of reach" not in verdict(results)

@@ -123,21 +123,14 @@ def sample(work: Path, name: str, export: Path, overrides: list[str], quiet: boo
 
 
 def oracle_samples(work: Path, root: Path, like: Path, same_person: bool) -> tuple[str, Path]:
-    """The synthetic generator's own fresh listeners for the test speakers, written as a sampling output folder with
-    the settings (frames, K) of the model's folder `like` -> (row name, folder)."""
-    from ..data.synthetic.oracle import oracle_reactions
-    from ..sampling.writer import write_manifest, write_reaction
+    """The synthetic generator's own fresh listeners for the test speakers, written as a reactions folder with the
+    K and frames of the model's folder `like` -> (row name, folder)."""
+    from ..data.synthetic.oracle import write_oracle_reactions
 
-    name = "oracle: same person" if same_person else "oracle: new person"
+    settings = load_manifest(like)["settings"]
     out = work / "eval" / ("oracle-same" if same_person else "oracle-new")
-    like_manifest = load_manifest(like)
-    settings = {**like_manifest["settings"], "weights": f"the synthetic generator ({name})"}
-    face = oracle_reactions(root, "test", k=settings["k"], frames=settings["frames"], same_person=same_person)
-    for row in range(len(face)):
-        write_reaction(out, row, face[row])
-    entries = [{k: v for k, v in e.items() if k != "sha256"} for e in like_manifest["entries"]]  # of these files
-    write_manifest(out, entries, settings, complete=True)
-    return name, out
+    write_oracle_reactions(root, "test", out, settings["k"], settings["frames"], same_person)
+    return ("oracle: same person" if same_person else "oracle: new person"), out
 
 
 def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarray) -> dict:

@@ -112,7 +112,8 @@ def _aggregate(spec: dict) -> dict:
     report = evaluate(out, Path(spec["shards"]), out, spec.get("convention", "react2024"),
                       spec.get("reference_quirks", False), spec.get("baselines", True),
                       baseline_shards=Path(baseline_shards) if baseline_shards else None, progress=True,
-                      wandb=spec.get("wandb", "offline"))
+                      wandb=spec.get("wandb", "offline"),
+                      references={name: Path(d) for name, d in spec.get("references", {}).items()})
     return {"metrics": report["results"]["model"], "out": str(out / "metrics.json"), "wandb": report.get("wandb")}
 
 

@@ -139,10 +139,13 @@ def submit_eval(args, cluster) -> list:
     from ..eval.mars_truth import resolve_protocol
 
     protocol = resolve_protocol(job.shards, args.protocol)
+    references = {name: str(folder) for name, folder in cli_args.named_folders(args.reference, "--reference").items()}
+    if references and protocol != "react2024":
+        raise ValueError("--reference rows are not part of the MARS protocols' reports yet")
     spec = {"job": job, "shards": job.shards, "out": str(out), "convention": args.convention, "protocol": protocol,
             "threads": cluster.cpus_per_task,
             "baselines": not args.no_baselines, "baseline_shards": str(baseline_shards) if baseline_shards else None,
-            "wandb": args.wandb}
+            "wandb": args.wandb, "references": references}
     return fan_out(args, cluster, out, "eval", eval_task, spec, missing_tasks(out, index, tasks, whole_clips), tasks,
                    aggregate, "aggregate", f"{index.num_samples} dyadic clips ({2 * index.num_samples} speaker "
                    f"rows) in {tasks} tasks", f"aggregation job (baselines from {baseline_shards or 'none'})")
@@ -199,6 +202,9 @@ def build_parser(prog: str = "reactdiff launch") -> argparse.ArgumentParser:
     ev.add_argument("--baseline-shards", help="split the random/mean baselines draw from (default: the sibling "
                                               "`train` folder of --shards; never --shards itself)")
     ev.add_argument("--no-baselines", action="store_true", help="score the model only")
+    ev.add_argument("--reference", action="append", metavar="NAME=DIR",
+                    help="another reactions folder of the same clips scored as a `reference: NAME` row, as in "
+                         "`reactdiff evaluate` (repeatable; e.g. `reactdiff oracle`'s listeners of synthetic data)")
     ev.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"),
                     help="log the aggregated metrics, plots and report to wandb, grouped with the training run "
                          "(default offline: a run folder in --out that `wandb sync` uploads)")

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli_args import named_folders
 from .evaluate import evaluate
 from .report import markdown
 
@@ -30,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-shards", help="the split the random and mean baselines draw real listeners from "
                                              "(default: the sibling `train` folder of --shards; never --shards)")
     p.add_argument("--no-baselines", action="store_true", help="skip the baselines and the ground-truth row")
+    p.add_argument("--reference", action="append", metavar="NAME=DIR",
+                   help="another reactions folder of the same clips, K and frames, scored as a `reference: NAME` row "
+                        "(repeatable): e.g. `reactdiff oracle`'s listeners of a synthetic dataset, which show "
+                        "what a perfect model of its listeners reaches, or another model's reactions")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--renders", help="videos of `reactdiff render --ground-truth` for these samples: adds FRRea")
     p.add_argument("--fid-weights", help="pytorch-fid's InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth), "
@@ -49,7 +54,10 @@ def _run(args) -> dict:
     if args.renders and not args.fid_weights:
         raise ValueError("--renders needs --fid-weights (FRRea uses pytorch-fid's InceptionV3; nothing is downloaded)")
     protocol = resolve_protocol(shards, args.protocol)
+    references = named_folders(args.reference, "--reference")
     if protocol != "react2024":
+        if references:
+            raise ValueError("--reference rows are not part of the MARS protocols' reports yet")
         from .mars_evaluate import evaluate_mars
 
         if args.renders:
@@ -58,7 +66,7 @@ def _run(args) -> dict:
                              args.device, baseline_shards, progress=True, wandb=args.wandb)
     return evaluate(samples, shards, out, args.convention, args.reference_quirks, not args.no_baselines, args.device,
                     Path(args.renders) if args.renders else None, args.fid_weights, args.frame_step,
-                    baseline_shards=baseline_shards, progress=True, wandb=args.wandb)
+                    baseline_shards=baseline_shards, progress=True, wandb=args.wandb, references=references)
 
 
 def main(argv: list[str] | None = None) -> int:

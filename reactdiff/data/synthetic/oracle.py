@@ -69,3 +69,34 @@ def oracle_reactions(root: str | Path, split: str, k: int, frames: int, seed: in
     return np.stack([np.stack([_listener(job, d, rng_for(seed, "oracle", job.name, str(d), str(j)),
                                          same_person)[:frames] for j in range(k)])
                      for d in (0, 1) for job in jobs]).astype(np.float32)
+
+
+def oracle_name(same_person: bool) -> str:
+    return "same person (the generator)" if same_person else "new person (the generator)"
+
+
+def write_oracle_reactions(root: str | Path, split: str, out: str | Path, k: int, frames: int,
+                           same_person: bool = False) -> Path:
+    """The generator's fresh listeners for the split's speakers as a reactions folder (reactions/, manifest.json)
+    that `reactdiff evaluate --reference` scores next to a model: what a perfect model of these listeners gets."""
+    from ...sampling.writer import load_manifest, write_manifest, write_reaction
+
+    import hashlib
+
+    out = Path(out)
+    dataset = hashlib.sha256((Path(root) / "synthetic.json").read_bytes()).hexdigest()[:16]
+    settings = {"frames": frames, "k": k, "outputs": "raw (de-normalised) FaceVerse 3DMM", "split": split,
+                "rows": 2 * len(_rows(Path(root), split)), "dataset": f"synthetic.json sha256:{dataset}",
+                "weights": "the synthetic generator's own listeners, " + (
+                    "the recorded listener's person" if same_person else "a new person each")}
+    try:
+        done = load_manifest(out)
+        if done["complete"] and done["settings"] == settings:
+            return out  # written before for this dataset (the draws are seeded: the same reactions)
+    except FileNotFoundError:
+        pass
+    face = oracle_reactions(root, split, k=k, frames=frames, same_person=same_person)
+    for row in range(len(face)):
+        write_reaction(out, row, face[row])
+    write_manifest(out, [{"row": row} for row in range(len(face))], settings, complete=True)
+    return out
