@@ -9,6 +9,7 @@ every realistic listener whose slow head motion is not the true one's).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -80,8 +81,6 @@ def write_oracle_reactions(root: str | Path, split: str, out: str | Path, k: int
     """The generator's fresh listeners for the split's speakers as a reactions folder (reactions/, manifest.json)
     that `reactdiff evaluate --reference` scores next to a model: what a perfect model of these listeners gets."""
     from ...sampling.writer import load_manifest, write_manifest, write_reaction
-
-    import hashlib
 
     out = Path(out)
     dataset = hashlib.sha256((Path(root) / "synthetic.json").read_bytes()).hexdigest()[:16]
