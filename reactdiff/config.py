@@ -145,6 +145,8 @@ class BandGate:
     group: str = "all"  # the dims it gains: all, a stream group (expression | rotation | translation) or one
     #                     head-rotation channel (pitch | yaw | roll)
     fps: float = 25.0  # the frame rate the edges are given at (REACT 25, MARS 30)
+    span: int = 0  # > 0: the gate also filters the speaker's last `span` frames itself (a cue's nod runs ~50
+    #                frames; the U-Net's speaker_filter stays as it is); needs data.history >= span - 1
 
 
 @dataclasses.dataclass
@@ -401,6 +403,7 @@ _POSITIVE = ("data.window", "model.spectrum_clips", "sample.temperature", "data.
              "model.band_gate.fps")
 _NON_NEGATIVE = ("data.history", "data.num_workers", "sample.overlap", "model.dropout", "model.velocity_weight",
                  "model.loss_weight_power", "data.eval_frames", "model.speaker_filter", "model.anchor_memory",
+                 "model.band_gate.span",
                  "model.acceleration_weight", "model.au_weight", "sample.guidance", "train.warmup_steps",
                  "train.grad_clip", "train.checkpoint_every", "train.weight_decay", "train.zero_stage",
                  "train.val_every", "train.sample_every")
@@ -461,6 +464,12 @@ def check(cfg: DictConfig) -> None:
                               f"{edges} at fps {gate.fps}")
         if gate.group != "all" and gate.group not in fv.STREAMS:
             raise ConfigError(f"model.band_gate.group: all or one of {list(fv.STREAMS)}, got {gate.group!r}")
+        if gate.span > cfg.data.history + 1:
+            raise ConfigError(f"model.band_gate.span={gate.span} frames needs data.history >= {gate.span - 1} (the "
+                              f"speaker's past frames it filters), got {cfg.data.history}")
+    elif gate.span:
+        raise ConfigError(f"model.band_gate.span={gate.span} needs model.band_gate.edges_hz: it is the gate's own view "
+                          f"of the speaker")
     band = cfg.model.loss_band
     if band.weight != 1:
         if band.group not in fv.STREAMS:

@@ -108,3 +108,50 @@ def test_a_gate_on_one_group_gains_its_dims_only():
     assert not out[..., :52].any() and not out[..., 55:].any()
     with pytest.raises(config.ConfigError, match="band_gate.group"):
         config.load(None, ["model.band_gate.edges_hz=[1.5]", "model.band_gate.group=nose"])
+
+
+def test_a_gate_with_a_span_sees_the_speakers_past_beyond_the_unets_filter():
+    torch.manual_seed(0)
+    kw = {"aligned_speaker": True, "speaker_filter": 4, "band_gate": EDGES, "null_speaker": True}
+    net = TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], band_gate_span=9, **kw)
+    with torch.no_grad():
+        net.band_gate.out.weight.normal_(0, 0.1)
+    c = cond()
+    emb = net.noise_embed(torch.zeros(2))
+
+    def gains(c, drop=None):
+        cache = net.prepare(**c, drop=drop)
+        return net.band_gate.gains(cache["aligned"], emb, cache["gate_speaker"])
+
+    base = gains(c)
+    cue = {**c, "speaker_fv": c["speaker_fv"].clone()}
+    cue["speaker_fv"][:, 11 - 6] += 3.0  # 6 frames before the window: beyond the U-Net's 4-frame filter
+    moved = (gains(cue) - base).abs().sum((0, 1, 3)) > 0
+    assert moved.tolist() == [True] * 4 + [False] * 33  # frames 0-2 filter it (9 taps), the 3-tap mid conv: 3
+    assert torch.equal(net.prepare(**cue)["aligned"], net.prepare(**c)["aligned"])  # the U-Net's input does not
+    dropped = torch.tensor([True, False])  # the unconditional mode sees no speaker in the gate either
+    torch.testing.assert_close(gains(cue, dropped)[0], gains(c, dropped)[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="band gate spans 13 frames: it needs >= 12 history frames, got 11"):
+        TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], band_gate_span=13, **kw).prepare(**c)
+    with pytest.raises(ValueError, match="band_gate_span needs band_gate"):
+        TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], aligned_speaker=True, band_gate_span=9)
+    # an untrained span filter changes nothing: the gate's output layer starts at zero
+    plain = TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], **kw)
+    spanned = TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], band_gate_span=9, **kw)
+    new = spanned.load_state_dict(plain.state_dict(), strict=False)
+    assert new.missing_keys == ["band_gate.speaker.weight", "band_gate.speaker.bias"]
+    x, c_noise = torch.randn(2, 37, 58), torch.randn(2)
+    torch.testing.assert_close(spanned(x, c_noise, **c), plain(x, c_noise, **c), rtol=0, atol=0)
+
+
+def test_the_gate_span_comes_from_the_config_and_is_checked_against_the_history():
+    over = ["model.size=tiny", "model.band_gate.span=33"]
+    model = build_model(config.load(config.packaged("quality"), [*over, "data.history=32"]))
+    gate = model.unet.band_gate
+    assert gate.span == 33 and gate.speaker.weight.shape == (64, 58 + 80, 33)
+    with pytest.raises(config.ConfigError, match=r"model.band_gate.span=34 frames needs data.history >= 33"):
+        config.load(config.packaged("quality"), ["model.band_gate.span=34"])
+    with pytest.raises(config.ConfigError, match="span=8 needs model.band_gate.edges_hz"):
+        config.load(None, ["model.band_gate.span=8"])
+    with pytest.raises(config.ConfigError, match="model.band_gate.span: must be >= 0"):
+        config.load(config.packaged("quality"), ["model.band_gate.span=-1"])

@@ -91,7 +91,7 @@ class TemporalUNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape,
                  null_speaker: bool = False, aligned_speaker: bool = False, null_face: bool = False,
                  speaker_filter: int = 0, speaker_film: bool = False, band_gate: tuple[float, ...] = (),
-                 band_gate_dims: slice = slice(None)) -> None:
+                 band_gate_dims: slice = slice(None), band_gate_span: int = 0) -> None:
         super().__init__()
         self.shape = shape
         speaker_dim = fv_dim + audio_dim
@@ -149,8 +149,10 @@ class TemporalUNet(nn.Module):
         if band_gate and in_dim != out_dim:
             raise ValueError(f"band_gate gains the input's bands onto the output: needs in_dim == out_dim, got "
                              f"{in_dim} / {out_dim}")
-        self.band_gate = (BandGate(aligned_dim, emb_dim, out_dim, tuple(band_gate), dims=band_gate_dims)
-                          if band_gate else None)
+        if band_gate_span and not band_gate:
+            raise ValueError("band_gate_span needs band_gate: it is the gate's own view of the speaker's past")
+        self.band_gate = (BandGate(aligned_dim, emb_dim, out_dim, tuple(band_gate), dims=band_gate_dims,
+                                   span=band_gate_span, speaker_dim=speaker_dim) if band_gate else None)
 
     @staticmethod
     def _times(h: torch.Tensor, level: int) -> torch.Tensor:
@@ -172,16 +174,22 @@ class TemporalUNet(nn.Module):
         if self.aligned_norm is not None:  # the speaker over the window's frames (the last W of [history, window])
             window = speaker_fv.shape[1] - history
             taps = self.speaker_filter.kernel_size[0] if self.speaker_filter is not None else 1
-            if taps - 1 > history:
-                raise ValueError(f"the speaker filter spans {taps} frames: it needs >= {taps - 1} history frames, "
-                                 f"got {history}")
-            first = history - (taps - 1)  # the frames the window's outputs see
+            gate_span = self.band_gate.span if self.band_gate is not None else 0
+            for what, span in (("the speaker filter", taps), ("the band gate", gate_span)):
+                if span - 1 > history:
+                    raise ValueError(f"{what} spans {span} frames: it needs >= {span - 1} history frames, got "
+                                     f"{history}")
+            first = history - (max(taps, gate_span) - 1)  # the frames the window's outputs see
             spk = speaker_fv if audio is None else torch.cat([speaker_fv, audio], -1)
-            spk = self.aligned_norm(spk[:, first:]) * valid[:, first:, None].to(spk.dtype)
+            normed = self.aligned_norm(spk[:, first:]) * valid[:, first:, None].to(spk.dtype)
+            spk = normed[:, normed.shape[1] - (taps - 1 + window):]
             if self.speaker_filter is not None:
                 spk = self.speaker_filter(spk.transpose(1, 2)).transpose(1, 2)  # (B, W, ch[0]): causal, valid conv
             if drop is not None:  # the unconditional mode sees no speaker here either
-                spk = torch.where(drop.view(-1, 1, 1), torch.zeros((), dtype=spk.dtype, device=spk.device), spk)
+                zero = torch.zeros((), dtype=spk.dtype, device=spk.device)
+                spk, normed = (torch.where(drop.view(-1, 1, 1), zero, t) for t in (spk, normed))
+            if gate_span:  # the band gate's own view: the speaker's last gate_span - 1 frames and the window's
+                cache["gate_speaker"] = normed[:, normed.shape[1] - (gate_span - 1 + window):]
             last = past_listener[:, -1:] if history else past_listener.new_zeros(len(spk), 1, past_listener.shape[2])
             cache["aligned"] = torch.cat([spk, last.to(spk.dtype).expand(-1, window, -1)], dim=-1)
             if self.film is not None:  # at every resolution of the U-Net (stride-2 downsampling: ceil(L / 2))
@@ -224,5 +232,5 @@ class TemporalUNet(nn.Module):
         if self.past_out is not None:
             out = out + self.past_out(ctx["aligned"][:, :1, -self.past_out.in_features:].to(out.dtype))
         if self.band_gate is not None:
-            out = out + self.band_gate(noisy, ctx["aligned"], emb).to(out.dtype)
+            out = out + self.band_gate(noisy, ctx["aligned"], emb, ctx.get("gate_speaker")).to(out.dtype)
         return out
