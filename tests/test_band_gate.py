@@ -89,7 +89,8 @@ def test_the_gate_is_built_from_the_config_and_adds_only_its_own_parameters():
     model = build_model(cfg)
     assert model.unet.band_gate.bands == 3 and model.unet.band_gate.out.out_channels == 3 * 58
     torch.testing.assert_close(model.unet.band_gate.edges, torch.tensor([0.06, 0.104], dtype=torch.float64))
-    plain = build_model(config.load(config.packaged("quality"), ["model.size=tiny", "model.band_gate.edges_hz=[]"]))
+    plain = build_model(config.load(config.packaged("quality"), ["model.size=tiny", "model.band_gate.edges_hz=[]",
+                                                                 "model.band_gate.span=0"]))
     assert plain.unet.band_gate is None
     extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
     assert extra == sum(p.numel() for p in model.unet.band_gate.parameters()) > 0
@@ -97,7 +98,7 @@ def test_the_gate_is_built_from_the_config_and_adds_only_its_own_parameters():
 
 def test_a_gate_on_one_group_gains_its_dims_only():
     cfg = config.load(config.packaged("quality"), ["model.size=tiny", "model.band_gate.edges_hz=[1.5,2.6]",
-                                                   "model.band_gate.group=rotation"])
+                                                   "model.band_gate.group=rotation", "model.band_gate.span=0"])
     gate = build_model(cfg).unet.band_gate
     assert gate.out.out_channels == 3 * 3
     with torch.no_grad():
