@@ -442,14 +442,9 @@ def check(cfg: DictConfig) -> None:
         if scale != 1 and cfg.model.cond_dropout == 0:
             raise ConfigError(f"sample.group_guidance.{group}={scale} needs a model trained with condition dropout "
                               f"(model.cond_dropout > 0): without it the model has no unconditional mode to guide from")
-    if cfg.model.speaker_filter:
-        if not cfg.model.aligned_speaker:
-            raise ConfigError("model.speaker_filter needs model.aligned_speaker=true: it filters the aligned speaker "
-                              "streams")
-        if cfg.model.speaker_filter > cfg.data.history + 1:
-            raise ConfigError(f"model.speaker_filter={cfg.model.speaker_filter} frames needs data.history >= "
-                              f"{cfg.model.speaker_filter - 1} (the speaker's past frames it filters), got "
-                              f"{cfg.data.history}")
+    if cfg.model.speaker_filter and not cfg.model.aligned_speaker:
+        raise ConfigError("model.speaker_filter needs model.aligned_speaker=true: it filters the aligned speaker "
+                          "streams")
     if cfg.model.speaker_film and not cfg.model.aligned_speaker:
         raise ConfigError("model.speaker_film needs model.aligned_speaker=true: it is computed from the aligned "
                           "speaker streams")
@@ -464,12 +459,14 @@ def check(cfg: DictConfig) -> None:
                               f"{edges} at fps {gate.fps}")
         if gate.group != "all" and gate.group not in fv.STREAMS:
             raise ConfigError(f"model.band_gate.group: all or one of {list(fv.STREAMS)}, got {gate.group!r}")
-        if gate.span > cfg.data.history + 1:
-            raise ConfigError(f"model.band_gate.span={gate.span} frames needs data.history >= {gate.span - 1} (the "
-                              f"speaker's past frames it filters), got {cfg.data.history}")
     elif gate.span:
         raise ConfigError(f"model.band_gate.span={gate.span} needs model.band_gate.edges_hz: it is the gate's own view "
                           f"of the speaker")
+    for key in ("model.speaker_filter", "model.band_gate.span"):  # causal filters over the speaker's past frames
+        frames = OmegaConf.select(cfg, key)
+        if frames > cfg.data.history + 1:
+            raise ConfigError(f"{key}={frames} frames needs data.history >= {frames - 1} (the speaker's past frames "
+                              f"it filters), got {cfg.data.history}")
     band = cfg.model.loss_band
     if band.weight != 1:
         if band.group not in fv.STREAMS:

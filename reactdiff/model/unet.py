@@ -185,11 +185,14 @@ class TemporalUNet(nn.Module):
             spk = normed[:, normed.shape[1] - (taps - 1 + window):]
             if self.speaker_filter is not None:
                 spk = self.speaker_filter(spk.transpose(1, 2)).transpose(1, 2)  # (B, W, ch[0]): causal, valid conv
-            if drop is not None:  # the unconditional mode sees no speaker here either
-                zero = torch.zeros((), dtype=spk.dtype, device=spk.device)
-                spk, normed = (torch.where(drop.view(-1, 1, 1), zero, t) for t in (spk, normed))
-            if gate_span:  # the band gate's own view: the speaker's last gate_span - 1 frames and the window's
-                cache["gate_speaker"] = normed[:, normed.shape[1] - (gate_span - 1 + window):]
+            # the band gate's own view: the speaker's last gate_span - 1 frames and the window's
+            gate_view = normed[:, normed.shape[1] - (gate_span - 1 + window):] if gate_span else None
+            if drop is not None:  # the unconditional mode sees no speaker here either (nor in the gate's view)
+                zero, dropped = torch.zeros((), dtype=spk.dtype, device=spk.device), drop.view(-1, 1, 1)
+                spk = torch.where(dropped, zero, spk)
+                gate_view = None if gate_view is None else torch.where(dropped, zero, gate_view)
+            if gate_view is not None:
+                cache["gate_speaker"] = gate_view
             last = past_listener[:, -1:] if history else past_listener.new_zeros(len(spk), 1, past_listener.shape[2])
             cache["aligned"] = torch.cat([spk, last.to(spk.dtype).expand(-1, window, -1)], dim=-1)
             if self.film is not None:  # at every resolution of the U-Net (stride-2 downsampling: ceil(L / 2))
