@@ -84,6 +84,12 @@ class Anchor(Choice):
     regression = "regression"  # relative to the window's least-squares prediction from that frame (mean-reverting)
 
 
+class AlignedNorm(Choice):
+    frame = "frame"  # one LayerNorm per frame over the speaker's 3DMM and audio channels together (v20 and before)
+    stream = "stream"  # each stream on its own: the 3DMM as data.normalisation left it, the audio LayerNormed alone
+    face_and_frame = "face_and_frame"  # the 3DMM as data.normalisation left it, next to frame's channels
+
+
 class Kinematics(Choice):
     loss = "loss"  # all 58 dims, standardised, at the denoising loss's EDM weight
     raw_pose = "raw_pose"  # head pose in raw radians/metres with the SNR weight (exports made before `loss`)
@@ -178,6 +184,9 @@ class ModelConfig:
     #                         prediction (where this person's face and pose return to; 0: the last frame alone)
     aligned_speaker: bool = True  # also feed the speaker streams of the window's frames (+ the last listener frame)
     #                               to the U-Net input, frame by frame
+    aligned_norm: AlignedNorm = AlignedNorm.frame  # with aligned_speaker: how the speaker streams are scaled there
+    #                          (frame: the audio's per-frame level and spread also scale every 3DMM channel; the
+    #                          other two sharpen smile onsets but cost FRCorr 0.82-0.87x: README)
     speaker_filter: int = 0  # with aligned_speaker: frames of a learned causal filter over the speaker streams
     #                          before the U-Net input (0: each frame sees only its own speaker frame); <= history + 1
     speaker_film: bool = False  # with aligned_speaker: the aligned streams also scale/shift every residual block
@@ -334,6 +343,7 @@ LEGACY_DEFAULTS = {
     "model.noise": "white",
     "model.anchor": "none",
     "model.aligned_speaker": False,
+    "model.aligned_norm": "frame",
     "sample.temperature": 1.0,
 }
 

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reactdiff import config
 from reactdiff.data.reader import BatchStream
@@ -207,6 +208,38 @@ def film_cond(b=2, h=11, w=37, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {"speaker_fv": torch.randn(b, h + w, 58, generator=g), "audio": torch.randn(b, h + w, 80, generator=g),
             "past_listener": torch.randn(b, h, 58, generator=g), "valid": torch.ones(b, h + w, dtype=torch.bool)}
+
+
+def test_stream_norm_hands_the_speaker_face_to_the_filter_unscaled_by_the_audio():
+    """model.aligned_norm=stream: the speaker's 3DMM reaches the aligned input as the data's normalisation left it,
+    whatever is said over it; `frame` (one LayerNorm over face and audio) moves every face channel with the audio's
+    per-frame level and spread (measured on synthetic data: the speaker's smile velocity after it correlates 0.13 with
+    the smile's own)."""
+    torch.manual_seed(0)
+    cond = film_cond()
+    louder = {**cond, "audio": cond["audio"] * 3.0 + torch.linspace(-5, 5, 48).view(1, -1, 1)}  # same face
+    faces = {}
+    for kind in ("stream", "frame"):
+        net = TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], aligned_speaker=True, aligned_norm=kind)
+        quiet, loud = (net.prepare(**c)["aligned"][..., :58] for c in (cond, louder))  # no filter: the window's frames
+        faces[kind] = (quiet, loud)
+        audio = net.prepare(**cond)["aligned"][..., 58:138]
+        if kind == "stream":
+            torch.testing.assert_close(audio, F.layer_norm(cond["audio"][:, 11:], (80,)))  # the audio on its own
+    torch.testing.assert_close(faces["stream"][0], cond["speaker_fv"][:, 11:], rtol=0, atol=0)
+    torch.testing.assert_close(faces["stream"][1], cond["speaker_fv"][:, 11:], rtol=0, atol=0)
+    assert (faces["frame"][0] - faces["frame"][1]).abs().mean() > 0.1
+    # face_and_frame: the face as it is, then frame's channels (its LayerNorm: the same parameter names)
+    frame = TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], aligned_speaker=True, aligned_norm="frame")
+    both = TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], aligned_speaker=True, aligned_norm="face_and_frame")
+    assert both.aligned_norm.state_dict().keys() == frame.aligned_norm.state_dict().keys()
+    aligned = both.prepare(**louder)["aligned"]
+    torch.testing.assert_close(aligned[..., :58], cond["speaker_fv"][:, 11:], rtol=0, atol=0)
+    torch.testing.assert_close(aligned[..., 58:196], frame.prepare(**louder)["aligned"][..., :138])
+    with pytest.raises(config.ConfigError, match="aligned_norm"):
+        config.load(None, ["model.aligned_norm=channel"])
+    with pytest.raises(ValueError, match="aligned_norm"):
+        TemporalUNet(58, 58, 58, 80, PRESETS["tiny"], aligned_speaker=True, aligned_norm="channel")
 
 
 @pytest.mark.parametrize("size,lengths", [("tiny", [19, 37]), ("small", [10, 19, 37])])

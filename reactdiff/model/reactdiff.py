@@ -104,7 +104,8 @@ class ReactDiff(nn.Module):
                  loss_weight_power: float = 0.0, face_dropout: float = 0.0, speaker_filter: int = 0,
                  anchor_memory: int = 0, loss_group_weight: dict[str, float] | None = None,
                  speaker_film: bool = False, loss_band: dict | None = None,
-                 band_gate: tuple[float, ...] = (), band_gate_group: str = "all", band_gate_span: int = 0) -> None:
+                 band_gate: tuple[float, ...] = (), band_gate_group: str = "all", band_gate_span: int = 0,
+                 aligned_norm: str = "frame") -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -125,7 +126,7 @@ class ReactDiff(nn.Module):
                                               null_face=face_dropout > 0, speaker_filter=speaker_filter,
                                               speaker_film=speaker_film, band_gate=band_gate,
                                               band_gate_dims=band_gate_dims(band_gate_group),
-                                              band_gate_span=band_gate_span),
+                                              band_gate_span=band_gate_span, aligned_norm=aligned_norm),
                                  sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
         if noise not in ("white", "spectral"):
@@ -178,7 +179,8 @@ class ReactDiff(nn.Module):
                    loss_group_weight=dict(cfg.loss_group_weight), speaker_film=cfg.speaker_film,
                    loss_band=dict(cfg.loss_band),
                    band_gate=tuple(hz / cfg.band_gate.fps for hz in cfg.band_gate.edges_hz),
-                   band_gate_group=cfg.band_gate.group, band_gate_span=cfg.band_gate.span)
+                   band_gate_group=cfg.band_gate.group, band_gate_span=cfg.band_gate.span,
+                   aligned_norm=cfg.aligned_norm.value)
 
     @property
     def dtype(self) -> torch.dtype:

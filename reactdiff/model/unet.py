@@ -17,6 +17,10 @@ over [history, window], so frame t sees the speaker's frames t-F+1..t): a listen
 further back than the U-Net's full-resolution convolutions reach, and at the window start the cue lies in the
 history that the aligned input otherwise never sees.
 
+The aligned speaker streams are scaled first (`aligned_norm`): `frame` is one LayerNorm per frame over the 3DMM and
+audio channels together, as models up to v20 were trained; `stream` leaves the 3DMM channels as the data's
+normalisation made them and LayerNorms the audio features on their own (StreamNorm: why).
+
 With `speaker_film` the aligned streams (filtered speaker + last frame) also scale and shift every residual block's
 features frame by frame (FiLM next to the sigma embedding's adaptive norm): the denoiser's optimal output for a
 reaction whose moment is cued but whose shape is not (a nod of its own phase, speed and length after a phrase
@@ -87,15 +91,60 @@ def film_at(cache: dict, length: int) -> torch.Tensor | None:
     return None if film is None else film[length]
 
 
+class StreamNorm(nn.Module):
+    """The aligned speaker streams scaled each on its own: the 3DMM channels as the data's normalisation left them
+    (z-scored: unit spread per channel), the audio features (unscaled: log-mel values run from -14 in silence to ~5)
+    LayerNormed over their own channels. One LayerNorm over both would divide every 3DMM channel by the audio's
+    per-frame spread and shift it by its level, so a speaker's smile would reach the filter modulated by the
+    syllables spoken over it."""
+
+    def __init__(self, fv_dim: int, audio_dim: int) -> None:
+        super().__init__()
+        self.fv_dim = fv_dim
+        self.audio = nn.LayerNorm(audio_dim) if audio_dim else None
+
+    def forward(self, spk: torch.Tensor) -> torch.Tensor:
+        if self.audio is None or spk.shape[-1] == self.fv_dim:
+            return spk
+        return torch.cat([spk[..., :self.fv_dim], self.audio(spk[..., self.fv_dim:])], -1)
+
+
+class FaceAndFrameNorm(nn.LayerNorm):
+    """The 3DMM channels as they are, next to `frame`'s LayerNorm over all speaker channels (which carries the
+    audio's per-frame level: whether the speaker is talking). Its parameters are frame's (same names)."""
+
+    def __init__(self, fv_dim: int, audio_dim: int) -> None:
+        super().__init__(fv_dim + audio_dim)
+        self.fv_dim = fv_dim
+
+    def forward(self, spk: torch.Tensor) -> torch.Tensor:
+        return torch.cat([spk[..., :self.fv_dim], super().forward(spk)], -1)
+
+
+ALIGNED_NORMS = ("frame", "stream", "face_and_frame")
+
+
+def speaker_norm(kind: str, fv_dim: int, audio_dim: int) -> tuple[nn.Module, int]:
+    """model.aligned_norm -> (the module, the channels it puts out): frame (one LayerNorm over all speaker channels
+    per frame), stream (StreamNorm) or face_and_frame (FaceAndFrameNorm)."""
+    if kind == "frame":
+        return nn.LayerNorm(fv_dim + audio_dim), fv_dim + audio_dim
+    if kind == "stream":
+        return StreamNorm(fv_dim, audio_dim), fv_dim + audio_dim
+    if kind == "face_and_frame":
+        return FaceAndFrameNorm(fv_dim, audio_dim), 2 * fv_dim + audio_dim
+    raise ValueError(f"aligned_norm {kind!r}: expected one of {ALIGNED_NORMS}")
+
+
 class TemporalUNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, fv_dim: int, audio_dim: int, shape: UNetShape,
                  null_speaker: bool = False, aligned_speaker: bool = False, null_face: bool = False,
                  speaker_filter: int = 0, speaker_film: bool = False, band_gate: tuple[float, ...] = (),
-                 band_gate_dims: slice = slice(None), band_gate_span: int = 0) -> None:
+                 band_gate_dims: slice = slice(None), band_gate_span: int = 0, aligned_norm: str = "frame") -> None:
         super().__init__()
         self.shape = shape
-        speaker_dim = fv_dim + audio_dim
-        self.aligned_norm = nn.LayerNorm(speaker_dim) if aligned_speaker else None  # audio features are unscaled
+        self.aligned_norm, speaker_dim = (speaker_norm(aligned_norm, fv_dim, audio_dim) if aligned_speaker
+                                          else (None, fv_dim + audio_dim))
         ch, n_levels = shape.channels, len(shape.channels)
         if speaker_filter and not aligned_speaker:
             raise ValueError("speaker_filter needs aligned_speaker: it filters the aligned speaker streams")
