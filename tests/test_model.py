@@ -236,6 +236,8 @@ def test_stream_norm_hands_the_speaker_face_to_the_filter_unscaled_by_the_audio(
     aligned = both.prepare(**louder)["aligned"]
     torch.testing.assert_close(aligned[..., :58], cond["speaker_fv"][:, 11:], rtol=0, atol=0)
     torch.testing.assert_close(aligned[..., 58:196], frame.prepare(**louder)["aligned"][..., :138])
+    from reactdiff.model.unet import SPEAKER_NORMS
+    assert list(SPEAKER_NORMS) == [k.value for k in config.AlignedNorm]  # the schema's choices are the model's
     with pytest.raises(config.ConfigError, match="aligned_norm"):
         config.load(None, ["model.aligned_norm=channel"])
     with pytest.raises(ValueError, match="aligned_norm"):

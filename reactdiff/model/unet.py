@@ -19,7 +19,8 @@ history that the aligned input otherwise never sees.
 
 The aligned speaker streams are scaled first (`aligned_norm`): `frame` is one LayerNorm per frame over the 3DMM and
 audio channels together, as models up to v20 were trained; `stream` leaves the 3DMM channels as the data's
-normalisation made them and LayerNorms the audio features on their own (StreamNorm: why).
+normalisation made them and LayerNorms the audio features on their own (StreamNorm: why); `face_and_frame` puts
+the unscaled 3DMM channels next to `frame`'s.
 
 With `speaker_film` the aligned streams (filtered speaker + last frame) also scale and shift every residual block's
 features frame by frame (FiLM next to the sigma embedding's adaptive norm): the denoiser's optimal output for a
@@ -104,7 +105,7 @@ class StreamNorm(nn.Module):
         self.audio = nn.LayerNorm(audio_dim) if audio_dim else None
 
     def forward(self, spk: torch.Tensor) -> torch.Tensor:
-        if self.audio is None or spk.shape[-1] == self.fv_dim:
+        if self.audio is None:
             return spk
         return torch.cat([spk[..., :self.fv_dim], self.audio(spk[..., self.fv_dim:])], -1)
 
@@ -121,19 +122,18 @@ class FaceAndFrameNorm(nn.LayerNorm):
         return torch.cat([spk[..., :self.fv_dim], super().forward(spk)], -1)
 
 
-ALIGNED_NORMS = ("frame", "stream", "face_and_frame")
+# model.aligned_norm -> (fv_dim, audio_dim) -> (the module, the channels it puts out)
+SPEAKER_NORMS = {
+    "frame": lambda f, a: (nn.LayerNorm(f + a), f + a),  # one LayerNorm over all speaker channels per frame
+    "stream": lambda f, a: (StreamNorm(f, a), f + a),
+    "face_and_frame": lambda f, a: (FaceAndFrameNorm(f, a), 2 * f + a),
+}
 
 
 def speaker_norm(kind: str, fv_dim: int, audio_dim: int) -> tuple[nn.Module, int]:
-    """model.aligned_norm -> (the module, the channels it puts out): frame (one LayerNorm over all speaker channels
-    per frame), stream (StreamNorm) or face_and_frame (FaceAndFrameNorm)."""
-    if kind == "frame":
-        return nn.LayerNorm(fv_dim + audio_dim), fv_dim + audio_dim
-    if kind == "stream":
-        return StreamNorm(fv_dim, audio_dim), fv_dim + audio_dim
-    if kind == "face_and_frame":
-        return FaceAndFrameNorm(fv_dim, audio_dim), 2 * fv_dim + audio_dim
-    raise ValueError(f"aligned_norm {kind!r}: expected one of {ALIGNED_NORMS}")
+    if kind not in SPEAKER_NORMS:
+        raise ValueError(f"aligned_norm {kind!r}: expected one of {list(SPEAKER_NORMS)}")
+    return SPEAKER_NORMS[kind](fv_dim, audio_dim)
 
 
 class TemporalUNet(nn.Module):
