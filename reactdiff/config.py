@@ -224,6 +224,8 @@ class SampleConfig:
     guidance: float = 1.0  # classifier-free guidance scale (1: off; > 1 needs model.cond_dropout > 0, 2x calls)
     group_guidance: GroupGuidance = dataclasses.field(default_factory=GroupGuidance)  # per stream group (2x calls
     #                                                   when any differs from 1)
+    guidance_rescale: float = 0.0  # 0..1: each group's guided estimate scaled back towards the conditional one's
+    #                                spread per window (0: plain guidance)
     temperature: float = 0.85  # scale of the noise the sampler draws (< 1: less diverse, nearer the typical
     #                            listener; 0.85 measured best with the quality benchmark, see README)
     level_temperature: float | None = None  # the temperature of each window's level (its mean over frames, the
@@ -439,6 +441,8 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"train.ema_max: in [0, 1), got {cfg.train.ema_max}")
     if not 0 <= cfg.model.cond_dropout < 1:
         raise ConfigError(f"model.cond_dropout: in [0, 1), got {cfg.model.cond_dropout}")
+    if not 0 <= cfg.sample.guidance_rescale <= 1:
+        raise ConfigError(f"sample.guidance_rescale: in [0, 1], got {cfg.sample.guidance_rescale}")
     if not 0 <= cfg.model.face_dropout < 1:
         raise ConfigError(f"model.face_dropout: in [0, 1), got {cfg.model.face_dropout}")
     if cfg.sample.guidance != 1 and cfg.model.cond_dropout == 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
+from reactdiff import config
 from reactdiff.cli import BENCHES, COMMANDS, main as cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,6 +172,17 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     # a rerun reuses the finished base training (its saved config equals the one the rerun resolves)
     assert cli_main([*args, "--no-oracle"]) == 0
     assert json.loads((work / "quality.json").read_text())[0]["train_s"] == 0.0
+    # ...and so does one whose schema gained a sampling key since (sampling never changes what was trained)
+    from reactdiff.bench.quality import trained_alike
+
+    run = work / "runs" / "base"
+    cfg = config.load(run / "config.yaml", saved=True)
+    saved = (run / "config.yaml").read_text()
+    assert "  guidance_rescale: 0.0\n" in saved
+    (run / "config.yaml").write_text(saved.replace("  guidance_rescale: 0.0\n", ""))
+    assert trained_alike(run, cfg)
+    assert trained_alike(run, config.load(run / "config.yaml", ["sample.k=7"], saved=True))
+    assert not trained_alike(run, config.load(run / "config.yaml", ["train.steps=5"], saved=True))
 
 
 def test_bench_quality_variants_keep_list_values_whole():

@@ -215,6 +215,31 @@ def test_group_guidance_scales_each_groups_dims_and_equal_scales_are_the_plain_g
         config.load(None, ["model.cond_dropout=0.1", "sample.group_guidance.expression=-1"])
 
 
+def test_guidance_rescale_gives_each_group_the_conditional_spread_back(guided_setup):
+    from reactdiff.sampling.online import _guided, guidance_scale, rescale_guided
+
+    cond, none = torch.randn(3, 16, 60), torch.randn(3, 16, 60)
+    w = guidance_scale(1.0, (("expression", 2.0), ("rotation", 1.5)), dim=60)
+    guided = none + w * (cond - none)
+    full = rescale_guided(guided, cond, 1.0)
+    for dims in (slice(0, 52), slice(52, 55), slice(55, 58), slice(58, 60)):  # each group, each row on its own
+        torch.testing.assert_close(full[..., dims].std(dim=(1, 2)), cond[..., dims].std(dim=(1, 2)))
+        ratio = full[..., dims] / guided[..., dims]  # a scale per row and group: the guided direction kept
+        torch.testing.assert_close(ratio, ratio[:, :1, :1].expand_as(ratio))
+    torch.testing.assert_close(full[..., 55:58], guided[..., 55:58])  # translation unguided (w 1): nothing to undo
+    half = rescale_guided(guided, cond, 0.5)
+    torch.testing.assert_close(half, 0.5 * (full + guided))
+    fake = lambda x, sigma, cache: cond if cache == "c" else none  # noqa: E731
+    torch.testing.assert_close(_guided(fake, w, 0.7)(cond, None, "c", "n"), rescale_guided(guided, cond, 0.7))
+    assert torch.equal(_guided(fake, w, 0.0)(cond, None, "c", "n"), guided)
+    _, model, batch = guided_setup  # the sampler: 0 is plain guidance; otherwise other reactions
+    b = sub(batch, [0])
+    assert torch.equal(run(model, b, guidance=2.0, guidance_rescale=0.0), run(model, b, guidance=2.0))
+    assert not torch.equal(run(model, b, guidance=2.0, guidance_rescale=1.0), run(model, b, guidance=2.0))
+    with pytest.raises(config.ConfigError, match="guidance_rescale: in"):
+        config.load(None, ["sample.guidance_rescale=1.5"])
+
+
 def test_condition_dropout_only_in_training(guided_setup):
     cfg, model, batch = guided_setup
     train_batch = {**batch, "listener_fv": batch["listener_fv"][:, :40], "speaker_fv": batch["speaker_fv"][:, :40],

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from .. import atomic, cli_args, config
 from ..data.make_shards import make_shards
@@ -84,14 +85,22 @@ def listener_lags(meta: dict) -> np.ndarray:
     return lags
 
 
+def trained_alike(run: Path, cfg) -> bool:
+    """A finished run whose saved config trains what `cfg` trains: equal but for `sample` (it steers sampling
+    only, so a sampling key new to the schema keeps the training), keys it predates read as LEGACY_DEFAULTS."""
+    if not (run / "export/export.json").is_file():
+        return False
+    training = lambda c: {k: v for k, v in OmegaConf.to_container(c).items() if k != "sample"}  # noqa: E731
+    return training(config.load(run / "config.yaml", saved=True)) == training(cfg)
+
+
 def train(work: Path, name: str, args, overrides: list[str]) -> tuple[Path, float]:
-    """A real 2-rank training run; a finished run with the same config is reused."""
+    """A real 2-rank training run; a finished run that trained the same is reused."""
     run = work / "runs" / name
-    # the run's saved config is compared whole, so it is built from exactly the command's overrides
     run_overrides = [f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}", f"name={name}",
                      "train.wandb=disabled", *overrides]
     cfg = config.load(args.config, run_overrides)
-    if (run / "export/export.json").is_file() and (run / "config.yaml").read_text() == config.to_yaml(cfg):
+    if trained_alike(run, cfg):
         return run / "export", 0.0
     if run.exists():  # another config: start over (a resumed run would mix both)
         import shutil

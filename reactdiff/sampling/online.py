@@ -7,7 +7,8 @@ it is the same reaction whatever the batch size, the number of ranks, or which o
 Classifier-free guidance (guidance w != 1, models trained with condition dropout): the denoiser's estimate is
 D_none + w (D_speaker - D_none), D_none conditioned on the learned "no speaker" and the same listener past.
 w = 1 is the plain conditional sampler, exactly (the unconditional branch is never built). Each stream group may
-have its own w (sample.group_guidance: e.g. guidance on head rotation alone, where the nods are).
+have its own w (sample.group_guidance: e.g. guidance on head rotation alone, where the nods are), and a guidance
+rescale r scales each group's guided estimate back towards the conditional estimate's spread (rescale_guided).
 Temperature t scales the noise the sampler draws (the starting point and the SDE's fresh noise): t < 1 trades
 diversity for reactions nearer the model's typical listener; t = 1 is the plain sampler. A level temperature, when
 set, scales each window's level (the noise's DCT coefficient 0) instead: how far the pose level strays from the
@@ -67,13 +68,28 @@ def guidance_scale(guidance: float, groups=(), dim: int = fv.FV_DIM) -> float | 
     return w
 
 
-def _guided(denoise, scale: float | torch.Tensor):
+def rescale_guided(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> torch.Tensor:
+    """Guidance rescale: each stream group's guided estimate (rows, w, dim) scaled towards the conditional estimate's
+    spread over the window (std over frames and the group's dims, per row), by `rescale` (0: plain guidance, 1: the
+    conditional's spread). Guidance strengthens what the speaker explains against the rest of the motion, and
+    inflates all of it; this keeps the first and gives back the second."""
+    out = guided.clone()
+    groups = list(fv.STREAM_GROUPS.values()) + ([slice(fv.FV_DIM, None)] if guided.shape[-1] > fv.FV_DIM else [])
+    for dims in groups:
+        g, c = guided[..., dims], cond[..., dims]
+        ratio = c.std(dim=(1, 2), keepdim=True) / g.std(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+        out[..., dims] = g * (rescale * ratio + (1 - rescale))
+    return out
+
+
+def _guided(denoise, scale: float | torch.Tensor, rescale: float = 0.0):
     """Classifier-free guidance around a denoiser whose extra args hold both conditionings' caches; `scale` a float
-    or one per dim (D,)."""
+    or one per dim (D,); `rescale` (rescale_guided) 0: off."""
     def guided(x, sigma, cache, cache_none):
         cond, none = denoise(x, sigma, cache=cache), denoise(x, sigma, cache=cache_none)
         w = scale.to(cond.dtype) if isinstance(scale, torch.Tensor) else scale  # a no-op in fp32
-        return none + w * (cond - none)
+        out = none + w * (cond - none)
+        return rescale_guided(out, cond, rescale) if rescale else out
     return guided
 
 
@@ -84,8 +100,10 @@ class WindowSampler:
 
     def __init__(self, model, *, sampler: str, steps: int, sigma_min: float = 0.01, sigma_max: float = 80.0,
                  rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0,
-                 level_temperature: float | None = None, device=None, group_guidance=()) -> None:
+                 level_temperature: float | None = None, device=None, group_guidance=(),
+                 guidance_rescale: float = 0.0) -> None:
         self.model, self.sampler = model, sampler
+        self.guidance_rescale = float(guidance_rescale)
         self.device = device if device is not None else next(model.parameters()).device
         self.guidance, self.temperature = guidance_scale(guidance, group_guidance, model.dim), float(temperature)
         self.guided = isinstance(self.guidance, torch.Tensor) or self.guidance != 1
@@ -111,7 +129,7 @@ class WindowSampler:
         elif self.temperature != 1:
             x = x * self.temperature
             noise = lambda s, s_next, n=noise: n(s, s_next) * self.temperature  # noqa: E731
-        denoise = _guided(model.denoise, self.guidance) if self.guided else model.denoise
+        denoise = _guided(model.denoise, self.guidance, self.guidance_rescale) if self.guided else model.denoise
         new = sample(self.sampler, denoise, x, self.sigmas, extra_args=extra, noise_sampler=noise)
         anchor = model.anchor(cond["past_listener"], w, memory)  # windows relative to the generated past
         return new if anchor is None else new + anchor
@@ -156,7 +174,8 @@ def place_window(out: torch.Tensor, new: torch.Tensor, start: int, done: int) ->
 def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: int, sampler: str, steps: int,
              sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0, seed: int = 0,
              frames: int | None = None, guidance: float = 1.0, temperature: float = 1.0,
-             level_temperature: float | None = None, group_guidance=()) -> torch.Tensor:
+             level_temperature: float | None = None, group_guidance=(),
+             guidance_rescale: float = 0.0) -> torch.Tensor:
     """K reactions per role sample of an eval batch -> (B, K, frames, dim), normalised like the training data."""
     device = batch["speaker_fv"].device
     frames = frames or batch["speaker_fv"].shape[1]
@@ -176,7 +195,7 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
                                   for j in range(k)])
     step = WindowSampler(model, sampler=sampler, steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
                          guidance=guidance, temperature=temperature, level_temperature=level_temperature,
-                         device=device, group_guidance=group_guidance)
+                         device=device, group_guidance=group_guidance, guidance_rescale=guidance_rescale)
     out = torch.zeros(b * k, frames, model.dim, device=device)
     done = 0  # frames [0, done) are generated
     for start in window_starts(frames, window, overlap):

@@ -70,6 +70,8 @@ def sampling_settings(cfg, rows: int, weights: str, fps: int = 25) -> dict:
     groups = group_guidance_of(s)
     if groups:
         settings["group_guidance"] = dict(groups)
+    if s.guidance_rescale:
+        settings["guidance_rescale"] = s.guidance_rescale
     return settings
 
 
@@ -94,7 +96,8 @@ def react(model, batch: dict, idx: list[int], cfg, device) -> tuple[np.ndarray, 
     y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, sampler=s.sampler,
                  steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, seed=s.seed,
                  frames=d.eval_frames or None, guidance=s.guidance, temperature=s.temperature,
-                 level_temperature=s.level_temperature, group_guidance=group_guidance_of(s))
+                 level_temperature=s.level_temperature, group_guidance=group_guidance_of(s),
+                 guidance_rescale=s.guidance_rescale)
     face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()  # the stats live with the model
     return face, y[..., fv.FV_DIM:].cpu().numpy() if model.predict_emotion else None
 

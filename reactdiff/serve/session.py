@@ -119,7 +119,8 @@ class ReactionSession:
                          "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho,
                          "guidance": float(guidance if guidance is not None else s.guidance),
                          "temperature": float(temperature if temperature is not None else s.temperature),
-                         "level_temperature": s.level_temperature, "group_guidance": group_guidance_of(s)}
+                         "level_temperature": s.level_temperature, "group_guidance": group_guidance_of(s),
+                         "guidance_rescale": s.guidance_rescale}
         self.face = bool(face)
         if not self.face and not live.audio_only:
             raise SessionError("this export does not support audio-only sessions: it was trained without "

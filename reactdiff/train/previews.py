@@ -69,7 +69,7 @@ class PreviewClips:
                          sampler=s.sampler, steps=t.sample_steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max,
                          rho=s.rho, seed=s.seed, frames=d.eval_frames, guidance=s.guidance,
                          temperature=s.temperature, level_temperature=s.level_temperature,
-                         group_guidance=group_guidance_of(s))
+                         group_guidance=group_guidance_of(s), guidance_rescale=s.guidance_rescale)
             face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()
             part.update({i: face[j] for j, i in enumerate(idx)})
         merged = {}
