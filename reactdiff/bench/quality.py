@@ -10,7 +10,8 @@ model the denoiser's gain on head pitch's nod band after the speaker's phrase en
 
     python tools/bench_quality.py                                  # the default: configs/quality.yaml
     python tools/bench_quality.py --variant sd05:model.sigma_data=0.5 --variant cfg2:sample.guidance=2
-A variant that only changes `sample.*` keys reuses the base training. Everything lands in --work (rerun: reused).
+A variant that only changes `sample.*` keys reuses the base training. Everything lands in --work; a rerun reuses
+each finished training whose config differs from the new one only in `sample.*`.
 """
 from __future__ import annotations
 
