@@ -32,8 +32,6 @@ def test_tools_run_without_install(tool):
 
 
 def test_train_help_lists_every_config_key(capsys):
-    from reactdiff import config
-
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
     out = capsys.readouterr().out
