@@ -183,6 +183,39 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert not trained_alike(run, config.load(run / "config.yaml", ["train.steps=5"], saved=True))
 
 
+def test_bench_quality_on_mars_trains_at_30_fps_and_scores_react2025(tmp_path, capsys):
+    """--layout mars: a synthetic MARS dataset of equal-length 30 fps clips -> MARS shards -> training told the
+    data's frame rate -> whole-clip sampling -> the react2025 metrics in the table, the couplings at each row's lag in
+    30 fps frames, the oracle rows; a REACT benchmark's folder is refused rather than mixed."""
+    from reactdiff.bench import quality_mars
+    from reactdiff.cli import main as cli_main
+
+    work = tmp_path / "qm"
+    args = ["bench", "quality", "--layout", "mars", "--work", str(work), "--train-sessions", "2", "--val-sessions",
+            "0", "--test-sessions", "1", "--clips", "2", "--quiet", "model.size=tiny", "train.steps=4",
+            "train.log_every=2", "data.batch_size=4", "data.num_workers=0", "sample.k=2", "sample.steps=2"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "| run / row | FRC | FRD | S-MSE | FRVar |" in out
+    assert "| base |" in out and "| baseline: random |" in out and "| oracle: new person |" in out
+    results = json.loads((work / "quality.json").read_text())
+    assert [r["name"] for r in results] == ["base", "oracle: new person", "oracle: same person"]
+    model = results[0]["results"]["model"]
+    assert model["FRD"] > 0 and "jitter_ratio" in model["motion"]["rotation"]
+    assert {"FRD below every baseline", "FRC above mean and random", "S-MSE >= 0.5 x random"} <= set(
+        results[0]["checks"])
+    saved = config.load(work / "runs/base/config.yaml", saved=True)
+    assert (saved.data.eval_frames, saved.model.loss_band.fps, saved.model.band_gate.fps) == (0, 30.0, 30.0)
+    rows = quality_mars.truth(work / "shards/test")
+    meta = json.loads((work / "mars/synthetic.json").read_text())
+    assert {r.frames for r in rows} == {quality_mars.MARS_FRAMES} and len(rows) == 4
+    lags = quality_mars.listener_lags(meta, rows)
+    assert ((10 <= lags) & (lags <= 14)).all()  # 8-12 frames at 25 fps
+    assert results[2]["results"]["model"]["FRD"] > 0 and set(results[0]["nod_gain"]) == {"1.0", "3.0"}
+    with pytest.raises(SystemExit, match="holds the MARS benchmark"):
+        cli_main(["bench", "quality", "--work", str(work), "--quiet"])
+
+
 def test_bench_quality_variants_keep_list_values_whole():
     from reactdiff.bench.quality import parse_variant
 

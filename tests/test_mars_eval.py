@@ -251,3 +251,24 @@ def test_raw_audio_windows_at_30_fps_line_up_with_the_face_frames(mars_shards):
     model = build_model(mcfg, FaceStats.from_normaliser(stream.dataset.normaliser))
     loss = model.training_loss(next(iter(stream)), history=32, generator=torch.Generator().manual_seed(0))["loss"]
     assert torch.isfinite(loss)
+
+
+def test_mars_oracle_rebuilds_each_rows_recorded_listener_and_draws_new_ones(mars_shards):
+    """The synthetic generator as a model of MARS listeners (bench quality's oracle rows with --layout mars): with
+    the dataset's own random streams it rebuilds the true listener of every row of both directions (so its keys
+    name the rows right), and its fresh draws react to the same speaker but differ."""
+    from reactdiff.data.synthetic.oracle import mars_oracle_reactions
+    from reactdiff.eval.mars_truth import load_mars_truth
+
+    rows = load_mars_truth(mars_shards / "shards/test", "react2025")
+    recorded = mars_oracle_reactions(mars_shards / "data", "test", k=1, recorded=True)
+    new = mars_oracle_reactions(mars_shards / "data", "test", k=2)
+    assert len(rows) == len(recorded) == len(new) == 12
+    for r in rows:
+        key = (*r.clip, r.direction)
+        np.testing.assert_allclose(recorded[key][0], r.targets["3dmm"][0], atol=1e-5)
+        assert new[key].shape == (2, r.frames, 58) and not np.allclose(new[key][0], new[key][1])
+    assert all(np.array_equal(a, b) for a, b in zip(new.values(), mars_oracle_reactions(mars_shards / "data", "test",
+                                                                                         k=2).values()))
+    with pytest.raises(ValueError, match="not a synthetic MARS dataset"):
+        mars_oracle_reactions(mars_shards / "shards", "test", k=1)

@@ -11,7 +11,8 @@ model the denoiser's gain on head pitch's nod band after the speaker's phrase en
     python tools/bench_quality.py                                  # the default: configs/quality.yaml
     python tools/bench_quality.py --variant sd05:model.sigma_data=0.5 --variant cfg2:sample.guidance=2
 A variant that only changes `sample.*` keys reuses the base training. Everything lands in --work; a rerun reuses
-each finished training whose config differs from the new one only in `sample.*`.
+each finished training whose config differs from the new one only in `sample.*`. `--layout mars` runs it all on a
+synthetic MARS-layout dataset at 30 fps, scored with the react2025 protocol (bench/quality_mars.py).
 """
 from __future__ import annotations
 
@@ -33,15 +34,23 @@ from ..eval.evaluate import evaluate, load_reactions
 from ..eval.ground_truth import load_ground_truth
 from ..eval.motion import GROUPS, PLANTED, coupling_curves, coupling_name
 from ..sampling.writer import load_manifest
+from . import quality_mars
 
 TARGETS = {"jitter": (0.8, 1.25), "variance": (0.7, 1.4), "coupling_strength": 0.75, "peak_frames": 2,
            "frdiv_vs_random": 0.5}
+# Each layout's names for correlation, distance, diversity and variance (MARS: the react2025 protocol's).
+METRICS = {"react2024": ("FRCorr", "FRDist", "FRDiv", "FRVar"), "mars": quality_mars.METRICS}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reactdiff bench quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default="runs/bench_quality", help="dataset, shards, runs and evaluations")
+    p.add_argument("--work", help="dataset, shards, runs and evaluations (default runs/bench_quality, "
+                                  "runs/bench_quality_mars with --layout mars)")
+    p.add_argument("--layout", choices=tuple(METRICS), default="react2024",
+                   help="react2024 (25 fps clips of 751 frames) or mars: a synthetic MARS-layout dataset (30 fps "
+                        f"clips of {quality_mars.MARS_FRAMES} frames), scored with the {quality_mars.PROTOCOL} "
+                        f"protocol; the runs add {' '.join(quality_mars.OVERRIDES)}")
     p.add_argument("--config", default=str(config.packaged("quality")), help="training + sampling config")
     p.add_argument("--train-sessions", type=int, default=12, help="train sessions of --clips dyads (default 12)")
     p.add_argument("--val-sessions", type=int, default=1, help="validation sessions (default 1; not scored here)")
@@ -155,12 +164,18 @@ def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarr
     return out
 
 
-def score(work: Path, name: str, samples: Path, lags: np.ndarray) -> dict:
-    report = evaluate(samples, work / "shards/test", samples, baseline_shards=work / "shards/train")
-    gt = load_ground_truth(work / "shards/test", frames=report["frames"])
-    face, _ = load_reactions(samples, load_manifest(samples), gt.rows)
-    data = planted_couplings(gt.speaker_fv, gt.listener_fv, lags)
-    model = planted_couplings(gt.speaker_fv, face, lags)
+def score(work: Path, name: str, samples: Path, lags: np.ndarray, layout: str = "react2024") -> dict:
+    test, train = work / "shards/test", work / "shards/train"
+    if layout == "mars":
+        report = quality_mars.evaluate(samples, test, train)
+        speaker, listener, face = quality_mars.arrays(quality_mars.truth(test), samples)
+    else:
+        report = evaluate(samples, test, samples, baseline_shards=train)
+        gt = load_ground_truth(test, frames=report["frames"])
+        speaker, listener = gt.speaker_fv, gt.listener_fv
+        face, _ = load_reactions(samples, load_manifest(samples), gt.rows)
+    data = planted_couplings(speaker, listener, lags)
+    model = planted_couplings(speaker, face, lags)
     couplings = {}
     for key, (reach, curve) in data.items():
         peak = int(np.argmax(np.abs(curve)))  # the data's own peak, relative to the planted lag
@@ -169,41 +184,44 @@ def score(work: Path, name: str, samples: Path, lags: np.ndarray) -> dict:
         couplings[key] = {"data_offset": peak - reach, "data_r": float(curve[peak]),
                           "model_offset": m_peak - reach, "model_r_at_data_peak": float(generated[peak]),
                           "ratio": float(generated[peak] / curve[peak]) if curve[peak] else float("nan")}
-    return {"name": name, "report": report, "couplings": couplings}
+    return {"name": name, "report": report, "couplings": couplings, "metrics": METRICS[layout]}
 
 
-def nod_gain(export: Path, work: Path) -> dict:
+def nod_gain(export: Path, work: Path, fps: float) -> dict:
     """The trained model's nod-band gain after phrase ends vs elsewhere, at sigma 1 and 3 (eval/band_gain.py)."""
     from ..eval.band_gain import band_gain
     from ..model.export import load_export
 
     model, cfg, _ = load_export(export)
-    return {str(sigma): g for sigma, g in band_gain(model, cfg, work / "shards/test", sigmas=(1.0, 3.0)).items()}
+    return {str(sigma): g for sigma, g in band_gain(model, cfg, work / "shards/test", sigmas=(1.0, 3.0),
+                                                    fps=fps).items()}
 
 
 def checks(result: dict) -> dict[str, bool]:
     res = result["report"]["results"]
     model = res["model"]
+    corr, dist, div, _ = result.get("metrics", METRICS["react2024"])
     lo, hi = TARGETS["jitter"]
     vlo, vhi = TARGETS["variance"]
     out = {f"jitter {g} in [{lo}, {hi}]": lo <= model["motion"][g]["jitter_ratio"] <= hi for g in GROUPS}
     out.update({f"variance {g} in [{vlo}, {vhi}]": vlo <= model["motion"][g]["variance_ratio"] <= vhi for g in GROUPS})
     base = [n for n in res if n.startswith("baseline:")]
-    out["FRDist below every baseline"] = all(model["FRDist"] < res[n]["FRDist"] for n in base)
-    out["FRCorr above mean and random"] = all(model["FRCorr"] > res[n]["FRCorr"] for n in base
-                                              if n in ("baseline: mean", "baseline: random"))
+    out[f"{dist} below every baseline"] = all(model[dist] < res[n][dist] for n in base)
+    out[f"{corr} above mean and random"] = all(model[corr] > res[n][corr] for n in base
+                                               if n in ("baseline: mean", "baseline: random"))
     for key, c in result["couplings"].items():
         out[f"{key}: r >= {TARGETS['coupling_strength']} x data"] = c["ratio"] >= TARGETS["coupling_strength"]
         out[f"{key}: peak within {TARGETS['peak_frames']} frames"] = (
             abs(c["model_offset"] - c["data_offset"]) <= TARGETS["peak_frames"])
     if "baseline: random" in res:
-        out["FRDiv >= 0.5 x random"] = model["FRDiv"] >= TARGETS["frdiv_vs_random"] * res["baseline: random"]["FRDiv"]
+        out[f"{div} >= 0.5 x random"] = model[div] >= TARGETS["frdiv_vs_random"] * res["baseline: random"][div]
     return out
 
 
 def table(results: list[dict]) -> str:
     """The whole benchmark as markdown: metrics + motion for every row, then the planted couplings."""
-    head = "| run / row | FRCorr | FRDist | FRDiv | FRVar | jitter exp / rot / trans | variance exp / rot / trans |"
+    corr, dist, div, var = results[0].get("metrics", METRICS["react2024"]) if results else METRICS["react2024"]
+    head = f"| run / row | {corr} | {dist} | {div} | {var} | jitter exp / rot / trans | variance exp / rot / trans |"
     lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for i, r in enumerate(results):
         for row, m in r["report"]["results"].items():
@@ -212,8 +230,7 @@ def table(results: list[dict]) -> str:
             label = r["name"] if row == "model" else row
             j = " / ".join(f"{m['motion'][g]['jitter_ratio']:.2f}" for g in GROUPS)
             v = " / ".join(f"{m['motion'][g]['variance_ratio']:.2f}" for g in GROUPS)
-            lines.append(f"| {label} | {m['FRCorr']:.3f} | {m['FRDist']:.1f} | {m['FRDiv']:.4f} | {m['FRVar']:.4f} "
-                         f"| {j} | {v} |")
+            lines.append(f"| {label} | {m[corr]:.3f} | {m[dist]:.1f} | {m[div]:.4f} | {m[var]:.4f} | {j} | {v} |")
     lines += ["", "| run | planted coupling | data: peak (frames from the planted lag) / r | model: peak / r at the "
                   "data's peak | ratio |", "| --- | --- | ---: | ---: | ---: |"]
     for r in results:
@@ -245,26 +262,50 @@ def parse_variant(spec: str) -> tuple[str, list[str]]:
     return name, out
 
 
+def prepare(work: Path, args) -> tuple[Path, np.ndarray, list[str], list]:
+    """The dataset and shards of --layout -> (dataset root, each test row's listener lag, the overrides every
+    training gets, the MARS truth rows (empty on REACT))."""
+    other = work / ("react" if args.layout == "mars" else "mars")
+    if other.is_dir():  # one shards folder per work folder: never mix the layouts' shards
+        raise SystemExit(f"bench quality: {work} holds the {'REACT' if args.layout == 'mars' else 'MARS'} benchmark "
+                         f"({other}); give --layout {args.layout} its own --work")
+    if args.layout == "mars":
+        root, meta = quality_mars.dataset(work, args)
+        rows = quality_mars.truth(work / "shards/test")
+        return root, quality_mars.listener_lags(meta, rows), list(quality_mars.OVERRIDES), rows
+    root, meta = dataset(work, args)
+    return root, listener_lags(meta), [], []
+
+
+def oracle_row(work: Path, root: Path, like: Path, same_person: bool, rows: list) -> tuple[str, Path]:
+    if not rows:
+        return oracle_samples(work, root, like, same_person)
+    out = work / "eval" / ("oracle-same" if same_person else "oracle-new")
+    k = load_manifest(like)["settings"]["k"]
+    return ("oracle: same person" if same_person else "oracle: new person"), \
+        quality_mars.write_oracle(root, rows, out, k, same_person)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = cli_args.parse(build_parser(), argv)
-    work = Path(args.work)
+    work = Path(args.work or ("runs/bench_quality_mars" if args.layout == "mars" else "runs/bench_quality"))
     variants = ([] if args.no_base else [("base", [])]) + [parse_variant(v) for v in args.variant]
     t0 = time.time()
-    root, meta = dataset(work, args)
-    lags = listener_lags(meta)
+    root, lags, layout_overrides, rows = prepare(work, args)
+    fps = 30.0 if args.layout == "mars" else 25.0
     results, base_export, gains = [], None, {}
     for name, extra in variants:
         sample_only = bool(extra) and all(k.startswith("sample.") for k in extra)
-        train_over = [*args.overrides] + ([] if sample_only else extra)
+        train_over = [*layout_overrides, *args.overrides] + ([] if sample_only else extra)
         export, train_s = (base_export, 0.0) if sample_only and base_export else \
             train(work, "base" if sample_only else name, args, train_over)
         if name == "base" or (sample_only and base_export is None):
             base_export = export
         samples, sample_s = sample(work, name, export, [*args.overrides, *extra], args.quiet)
-        result = score(work, name, samples, lags)
+        result = score(work, name, samples, lags, args.layout)
         result.update({"overrides": extra, "train_s": round(train_s, 1), "sample_s": round(sample_s, 1)})
         if export not in gains:  # one per trained model (sample-only variants share their export's)
-            gains[export] = nod_gain(export, work)
+            gains[export] = nod_gain(export, work, fps)
         result["nod_gain"] = gains[export]
         result["checks"] = checks(result)
         results.append(result)
@@ -273,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sum(result['checks'].values())}/{len(result['checks'])} targets met", flush=True)
     if results and not args.no_oracle:  # the data's own generator, scored like a model: what is reachable at all
         for same_person in (False, True):
-            name, samples = oracle_samples(work, root, Path(results[0]["report"]["samples"]), same_person)
-            result = score(work, name, samples, lags)
+            name, samples = oracle_row(work, root, Path(results[0]["report"]["samples"]), same_person, rows)
+            result = score(work, name, samples, lags, args.layout)
             result.update({"overrides": [], "train_s": 0.0, "sample_s": 0.0})
             result["checks"] = checks(result)
             results.append(result)

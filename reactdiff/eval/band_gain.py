@@ -36,17 +36,17 @@ def band_projection(w: int, fps: float, hz: tuple[float, float] = NOD_HZ) -> tor
     return (c.T * band_coefficients(w, fps, *hz).double()) @ c
 
 
-def cue_strength(cue: np.ndarray, history: int, w: int) -> np.ndarray:
-    """cue (N, history + w) -> (N, w): for each window frame, the cue's peak 10-40 frames before it (of the frames
-    the history holds: before them the cue's minimum)."""
-    lo, hi = CUE_FRAMES
+def cue_strength(cue: np.ndarray, history: int, w: int, cue_frames: tuple[int, int] = CUE_FRAMES) -> np.ndarray:
+    """cue (N, history + w) -> (N, w): for each window frame, the cue's peak 10-40 frames (at 25 fps) before it (of
+    the frames the history holds: before them the cue's minimum)."""
+    lo, hi = cue_frames
     cue = np.concatenate([np.full((len(cue), hi), cue.min()), cue], axis=1)
     return np.stack([cue[:, hi + history + t - hi:hi + history + t - lo + 1].max(1) for t in range(w)], 1)
 
 
-def frame_classes(cue: np.ndarray, history: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+def frame_classes(cue: np.ndarray, history: int, w: int, fps: float = fv.FPS) -> tuple[torch.Tensor, torch.Tensor]:
     """(after, elsewhere) bool (N, w): the frames whose cue_strength is in its top quarter / bottom half."""
-    strength = cue_strength(cue, history, w)
+    strength = cue_strength(cue, history, w, tuple(int(round(f * fps / fv.FPS)) for f in CUE_FRAMES))
     return (torch.from_numpy(strength >= np.quantile(strength, 0.75)),
             torch.from_numpy(strength <= np.quantile(strength, 0.5)))
 
@@ -66,16 +66,17 @@ def gains(noisy: torch.Tensor, denoised: torch.Tensor, clean: torch.Tensor, nois
 
 @torch.no_grad()
 def band_gain(model, cfg, shards: str | Path, sigmas=(1.0, 3.0), windows: int = 512, seed: int = 1,
-              batch: int = 64) -> dict[float, dict]:
-    """The model's and the ideal gains on head pitch's nod band at each noise level (see the module docstring)."""
+              batch: int = 64, fps: float = fv.FPS) -> dict[float, dict]:
+    """The model's and the ideal gains on head pitch's nod band at each noise level (see the module docstring);
+    fps: the shards' frame rate (the band is in Hz, the cue's delay in seconds)."""
     from ..train.validation import ValidationSet
 
     vs = ValidationSet.from_shards(cfg, model.dim, model.density, Path(shards), windows=windows, levels=1)
     b, h = vs.batch, vs.history
     w = b["listener_fv"].shape[1] - h
-    proj = band_projection(w, fv.FPS)
+    proj = band_projection(w, fps)
     after, elsewhere = frame_classes(PHRASE_END(model.stats.denormalise(b["speaker_fv"][..., :fv.FV_DIM]).numpy()),
-                                     h, w)
+                                     h, w, fps)
     x = model.listener_stream(b)
     x0, past = x[:, h:], x[:, :h]
     anchor = model.anchor(past, w, model.listener_memory(b))

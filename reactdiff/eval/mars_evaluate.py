@@ -94,7 +94,8 @@ def evaluate_mars(samples: Path, shards: Path, out: Path | None = None, protocol
                            [faces[r.row] for r in rows], fps)
     report = {"samples": str(samples), "shards": str(shards), "sampling": settings, "rows": len(rows), "k": k,
               "frames": results["model"]["frames"], "fps": fps, "protocol": protocol, "kind": kind,
-              "convention": protocol, "reference_quirks": reference_quirks, "metric_names": list(MARS_METRICS),
+              "convention": protocol, "reference_quirks": reference_quirks,
+              "metric_names": [m for m in MARS_METRICS if m in results["model"]],  # no MAE on 3DMM
               "baseline_shards": str(pool_dir) if pool_dir else None, "descriptions": MARS_DESCRIPTIONS,
               "appropriate_missing": missing, "results": results, "seconds": round(time.time() - t0, 2)}
     if pairs is not None:  # clips shorter than the lags (2 s each way) are left out of the curves, and counted

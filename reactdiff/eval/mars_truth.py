@@ -30,6 +30,7 @@ class MarsRow:
     targets: dict  # kind -> list of (T_j, D): the appropriate reactions, the paired one first
     target_names: list[str]  # "listener/session3/<stem>" per target
     missing: int  # appropriate stems not in the shards
+    clip: tuple[str, str] = ("", "")  # (session, stem) of the speaking recording's clip
 
     @property
     def frames(self) -> int:
@@ -95,7 +96,7 @@ def load_mars_truth(shards: str | Path, protocol: str) -> list[MarsRow]:
                 names.append(f"{meta['persons'][lis]}/{session}/{stem}")
             rows.append(MarsRow(int(meta["matrix_rows"][spk]), meta["key"], f"{role}->{M.other(role)}",
                                 {kind: clip[f"{spk}.{member}"] for kind, member in KINDS.items()}, targets, names,
-                                missing))
+                                missing, (session, meta["clip"])))
     return sorted(rows, key=lambda r: r.row)
 
 

@@ -22,7 +22,10 @@ def plot_metrics(report: dict, path: Path) -> None:
     names = list(report["results"])
     colours = ["C0" if n.startswith("model") else "C2" if n.startswith("reference") else "C7" for n in names]
     fig, axes = plt.subplots(2, 3, figsize=(11, 5.5))
-    for ax, metric in zip(axes.flat, report.get("metric_names", METRICS)):
+    metrics = report.get("metric_names", METRICS)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         values = [report["results"][n][metric] for n in names]
         ax.bar(range(len(names)), values, color=colours)
         ax.set_xticks(range(len(names)), [n.split(": ")[-1] for n in names], rotation=25, fontsize=7)

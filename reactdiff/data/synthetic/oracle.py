@@ -99,3 +99,34 @@ def write_oracle_reactions(root: str | Path, split: str, out: str | Path, k: int
         write_reaction(out, row, face[row])
     write_manifest(out, [{"row": row} for row in range(len(face))], settings, complete=True)
     return out
+
+
+def mars_oracle_reactions(root: str | Path, split: str, k: int, seed: int = 0, same_person: bool = False,
+                          recorded: bool = False) -> dict[tuple[str, str, str], np.ndarray]:
+    """The same oracle on a synthetic MARS-layout dataset (synthetic/mars.py): (session, stem, direction) -> (K,
+    frames, 58) float32 at 30 fps, direction "speaker->listener" (the speaker-role recording speaks) or
+    "listener->speaker". Drawn at the generator's 25 fps and resampled as the dataset's own tracks were;
+    `recorded`: the recorded listener instead (K = 1), from the dataset's own random streams."""
+    from .. import frame_layout as fv
+    from .. import mars_layout as M
+    from .mars import MARS_PERSONS, plan_mars, resample
+
+    info = Path(root) / "synthetic.json"
+    meta = json.loads(info.read_text()) if info.is_file() else {"layout": None}
+    if meta.get("layout") != "mars":
+        raise ValueError(f"{root}/synthetic.json: not a synthetic MARS dataset (layout {meta.get('layout')!r})")
+    a = meta["args"]
+    out = {}
+    for job in plan_mars(str(root), a["seed"], a["sessions"], a["clips_per_session"], a["min_frames"],
+                         a["max_frames"]):
+        if job.split != split:
+            continue
+        frames25 = int(np.ceil(job.frames * fv.FPS / M.FPS)) + 1  # as run_mars_clip simulates it
+        base = ClipJob(job.root, job.split, "MARS", job.session, MARS_PERSONS, job.stem, frames25, job.seed,
+                       templates=1, video="none")
+        for d, direction in enumerate(("speaker->listener", "listener->speaker")):
+            out[(job.session, job.stem, direction)] = np.stack([
+                resample(_listener(base, d, None if recorded else rng_for(seed, "oracle", base.name, str(d), str(j)),
+                                   same_person), job.frames, fv.FPS, M.FPS)
+                for j in range(1 if recorded else k)]).astype(np.float32)
+    return out
