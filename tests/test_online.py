@@ -403,3 +403,22 @@ def test_the_level_temperature_scales_only_each_window_level(setup):
                                rtol=1e-4, atol=1e-4)
     level = lambda y: float(y.mean(dim=2).std(dim=1).mean())  # noqa: E731 - spread of the clip mean across K
     assert level(run(model, b, temperature=0.6, level_temperature=0.0)) < level(run(model, b, temperature=0.6))
+
+
+def test_window_settings_map_every_sampler_setting_from_the_config_once():
+    """`reactdiff sample`, the in-training previews and the live sessions all build their sampler from
+    window_settings: it covers every setting WindowSampler takes (a new one that it misses fails here), carries the
+    config's values and lets single values be replaced, and refuses a name that is no setting."""
+    import inspect
+
+    from reactdiff.sampling.online import WindowSampler, window_settings
+
+    cfg = config.load(config.packaged("quality"), ["sample.guidance_rescale=0.5", "sample.steps=7"])
+    got = window_settings(cfg.sample)
+    takes = set(inspect.signature(WindowSampler).parameters) - {"model", "device"}
+    assert set(got) == takes
+    assert (got["sampler"], got["steps"], got["guidance_rescale"]) == ("dpmpp_2m", 7, 0.5)
+    assert dict(got["group_guidance"]) == {"rotation": 1.75, "expression": 1.25}
+    assert window_settings(cfg.sample, steps=3)["steps"] == 3
+    with pytest.raises(TypeError, match="no sampling setting"):
+        window_settings(cfg.sample, step=3)

@@ -53,6 +53,21 @@ def group_guidance_of(sample_cfg) -> tuple[tuple[str, float], ...]:
     return tuple((g, float(v)) for g, v in sample_cfg.group_guidance.items() if v is not None)
 
 
+def window_settings(sample_cfg, **overrides) -> dict:
+    """WindowSampler's keyword arguments from a config's `sample` section: the one place that maps it, so a new
+    sampling key reaches `reactdiff sample`, the in-training previews and the live sessions alike. `overrides`
+    replace single values (a preview's steps; a live session's own sampler, steps, guidance, temperature)."""
+    s = sample_cfg
+    out = {"sampler": getattr(s.sampler, "value", s.sampler), "steps": s.steps, "sigma_min": s.sigma_min,
+           "sigma_max": s.sigma_max, "rho": s.rho, "guidance": s.guidance, "temperature": s.temperature,
+           "level_temperature": s.level_temperature, "group_guidance": group_guidance_of(s),
+           "guidance_rescale": s.guidance_rescale}
+    unknown = sorted(set(overrides) - set(out))
+    if unknown:
+        raise TypeError(f"window_settings: no sampling setting {unknown}; expected some of {sorted(out)}")
+    return {**out, **overrides}
+
+
 def guidance_scale(guidance: float, groups=(), dim: int = fv.FV_DIM) -> float | torch.Tensor:
     """The guidance scale per output dim: `guidance`, or per stream group where `groups` ((group, scale) pairs)
     sets one (dims past the 58-d, the emotion stream, keep `guidance`); a float when every dim has the same."""

@@ -18,7 +18,7 @@ from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
 from ..data.normalise import FaceStats
 from .job import SampleJob
-from .online import generate, group_guidance_of
+from .online import generate, group_guidance_of, window_settings
 from .samplers import network_evaluations
 from .writer import load_manifest, part_name, reaction_path, write_manifest, write_reaction
 
@@ -93,11 +93,8 @@ def react(model, batch: dict, idx: list[int], cfg, device) -> tuple[np.ndarray, 
     """The K reactions of samples `idx` of a batch: raw 3DMM (n, K, frames, 58) and emotion (or None)."""
     s, d = cfg.sample, cfg.data
     sub = {k: (v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx]) for k, v in batch.items()}
-    y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, sampler=s.sampler,
-                 steps=s.steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, seed=s.seed,
-                 frames=d.eval_frames or None, guidance=s.guidance, temperature=s.temperature,
-                 level_temperature=s.level_temperature, group_guidance=group_guidance_of(s),
-                 guidance_rescale=s.guidance_rescale)
+    y = generate(model, sub, k=s.k, history=d.history, window=s.window, overlap=s.overlap, seed=s.seed,
+                 frames=d.eval_frames or None, **window_settings(s))
     face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()  # the stats live with the model
     return face, y[..., fv.FV_DIM:].cpu().numpy() if model.predict_emotion else None
 

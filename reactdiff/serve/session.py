@@ -26,8 +26,8 @@ from ..data.audio_features import streaming_frontend
 from ..data.normalise import FaceNormaliser
 from ..model.export import load_export
 from ..sampling.noise import per_sample_generators
-from ..sampling.online import (WindowSampler, group_guidance_of, place_window, reaction_seed,
-                               window_condition)
+from ..sampling.online import (WindowSampler, place_window, reaction_seed, window_condition,
+                               window_settings)
 
 
 class SessionError(ValueError):
@@ -115,12 +115,9 @@ class ReactionSession:
         if not 0 <= self.overlap < self.window:
             raise SessionError(f"overlap={self.overlap} must be in [0, window={self.window})")
         self.hop = self.window - self.overlap
-        self.settings = {"sampler": sampler or s.sampler.value, "steps": int(steps or s.steps),
-                         "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho,
-                         "guidance": float(guidance if guidance is not None else s.guidance),
-                         "temperature": float(temperature if temperature is not None else s.temperature),
-                         "level_temperature": s.level_temperature, "group_guidance": group_guidance_of(s),
-                         "guidance_rescale": s.guidance_rescale}
+        self.settings = window_settings(s, sampler=sampler or s.sampler.value, steps=int(steps or s.steps),
+                                        guidance=float(guidance if guidance is not None else s.guidance),
+                                        temperature=float(temperature if temperature is not None else s.temperature))
         self.face = bool(face)
         if not self.face and not live.audio_only:
             raise SessionError("this export does not support audio-only sessions: it was trained without "

@@ -23,7 +23,7 @@ from ..data.reader import BatchStream
 from ..eval.ground_truth import load_ground_truth
 from ..eval.metrics import fr_corr, fr_dist
 from ..eval.motion import COUPLINGS, group_stats
-from ..sampling.online import generate, group_guidance_of
+from ..sampling.online import generate, window_settings
 from ..sampling.writer import write_reaction
 
 
@@ -66,10 +66,7 @@ class PreviewClips:
             sub = {k: (v[idx].to(device) if isinstance(v, torch.Tensor) else [v[i] for i in idx])
                    for k, v in self.batch.items()}
             y = generate(model, sub, k=t.sample_k, history=d.history, window=s.window, overlap=s.overlap,
-                         sampler=s.sampler, steps=t.sample_steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max,
-                         rho=s.rho, seed=s.seed, frames=d.eval_frames, guidance=s.guidance,
-                         temperature=s.temperature, level_temperature=s.level_temperature,
-                         group_guidance=group_guidance_of(s), guidance_rescale=s.guidance_rescale)
+                         seed=s.seed, frames=d.eval_frames, **window_settings(s, steps=t.sample_steps))
             face = model.stats.denormalise(y[..., :fv.FV_DIM]).cpu().numpy()
             part.update({i: face[j] for j, i in enumerate(idx)})
         merged = {}
