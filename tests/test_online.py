@@ -334,9 +334,13 @@ def test_a_folder_sampled_at_another_temperature_is_refused(tiny_shards, tmp_pat
     assert "temperature" not in load_manifest(tmp_path / "out")["settings"]
     assert sample_main(args + ["sample.temperature=0.5"]) == 2  # a key the new settings lack still counts
     assert "temperature: None -> 0.5" in capsys.readouterr().err
+    capsys.readouterr()
     guided = args + ["model.cond_dropout=0.1", "sample.group_guidance.rotation=2", "--overwrite"]
     assert sample_main(guided) == 0
     assert load_manifest(tmp_path / "out")["settings"]["group_guidance"] == {"rotation": 2.0}
+    assert "(4 network evaluations per window)" in capsys.readouterr().out  # 2 steps, each also unconditional
+    assert sample_main(args + ["sample.temperature=1", "--overwrite"]) == 0
+    assert "(2 network evaluations per window)" in capsys.readouterr().out
 
 
 def test_an_export_reads_the_shards_with_its_own_statistics(tiny_shards, tmp_path, capsys):
