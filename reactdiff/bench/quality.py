@@ -28,6 +28,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .. import atomic, cli_args, config
+from ..data.frame_layout import FPS
 from ..data.make_shards import make_shards
 from ..data.synthetic import generate_dataset
 from ..eval.evaluate import evaluate, load_reactions
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = ([] if args.no_base else [("base", [])]) + [parse_variant(v) for v in args.variant]
     t0 = time.time()
     root, lags, layout_overrides, rows = prepare(work, args)
-    fps = 30.0 if args.layout == "mars" else 25.0
+    fps = quality_mars.FPS if args.layout == "mars" else float(FPS)
     results, base_export, gains = [], None, {}
     for name, extra in variants:
         sample_only = bool(extra) and all(k.startswith("sample.") for k in extra)

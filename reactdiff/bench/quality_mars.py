@@ -17,6 +17,7 @@ from ..data import frame_layout as fv
 from ..data import mars_layout as M
 
 MARS_FRAMES = 900  # 30 s at 30 fps, like REACT's 751 frames at 25 fps
+FPS = float(M.FPS)
 PROTOCOL = "react2025"
 # What the quality config needs to hear about 30 fps data: whole clips at evaluation, and the Hz of its bands read at
 # this frame rate. Keys counted in frames (window, history, speaker_filter, band_gate.span, anchor_memory) stay as the
