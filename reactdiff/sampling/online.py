@@ -83,6 +83,11 @@ def guidance_scale(guidance: float, groups=(), dim: int = fv.FV_DIM) -> float | 
     return w
 
 
+def is_guided(scale: float | torch.Tensor) -> bool:
+    """Whether a guidance_scale asks for guidance (then every step also runs the unconditional mode)."""
+    return isinstance(scale, torch.Tensor) or scale != 1
+
+
 def rescale_guided(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> torch.Tensor:
     """Guidance rescale: each stream group's guided estimate (rows, w, dim) scaled towards the conditional estimate's
     spread over the window (std over frames and the group's dims, per row), by `rescale` (0: plain guidance, 1: the
@@ -121,7 +126,7 @@ class WindowSampler:
         self.guidance_rescale = float(guidance_rescale)
         self.device = device if device is not None else next(model.parameters()).device
         self.guidance, self.temperature = guidance_scale(guidance, group_guidance, model.dim), float(temperature)
-        self.guided = isinstance(self.guidance, torch.Tensor) or self.guidance != 1
+        self.guided = is_guided(self.guidance)
         if isinstance(self.guidance, torch.Tensor):  # on the device once, not per network call
             self.guidance = self.guidance.to(self.device)
         self.level_temperature = None if level_temperature is None else float(level_temperature)

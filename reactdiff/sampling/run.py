@@ -18,7 +18,7 @@ from ..data.reader import BatchStream, make_normaliser
 from ..model.export import build_model, load_export, save_export
 from ..data.normalise import FaceStats
 from .job import SampleJob
-from .online import generate, group_guidance_of, guidance_scale, window_settings
+from .online import generate, group_guidance_of, guidance_scale, is_guided, window_settings
 from .samplers import network_evaluations
 from .writer import load_manifest, part_name, reaction_path, write_manifest, write_reaction
 
@@ -143,9 +143,8 @@ def sample(job: SampleJob, rank: int = 0, world_size: int = 1) -> dict:
     bar.close()
     write_manifest(out, list(entries.values()), settings, complete=len(entries) == (mine if part else all_rows),
                    part=part)
-    scale = guidance_scale(s.guidance, group_guidance_of(s))
-    guided = not (isinstance(scale, float) and scale == 1)  # each step also runs the unconditional mode
-    nfe = network_evaluations(s.sampler, s.steps) * (2 if guided else 1)
+    nfe = network_evaluations(s.sampler, s.steps) * (2 if is_guided(guidance_scale(s.guidance, group_guidance_of(s)))
+                                                     else 1)
     print(f"reactdiff sample: {generated} speaker clips x {s.k} reactions generated ({len(entries) - generated} "
           f"already there) in {time.time() - t0:.1f} s; {s.sampler} {s.steps} steps ({nfe} network evaluations per "
           f"window) -> {out}")
