@@ -45,6 +45,22 @@ def test_synthetic_mars_layout_lengths_and_determinism(mars_shards, tmp_path):
         generate_mars(tmp_path / "again", progress=False)
 
 
+def test_synthetic_mars_clips_act_out_several_scripts_per_split(mars_shards, tmp_path):
+    """Like the REACT generator's, a split's clips act out `templates` scripts (one script for a whole split made
+    the benchmark's test listeners as calm or as busy as that one script); the template is recorded per clip."""
+    from reactdiff.data.synthetic.mars import generate_mars
+
+    info = json.loads((mars_shards / "data" / "synthetic.json").read_text())
+    assert info["args"]["templates"] == 4
+    assert len({c["template"] for c in info["clips"] if c["split"] == "train"}) > 1
+    one = generate_mars(tmp_path / "one", sessions={"train": 2, "test": 2}, clips_per_session=3, min_frames=40,
+                        max_frames=160, templates=1, progress=False)
+    assert {c["template"] for c in json.loads((tmp_path / "one/synthetic.json").read_text())["clips"]} == {0}
+    assert one["args"]["templates"] == 1
+    with pytest.raises(ValueError, match="templates >= 1"):
+        generate_mars(tmp_path / "none", templates=0, progress=False)
+
+
 def test_padding_past_a_short_clip_never_enters_the_loss():
     from reactdiff.model.denoiser import Denoiser
 
@@ -272,3 +288,19 @@ def test_mars_oracle_rebuilds_each_rows_recorded_listener_and_draws_new_ones(mar
                                                                                          k=2).values()))
     with pytest.raises(ValueError, match="not a synthetic MARS dataset"):
         mars_oracle_reactions(mars_shards / "shards", "test", k=1)
+
+
+def test_mars_oracle_reads_a_dataset_written_before_templates_as_one_script_per_split(tmp_path):
+    from reactdiff.data.synthetic.mars import generate_mars
+    from reactdiff.data.synthetic.oracle import mars_oracle_reactions
+
+    root = tmp_path / "old"
+    generate_mars(root, sessions={"train": 1, "test": 1}, clips_per_session=2, min_frames=40, max_frames=60,
+                  templates=1, progress=False)
+    info = json.loads((root / "synthetic.json").read_text())
+    del info["args"]["templates"]
+    (root / "synthetic.json").write_text(json.dumps(info))
+    recorded = mars_oracle_reactions(root, "test", k=1, recorded=True)
+    for c in (c for c in info["clips"] if c["split"] == "test"):
+        face = np.load(root / "test/coefficients/listener" / c["session"] / f"{c['stem']}.npy")
+        np.testing.assert_allclose(recorded[(c["session"], c["stem"], "speaker->listener")][0], face, atol=1e-5)

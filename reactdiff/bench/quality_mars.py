@@ -17,6 +17,7 @@ from ..data import frame_layout as fv
 from ..data import mars_layout as M
 
 MARS_FRAMES = 900  # 30 s at 30 fps, like REACT's 751 frames at 25 fps
+TEMPLATES = 4  # scripts per split, as the REACT benchmark's data (with one, a split's clips all act out one script)
 FPS = float(M.FPS)
 PROTOCOL = "react2025"
 # What the quality config needs to hear about 30 fps data: whole clips at evaluation, and the Hz of its bands read at
@@ -33,11 +34,13 @@ def dataset(work: Path, args) -> tuple[Path, dict]:
 
     root = work / "mars"
     want = {"seed": args.seed, "clips_per_session": args.clips, "min_frames": MARS_FRAMES, "max_frames": MARS_FRAMES,
+            "templates": TEMPLATES,
             "sessions": {"train": args.train_sessions, "val": args.val_sessions, "test": args.test_sessions}}
     info = root / "synthetic.json"
     if not (info.is_file() and all(json.loads(info.read_text())["args"].get(k) == v for k, v in want.items())):
         generate_mars(root, seed=args.seed, sessions=want["sessions"], clips_per_session=args.clips,
-                      min_frames=MARS_FRAMES, max_frames=MARS_FRAMES, progress=not args.quiet, force=True)
+                      min_frames=MARS_FRAMES, max_frames=MARS_FRAMES, templates=TEMPLATES, progress=not args.quiet,
+                      force=True)
     for split in ("train", "test"):
         make_mars_shards(root, split, work / "shards" / split, workers=2, samples_per_shard=8,
                          audio_features="logmel", resume=True, progress=False)

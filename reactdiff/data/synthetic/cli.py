@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Video_files as <clip>/1.png.. folders, <clip>.mp4, or none")
     p.add_argument("--video-size", type=int, default=64, help="frame width = height in pixels (even for mp4)")
     p.add_argument("--templates", type=int, default=4,
-                   help="script templates per split (clips sharing one are neighbours)")
+                   help="script templates per split (react2024: clips sharing one are neighbours; mars: "
+                        "the session decides the appropriate sets, templates only vary what is acted out)")
     p.add_argument("--workers", type=int, default=1, help="processes generating clips (output does not depend on it)")
     p.add_argument("--force", action="store_true", help="replace a synthetic dataset already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -69,13 +70,14 @@ def _mars(args, sessions: dict) -> int:
 
     try:
         s = generate_mars(args.out, seed=args.seed, sessions=sessions, clips_per_session=args.clips_per_session,
-                          min_frames=args.min_frames, max_frames=args.max_frames, progress=not args.quiet,
-                          force=args.force)
+                          min_frames=args.min_frames, max_frames=args.max_frames, templates=args.templates,
+                          progress=not args.quiet, force=args.force)
     except (ValueError, FileExistsError) as e:
         print(f"make_synthetic_react: error: {e}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"Wrote a synthetic MARS dataset to {s['root']}: {s['clips']} clips of {args.min_frames}-"
-              f"{args.max_frames} frames at 30 fps ({s['frames']} frames), seed {args.seed}; {s['bytes'] / 1e6:.1f} "
+              f"{args.max_frames} frames at 30 fps ({s['frames']} frames), {args.templates} templates per split, "
+              f"seed {args.seed}; {s['bytes'] / 1e6:.1f} "
               f"MB in {s['seconds']:.1f} s.")
     return 0

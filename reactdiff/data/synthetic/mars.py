@@ -43,6 +43,13 @@ class MarsClipJob:
     stem: str
     frames: int  # at 30 fps
     seed: int
+    templates: int = 1  # script templates per split (a split with one acts out one script in every clip)
+
+    def simulation(self) -> ClipJob:
+        """The REACT generator's job that simulates this clip at 25 fps over its duration (one frame spare)."""
+        frames25 = int(np.ceil(self.frames * fv.FPS / M.FPS)) + 1
+        return ClipJob(self.root, self.split, "MARS", self.session, MARS_PERSONS, self.stem, frames25, self.seed,
+                       templates=self.templates, video="none")
 
 
 def resample(x: np.ndarray, frames: int, src_fps: float, dst_fps: float, nearest: bool = False) -> np.ndarray:
@@ -66,10 +73,7 @@ def _audio_16k(audio: np.ndarray, src_rate: int, samples: int) -> np.ndarray:
 
 def run_mars_clip(job: MarsClipJob) -> dict:
     """Simulate one clip at 25 fps for its duration, resample to 30 fps and write both roles' files."""
-    frames25 = int(np.ceil(job.frames * fv.FPS / M.FPS)) + 1
-    base = ClipJob(job.root, job.split, "MARS", job.session, MARS_PERSONS, job.stem, frames25, job.seed,
-                   templates=1, video="none")
-    people, facts = simulate_clip(base)
+    people, facts = simulate_clip(job.simulation())
     first = facts["first"]  # the person recorded in the speaker folder
     split_dir = Path(job.root) / job.split
     written = 0
@@ -87,11 +91,11 @@ def run_mars_clip(job: MarsClipJob) -> dict:
             written += len(data)
     lags = {role: facts["lags"][MARS_PERSONS[p]] for role, p in zip(M.ROLES, (first, 1 - first))}
     return {"split": job.split, "session": job.session, "stem": job.stem, "frames": job.frames, "lags": lags,
-            "bytes": written}
+            "template": facts["template"], "bytes": written}
 
 
 def plan_mars(root: str, seed: int, sessions: dict[str, int], clips_per_session: int, min_frames: int,
-              max_frames: int) -> list[MarsClipJob]:
+              max_frames: int, templates: int = 1) -> list[MarsClipJob]:
     """Every clip: session numbers unique across splits, camera-style stems, lengths drawn in [min, max]."""
     rng = rng_for(seed, "mars-plan")
     jobs, number = [], 0
@@ -104,20 +108,23 @@ def plan_mars(root: str, seed: int, sessions: dict[str, int], clips_per_session:
                 end = day + datetime.timedelta(seconds=int(rng.integers(5, 70)))
                 stem = f"Camera-{day:%Y-%m-%d}-{day:%H%M%S}-{end:%H%M%S}"
                 frames = int(rng.integers(min_frames, max_frames + 1))
-                jobs.append(MarsClipJob(root, split, f"session{number}", stem, frames, seed))
+                jobs.append(MarsClipJob(root, split, f"session{number}", stem, frames, seed, templates))
     return jobs
 
 
 def generate_mars(root, *, seed: int = 0, sessions: dict[str, int] | None = None, clips_per_session: int = 4,
-                  min_frames: int = 100, max_frames: int = 2000, progress: bool = True, force: bool = False) -> dict:
-    """Write a synthetic MARS-layout dataset under `root`; the bytes depend only on the arguments."""
+                  min_frames: int = 100, max_frames: int = 2000, templates: int = 4, progress: bool = True,
+                  force: bool = False) -> dict:
+    """Write a synthetic MARS-layout dataset under `root`; the bytes depend only on the arguments.
+
+    Each clip acts out one of `templates` scripts of its split (jittered), as the REACT generator's clips do."""
     t0 = time.perf_counter()
     sessions = dict(DEFAULT_SESSIONS if sessions is None else sessions)
     if set(sessions) - set(SPLITS) or sessions.get("train", 0) < 1:
         raise ValueError(f"sessions must name splits of {SPLITS} with >= 1 train session; got {sessions}")
-    if not 30 <= min_frames <= max_frames or clips_per_session < 1 or seed < 0:
-        raise ValueError(f"need 30 <= min_frames <= max_frames, clips_per_session >= 1, seed >= 0; got "
-                         f"{min_frames}, {max_frames}, {clips_per_session}, {seed}")
+    if not 30 <= min_frames <= max_frames or clips_per_session < 1 or seed < 0 or templates < 1:
+        raise ValueError(f"need 30 <= min_frames <= max_frames, clips_per_session >= 1, seed >= 0, templates >= 1; "
+                         f"got {min_frames}, {max_frames}, {clips_per_session}, {seed}, {templates}")
     root = Path(root)
     if root.is_dir() and any(root.iterdir()):
         if not force:
@@ -125,14 +132,14 @@ def generate_mars(root, *, seed: int = 0, sessions: dict[str, int] | None = None
         for split in SPLITS:
             shutil.rmtree(root / split, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    jobs = plan_mars(str(root), seed, sessions, clips_per_session, min_frames, max_frames)
+    jobs = plan_mars(str(root), seed, sessions, clips_per_session, min_frames, max_frames, templates)
     results = [run_mars_clip(j) for j in tqdm(jobs, desc="synthetic MARS", unit="clip", disable=not progress,
                                                dynamic_ncols=True)]
     args = {"seed": seed, "sessions": sessions, "clips_per_session": clips_per_session, "min_frames": min_frames,
-            "max_frames": max_frames}
+            "max_frames": max_frames, "templates": templates}
     write_json(root / "synthetic.json", {
         "generator": "reactdiff.data.synthetic.mars", "layout": "mars", "fps": M.FPS, "args": args,
-        "clips": [{k: r[k] for k in ("split", "session", "stem", "frames", "lags")} for r in results],
+        "clips": [{k: r[k] for k in ("split", "session", "stem", "frames", "lags", "template")} for r in results],
         "note": "lags are the planted listener reaction lags in 25 fps frames (x 1.2 at 30 fps)"})
     return {"root": str(root), "clips": len(results), "frames": int(sum(r["frames"] for r in results)),
             "bytes": int(sum(r["bytes"] for r in results)), "seconds": round(time.perf_counter() - t0, 3),

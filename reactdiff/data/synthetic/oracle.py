@@ -109,7 +109,7 @@ def mars_oracle_reactions(root: str | Path, split: str, k: int, seed: int = 0, s
     `recorded`: the recorded listener instead (K = 1), from the dataset's own random streams."""
     from .. import frame_layout as fv
     from .. import mars_layout as M
-    from .mars import MARS_PERSONS, plan_mars, resample
+    from .mars import plan_mars, resample
 
     info = Path(root) / "synthetic.json"
     meta = json.loads(info.read_text()) if info.is_file() else {"layout": None}
@@ -117,13 +117,12 @@ def mars_oracle_reactions(root: str | Path, split: str, k: int, seed: int = 0, s
         raise ValueError(f"{root}/synthetic.json: not a synthetic MARS dataset (layout {meta.get('layout')!r})")
     a = meta["args"]
     out = {}
+    # datasets written before the generator took templates acted out one script per split
     for job in plan_mars(str(root), a["seed"], a["sessions"], a["clips_per_session"], a["min_frames"],
-                         a["max_frames"]):
+                         a["max_frames"], a.get("templates", 1)):
         if job.split != split:
             continue
-        frames25 = int(np.ceil(job.frames * fv.FPS / M.FPS)) + 1  # as run_mars_clip simulates it
-        base = ClipJob(job.root, job.split, "MARS", job.session, MARS_PERSONS, job.stem, frames25, job.seed,
-                       templates=1, video="none")
+        base = job.simulation()
         for d, direction in enumerate(("speaker->listener", "listener->speaker")):
             out[(job.session, job.stem, direction)] = np.stack([
                 resample(_listener(base, d, None if recorded else rng_for(seed, "oracle", base.name, str(d), str(j)),
