@@ -77,23 +77,7 @@ def evaluate(samples: Path, shards: Path, baseline_shards: Path) -> dict:
 
 def write_oracle(root: Path, rows, out: Path, k: int, same_person: bool) -> Path:
     """The generator's fresh listeners for every row, as a whole-clip reactions folder (reused when written)."""
-    import hashlib
+    from ..data.synthetic.oracle import write_mars_oracle_reactions
 
-    from ..data.synthetic.oracle import mars_oracle_reactions
-    from ..sampling.writer import load_manifest, write_manifest, write_reaction
-
-    dataset_id = hashlib.sha256((root / "synthetic.json").read_bytes()).hexdigest()[:16]
-    settings = {"frames": 0, "fps": M.FPS, "k": k, "rows": len(rows), "outputs": "raw (de-normalised) FaceVerse 3DMM",
-                "dataset": f"synthetic.json sha256:{dataset_id}", "weights": "the synthetic generator's own "
-                "listeners, " + ("the recorded listener's person" if same_person else "a new person each")}
-    try:
-        done = load_manifest(out)
-        if done["complete"] and done["settings"] == settings:
-            return out
-    except FileNotFoundError:
-        pass
-    drawn = mars_oracle_reactions(root, "test", k=k, same_person=same_person)
-    for r in rows:
-        write_reaction(out, r.row, drawn[(*r.clip, r.direction)])
-    write_manifest(out, [{"row": r.row} for r in rows], settings, complete=True)
-    return out
+    return write_mars_oracle_reactions(root, "test", out, k, {r.row: (*r.clip, r.direction) for r in rows},
+                                       same_person)

@@ -76,29 +76,51 @@ def oracle_name(same_person: bool) -> str:
     return "same person (the generator)" if same_person else "new person (the generator)"
 
 
-def write_oracle_reactions(root: str | Path, split: str, out: str | Path, k: int, frames: int,
-                           same_person: bool = False) -> Path:
-    """The generator's fresh listeners for the split's speakers as a reactions folder (reactions/, manifest.json)
-    that `reactdiff evaluate --reference` scores next to a model: what a perfect model of these listeners gets."""
+def _write_folder(root: str | Path, out: str | Path, settings: dict, same_person: bool, draw) -> Path:
+    """A reactions folder (reactions/, manifest.json) of the rows that `draw()` returns ({row: (K, T, 58)}), unless
+    one is complete there with the same settings and dataset: the draws are seeded, so it holds the same reactions."""
     from ...sampling.writer import load_manifest, write_manifest, write_reaction
 
     out = Path(out)
     dataset = hashlib.sha256((Path(root) / "synthetic.json").read_bytes()).hexdigest()[:16]
-    settings = {"frames": frames, "k": k, "outputs": "raw (de-normalised) FaceVerse 3DMM", "split": split,
-                "rows": 2 * len(_rows(Path(root), split)), "dataset": f"synthetic.json sha256:{dataset}",
-                "weights": "the synthetic generator's own listeners, " + (
-                    "the recorded listener's person" if same_person else "a new person each")}
+    who = "the recorded listener's person" if same_person else "a new person each"
+    settings = {**settings, "outputs": "raw (de-normalised) FaceVerse 3DMM",
+                "dataset": f"synthetic.json sha256:{dataset}",
+                "weights": f"the synthetic generator's own listeners, {who}"}
     try:
         done = load_manifest(out)
         if done["complete"] and done["settings"] == settings:
-            return out  # written before for this dataset (the draws are seeded: the same reactions)
+            return out
     except FileNotFoundError:
         pass
-    face = oracle_reactions(root, split, k=k, frames=frames, same_person=same_person)
-    for row in range(len(face)):
-        write_reaction(out, row, face[row])
-    write_manifest(out, [{"row": row} for row in range(len(face))], settings, complete=True)
+    drawn = draw()
+    for row, face in drawn.items():
+        write_reaction(out, row, face)
+    write_manifest(out, [{"row": row} for row in drawn], settings, complete=True)
     return out
+
+
+def write_oracle_reactions(root: str | Path, split: str, out: str | Path, k: int, frames: int,
+                           same_person: bool = False) -> Path:
+    """The generator's fresh listeners for the split's speakers as a reactions folder (reactions/, manifest.json)
+    that `reactdiff evaluate --reference` scores next to a model: what a perfect model of these listeners gets."""
+    settings = {"frames": frames, "k": k, "split": split, "rows": 2 * len(_rows(Path(root), split))}
+    return _write_folder(root, out, settings, same_person, lambda: dict(enumerate(
+        oracle_reactions(root, split, k=k, frames=frames, same_person=same_person))))
+
+
+def write_mars_oracle_reactions(root: str | Path, split: str, out: str | Path, k: int,
+                                rows: dict[int, tuple[str, str, str]], same_person: bool = False) -> Path:
+    """The same folder on a synthetic MARS-layout dataset, whole clips: `rows` maps each scored row to its
+    (session, stem, direction) as mars_oracle_reactions keys them."""
+    from .. import mars_layout as M
+
+    settings = {"frames": 0, "fps": M.FPS, "k": k, "split": split, "rows": len(rows)}
+
+    def draw():
+        drawn = mars_oracle_reactions(root, split, k=k, same_person=same_person)
+        return {row: drawn[key] for row, key in rows.items()}
+    return _write_folder(root, out, settings, same_person, draw)
 
 
 def mars_oracle_reactions(root: str | Path, split: str, k: int, seed: int = 0, same_person: bool = False,
