@@ -75,3 +75,33 @@ def test_channel_ops():
     assert motion.Channel("m", (52,), ("smooth:3",))(x)[0, 2] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="unknown op"):
         motion.Channel("bad", (52,), ("wiggle",))(x)
+
+
+def test_a_planted_couplings_peak_is_its_positive_one_searched_over_the_same_seconds_at_any_fps():
+    """bench quality's planted couplings all raise the listener's channel: an anti-correlation at the edge of the
+    search (turn-taking) stronger than the planted peak is not the coupling; the search spans the same seconds at
+    25 and 30 fps."""
+    from reactdiff.bench.quality import compare_coupling, planted_couplings
+
+    curve = np.zeros(25)
+    curve[0], curve[13] = -0.10, 0.08  # reach 12: a -0.10 at offset -12, the planted +0.08 at +1
+    generated = np.zeros(25)
+    generated[13], generated[20] = 0.05, 0.06
+    c = compare_coupling(12, curve, generated)
+    assert (c["data_offset"], c["data_r"], c["model_offset"]) == (1, 0.08, 8)
+    assert c["model_r_at_data_peak"] == 0.05 and c["ratio"] == pytest.approx(0.625)
+
+    rng = np.random.default_rng(2)
+    n, t = 3, 300
+    speaker, listener = rng.normal(0, 0.1, (n, t, 58)), rng.normal(0, 0.1, (n, t, 58))
+    brow = fv.EXP["browInnerUp"]
+    drive = rng.normal(size=(n, t)).cumsum(1)
+    speaker[..., brow] = drive
+    lags = np.array([10, 12, 14])
+    for i, lag in enumerate(lags):
+        listener[i, :, brow] = np.roll(drive[i], lag)  # each row's listener follows at its own lag
+    for fps, reach in ((25.0, 12), (30.0, 14)):
+        key = "speaker browInnerUp velocity -> listener browInnerUp velocity"
+        got_reach, aligned = planted_couplings(speaker, listener, lags, fps)[key]
+        assert got_reach == reach and aligned.shape == (2 * reach + 1,)
+        assert int(np.argmax(aligned)) == reach and aligned.max() > 0.9  # every row peaks at its own lag

@@ -153,16 +153,27 @@ def oracle_samples(work: Path, root: Path, like: Path, same_person: bool) -> tup
     return ("oracle: same person" if same_person else "oracle: new person"), out
 
 
-def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarray) -> dict:
-    """Per planted coupling: each row's curve shifted so that index `reach` is its listener's own lag, pooled over
-    rows and reactions -> (reach, aligned curve over -reach..reach)."""
+def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarray, fps: float) -> dict:
+    """Per planted coupling: each row's curve shifted so that index `reach` (frames at `fps`) is its listener's own
+    lag, pooled over rows and reactions -> (reach, aligned curve over -reach..reach)."""
     out = {}
-    for pair, reach in PLANTED.items():
+    for pair, reach_s in PLANTED.items():
+        reach = int(round(reach_s * fps))
         max_lag = int(lags.max()) + reach
         curves = coupling_curves(speaker, listeners, pair, max_lag).mean(1)  # (N, 2 max_lag + 1)
         idx = (max_lag + lags)[:, None] + np.arange(-reach, reach + 1)[None]
         out[coupling_name(pair)] = (reach, np.take_along_axis(curves, idx, axis=1).mean(0))
     return out
+
+
+def compare_coupling(reach: int, curve: np.ndarray, generated: np.ndarray) -> dict:
+    """The data's and the model's peak of one planted coupling (aligned curves over -reach..reach), and the model's
+    strength at the data's peak. Peaks are the largest positive values, as planted: a turn-taking anti-correlation
+    at the search's edge is not the coupling."""
+    peak, m_peak = int(np.argmax(curve)), int(np.argmax(generated))
+    return {"data_offset": peak - reach, "data_r": float(curve[peak]), "model_offset": m_peak - reach,
+            "model_r_at_data_peak": float(generated[peak]),
+            "ratio": float(generated[peak] / curve[peak]) if curve[peak] else float("nan")}
 
 
 def score(work: Path, name: str, samples: Path, lags: np.ndarray, layout: str = "react2024") -> dict:
@@ -175,16 +186,10 @@ def score(work: Path, name: str, samples: Path, lags: np.ndarray, layout: str = 
         gt = load_ground_truth(test, frames=report["frames"])
         speaker, listener = gt.speaker_fv, gt.listener_fv
         face, _ = load_reactions(samples, load_manifest(samples), gt.rows)
-    data = planted_couplings(speaker, listener, lags)
-    model = planted_couplings(speaker, face, lags)
-    couplings = {}
-    for key, (reach, curve) in data.items():
-        peak = int(np.argmax(np.abs(curve)))  # the data's own peak, relative to the planted lag
-        generated = model[key][1]
-        m_peak = int(np.argmax(np.abs(generated)))
-        couplings[key] = {"data_offset": peak - reach, "data_r": float(curve[peak]),
-                          "model_offset": m_peak - reach, "model_r_at_data_peak": float(generated[peak]),
-                          "ratio": float(generated[peak] / curve[peak]) if curve[peak] else float("nan")}
+    fps = quality_mars.FPS if layout == "mars" else float(FPS)
+    data = planted_couplings(speaker, listener, lags, fps)
+    model = planted_couplings(speaker, face, lags, fps)
+    couplings = {key: compare_coupling(reach, curve, model[key][1]) for key, (reach, curve) in data.items()}
     return {"name": name, "report": report, "couplings": couplings, "metrics": METRICS[layout]}
 
 

@@ -77,12 +77,13 @@ COUPLINGS: tuple[tuple[Channel, Channel], ...] = (
 )
 
 # The couplings the synthetic generator plants (reactdiff/data/synthetic/behaviour.py: smile and brow mimicry, nods
-# after the other's phrase ends, each at the listener's own lag), with how far around that lag (frames) the peak
-# is searched: a nod follows the phrase end by the lag and lasts 1-3 cycles at ~2 Hz.
-PLANTED: dict[tuple[Channel, Channel], int] = {
-    (SMILE_VELOCITY, SMILE_VELOCITY): 12,
-    (BROW_VELOCITY, BROW_VELOCITY): 12,
-    (PHRASE_END, NODDING): 30,
+# after the other's phrase ends, each at the listener's own lag), with how far around that lag (seconds: 12 and 30
+# frames at 25 fps) the peak is searched: a nod follows the phrase end by the lag and lasts 1-3 cycles at ~2 Hz.
+# Every one raises the listener's channel, so its peak is the curve's largest positive value.
+PLANTED: dict[tuple[Channel, Channel], float] = {
+    (SMILE_VELOCITY, SMILE_VELOCITY): 0.48,
+    (BROW_VELOCITY, BROW_VELOCITY): 0.48,
+    (PHRASE_END, NODDING): 1.2,
 }
 
 
