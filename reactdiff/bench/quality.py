@@ -176,6 +176,10 @@ def compare_coupling(reach: int, curve: np.ndarray, generated: np.ndarray) -> di
             "ratio": float(generated[peak] / curve[peak]) if curve[peak] else float("nan")}
 
 
+def layout_fps(layout: str) -> float:
+    return quality_mars.FPS if layout == "mars" else float(FPS)
+
+
 def score(work: Path, name: str, samples: Path, lags: np.ndarray, layout: str = "react2024") -> dict:
     test, train = work / "shards/test", work / "shards/train"
     if layout == "mars":
@@ -186,9 +190,8 @@ def score(work: Path, name: str, samples: Path, lags: np.ndarray, layout: str = 
         gt = load_ground_truth(test, frames=report["frames"])
         speaker, listener = gt.speaker_fv, gt.listener_fv
         face, _ = load_reactions(samples, load_manifest(samples), gt.rows)
-    fps = quality_mars.FPS if layout == "mars" else float(FPS)
-    data = planted_couplings(speaker, listener, lags, fps)
-    model = planted_couplings(speaker, face, lags, fps)
+    data = planted_couplings(speaker, listener, lags, layout_fps(layout))
+    model = planted_couplings(speaker, face, lags, layout_fps(layout))
     couplings = {key: compare_coupling(reach, curve, model[key][1]) for key, (reach, curve) in data.items()}
     return {"name": name, "report": report, "couplings": couplings, "metrics": METRICS[layout]}
 
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = ([] if args.no_base else [("base", [])]) + [parse_variant(v) for v in args.variant]
     t0 = time.time()
     root, lags, layout_overrides, rows = prepare(work, args)
-    fps = quality_mars.FPS if args.layout == "mars" else float(FPS)
+    fps = layout_fps(args.layout)
     results, base_export, gains = [], None, {}
     for name, extra in variants:
         sample_only = bool(extra) and all(k.startswith("sample.") for k in extra)

@@ -78,6 +78,5 @@ def _mars(args, sessions: dict) -> int:
     if not args.quiet:
         print(f"Wrote a synthetic MARS dataset to {s['root']}: {s['clips']} clips of {args.min_frames}-"
               f"{args.max_frames} frames at 30 fps ({s['frames']} frames), {args.templates} templates per split, "
-              f"seed {args.seed}; {s['bytes'] / 1e6:.1f} "
-              f"MB in {s['seconds']:.1f} s.")
+              f"seed {args.seed}; {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.1f} s.")
     return 0

@@ -43,7 +43,7 @@ class MarsClipJob:
     stem: str
     frames: int  # at 30 fps
     seed: int
-    templates: int = 1  # script templates per split (a split with one acts out one script in every clip)
+    templates: int  # script templates per split (a split with one acts out one script in every clip)
 
     def simulation(self) -> ClipJob:
         """The REACT generator's job that simulates this clip at 25 fps over its duration (one frame spare)."""
@@ -95,7 +95,7 @@ def run_mars_clip(job: MarsClipJob) -> dict:
 
 
 def plan_mars(root: str, seed: int, sessions: dict[str, int], clips_per_session: int, min_frames: int,
-              max_frames: int, templates: int = 1) -> list[MarsClipJob]:
+              max_frames: int, templates: int) -> list[MarsClipJob]:
     """Every clip: session numbers unique across splits, camera-style stems, lengths drawn in [min, max]."""
     rng = rng_for(seed, "mars-plan")
     jobs, number = [], 0
