@@ -49,6 +49,9 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, tiny_test_shar
         assert set(row["motion"]) == {"expression", "rotation", "translation"}
     assert report["results"]["reference: ground truth"]["motion"]["rotation"]["jitter_ratio"] == 1.0
     assert report["results"]["baseline: mean"]["motion"]["expression"]["jitter"] == 0.0
+    seams = report["results"]["model"]["seams"]  # the model's window joins (32-frame windows over 120 frames)
+    assert seams["joins"] > 0 and set(seams) == {"joins", "steps", "expression", "rotation", "translation"}
+    assert not any("seams" in r for name, r in report["results"].items() if name != "model")
     assert set(report["couplings"]["pairs"]) and (samples / "couplings.png").stat().st_size > 1000
     assert report["k"] == 3 and report["rows"] == 12 and report["convention"] == "react2024"
     gt = load_ground_truth(tiny_shards, frames=FRAMES)
@@ -60,6 +63,7 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, tiny_test_shar
     text = (samples / "report.md").read_text()
     assert "| model |" in text and "| model |" in capsys.readouterr().out
     assert "never the evaluated one" in text and "## Motion" in text and "couplings.png" in text
+    assert "Window joins (the model samples 32-frame windows" in text
     assert (samples / "metrics.png").stat().st_size > 1000
     # and in wandb (offline by default), grouped with the run the sampled export came from (its config's name)
     [log] = offline_runs(samples / "wandb")

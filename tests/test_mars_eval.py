@@ -214,6 +214,11 @@ def test_mars_sample_and_evaluate_whole_clips_both_protocols(mars_shards, tmp_pa
     text = (out / "report.md").read_text()
     assert "(MARS)" in text and "frame-weighted" in text and (out / "couplings.png").is_file()
     assert report["couplings"]["clips"] + report["couplings"]["skipped"] == 12
+    from reactdiff.eval.motion import window_joins
+
+    joins = sum(int(window_joins(n, 64, 8).sum()) for n in lengths.values())  # each clip's windows, its own length
+    assert joins > 0 and report["results"]["model"]["seams"]["joins"] == joins
+    assert report["results"]["model"]["seams"]["steps"] == sum(n - 1 for n in lengths.values())
     assert evaluate_main(["--reactions", str(out), "--shards", str(shards), "--out", str(tmp_path / "e26"),
                           "--protocol", "react2026", "--wandb", "disabled", "--no-baselines"]) == 0
     assert json.loads((tmp_path / "e26" / "metrics.json").read_text())["rows"] == 6  # speaker -> listener only

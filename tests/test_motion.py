@@ -105,3 +105,45 @@ def test_a_planted_couplings_peak_is_its_positive_one_searched_over_the_same_sec
         got_reach, aligned = planted_couplings(speaker, listener, lags, fps)[key]
         assert got_reach == reach and aligned.shape == (2 * reach + 1,)
         assert int(np.argmax(aligned)) == reach and aligned.max() > 0.9  # every row peaks at its own lag
+
+
+def test_window_joins_follow_the_sampler_s_windows_and_the_last_flush_one():
+    """20 frames in 8-frame windows overlapping 2: windows at 0, 6, 12; each join covers the step into the shared
+    frames and the steps through them. Without overlap one step per join; the last window, flush with the end,
+    shares what it shares; a clip within one window has no join."""
+    from reactdiff.sampling.online import place_window, window_starts
+
+    assert np.nonzero(motion.window_joins(20, 8, 2))[0].tolist() == [5, 6, 7, 11, 12, 13]
+    assert np.nonzero(motion.window_joins(30, 8, 0))[0].tolist() == [7, 15, 21, 22, 23]  # windows 0, 8, 16, 22
+    assert not motion.window_joins(8, 8, 2).any() and motion.window_joins(5, 8, 2).shape == (4,)
+    # the same steps as where place_window cross-fades: frames written twice, and the step into them
+    import torch
+
+    frames, window, overlap = 50, 16, 4
+    out, done, faded = torch.zeros(1, frames, 1), 0, []
+    for start in window_starts(frames, window, overlap):
+        faded += list(range(start - 1, done)) if done else []
+        done = place_window(out, torch.ones(1, window, 1), start, done)
+    assert np.nonzero(motion.window_joins(frames, window, overlap))[0].tolist() == faded
+
+
+def test_seam_jitter_tells_joins_from_inside_the_windows():
+    """A generated listener that moves like the true one inside its windows and jumps at every join: ratio 1 inside,
+    the jump's share at the joins; each group on its own; clips of different lengths pooled by their steps."""
+    rng = np.random.default_rng(0)
+    trues, preds = [], []
+    for frames in (40, 60):
+        steps = rng.choice([-1.0, 1.0], size=(frames - 1, 58)) * 0.1  # |step| 0.1 everywhere
+        true = np.concatenate([np.zeros((1, 58)), steps.cumsum(0)])
+        joins = motion.window_joins(frames, 16, 4)
+        bumped = steps.copy()
+        bumped[joins, 55:58] = np.sign(bumped[joins, 55:58]) * 0.4  # translation 4x as fast at the joins
+        pred = np.concatenate([np.zeros((1, 58)), bumped.cumsum(0)])
+        trues.append(true)
+        preds.append(np.stack([pred, pred]))  # K = 2
+    s = motion.seam_jitter(preds, trues, 16, 4)
+    assert s["joins"] == sum(motion.window_joins(len(t), 16, 4).sum() for t in trues) and s["steps"] == 39 + 59
+    assert s["translation"]["joins_ratio"] == pytest.approx(4.0) and s["translation"]["inside_ratio"] == pytest.approx(1)
+    for g in ("expression", "rotation"):
+        assert s[g]["joins_ratio"] == pytest.approx(1) and s[g]["inside_ratio"] == pytest.approx(1)
+    assert motion.seam_jitter([np.zeros((2, 10, 58))], [np.zeros((10, 58))], 16, 4) is None  # one window: no join

@@ -246,6 +246,14 @@ def table(results: list[dict]) -> str:
         for key, c in r["couplings"].items():
             lines.append(f"| {r['name']} | {key.removeprefix('speaker ')} | {c['data_offset']:+d} / {c['data_r']:.3f} "
                          f"| {c['model_offset']:+d} / {c['model_r_at_data_peak']:.3f} | {c['ratio']:.2f} |")
+    joined = [r for r in results if r["report"]["results"]["model"].get("seams")]
+    if joined:  # motion.seam_jitter: the sampled rows' windows, where they meet against inside them
+        lines += ["", "| run | jitter at the window joins / inside: " + " | ".join(GROUPS) + " |",
+                  "| --- | " + " | ".join("---:" for _ in GROUPS) + " |"]
+        for r in joined:
+            seams = r["report"]["results"]["model"]["seams"]
+            cells = [f"{seams[g]['joins_ratio']:.2f} / {seams[g]['inside_ratio']:.2f}" for g in GROUPS]
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     gained = [r for r in results if r.get("nod_gain")]
     if gained:
         lines += ["", "| run | sigma | c_skip | nod-band gain after phrase ends / elsewhere | ratio | ideal gains | "

@@ -17,7 +17,7 @@ from ..sampling.writer import load_manifest, reaction_path
 from .baselines import DESCRIPTIONS, baselines, listener_pool, resolve_baseline_shards
 from .ground_truth import load_ground_truth
 from .metrics import METRICS, compute_all
-from .motion import couplings, group_stats
+from .motion import couplings, group_stats, seam_jitter
 from .report import write_report
 
 __all__ = ["METRICS", "evaluate", "load_reactions", "load_references"]
@@ -87,6 +87,10 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
         if name == "model" and emotion is not None:
             results["model (emotion)"] = compute_all(emotion, gt.listener_emotion, gt.speaker_emotion,
                                                      gt.neighbours, kind="emotion", **kw)
+    seams = seam_jitter(list(face), list(gt.listener_fv), settings["window"], settings["overlap"]) \
+        if "window" in settings else None  # (reactions made without windows, e.g. the synthetic oracle's: none)
+    if seams is not None:
+        results["model"]["seams"] = seams
     if renders is not None:
         from .frrea_renders import frrea_from_renders
 

@@ -17,7 +17,7 @@ from ..sampling.writer import load_manifest, reaction_path
 from .baselines import resolve_baseline_shards
 from .mars_metrics import MARS_METRICS, score
 from .mars_truth import align, load_mars_truth
-from .motion import clip_couplings, clip_group_stats
+from .motion import clip_couplings, clip_group_stats, seam_jitter
 from .report import write_report
 
 MARS_DESCRIPTIONS = {
@@ -89,6 +89,10 @@ def evaluate_mars(samples: Path, shards: Path, out: Path | None = None, protocol
                               progress=progress)
         results[name]["motion"] = clip_group_stats([face[r.row] for r in rows],
                                                    [r.targets["3dmm"][0] for r in rows], fps)
+    seams = seam_jitter([faces[r.row] for r in rows], [r.targets["3dmm"][0] for r in rows], settings["window"],
+                        settings["overlap"]) if "window" in settings else None  # (the oracle's: no windows)
+    if seams is not None:
+        results["model"]["seams"] = seams
     missing = sum(r.missing for r in rows)
     pairs = clip_couplings([r.speaker["3dmm"] for r in rows], [r.targets["3dmm"][0] for r in rows],
                            [faces[r.row] for r in rows], fps)

@@ -253,3 +253,40 @@ def clip_group_stats(preds: list[np.ndarray], trues: list[np.ndarray], fps: floa
                      "variance": mean["variance"], "variance_ratio": ratio(mean["variance"], mean["variance_true"]),
                      "hf_share": mean["hf_share"], "hf_share_true": mean["hf_share_true"]}
     return out
+
+
+def window_joins(frames: int, window: int, overlap: int) -> np.ndarray:
+    """(frames - 1,) bool over the frame-to-frame steps x[t] - x[t-1] (index t - 1): the steps where online
+    generation joins one window to the next (reactdiff/sampling/online.py), from the last frame the earlier window
+    alone made to the end of the frames both made and were cross-faded; one step per join without overlap."""
+    from ..sampling.online import window_starts
+
+    joins = np.zeros(max(frames - 1, 0), bool)
+    if frames <= window:
+        return joins
+    done = 0
+    for start in window_starts(frames, window, overlap):
+        if done:
+            joins[start - 1:start + max(done - start, 0)] = True
+        done = start + window
+    return joins
+
+
+def seam_jitter(preds: list[np.ndarray], trues: list[np.ndarray], window: int, overlap: int) -> dict | None:
+    """Jitter at the window joins against inside the windows, per stream group, each a ratio to the true listeners'
+    jitter over the same steps (1.0 = human): windows that disagree where they meet show as extra motion at the
+    joins, motion the model makes within a window as extra motion inside. preds [(K, T_c, 58)] and trues
+    [(T_c, 58)] per clip, each clip's windows laid out over its own length. None when no clip has a join."""
+    masks = [window_joins(len(t), window, overlap) for t in trues]
+    if not any(m.any() for m in masks):
+        return None
+    out = {"joins": int(sum(m.sum() for m in masks)), "steps": int(sum(m.size for m in masks))}
+    for name, sl in GROUPS.items():
+        sums = np.zeros((2, 2))  # [pred, true] x [joins, inside]
+        for p, t, m in zip(preds, trues, masks):
+            for i, x in enumerate((_as_reactions(np.asarray(p)[None]), _as_reactions(np.asarray(t)[None]))):
+                step = np.abs(np.diff(np.asarray(x[..., sl], np.float64), axis=-2)).mean(axis=(0, 1, 3))  # (T-1,)
+                sums[i] += step[m].sum(), step[~m].sum()
+        ratio = lambda a, b: float(a / b) if b > 0 else float("nan")  # noqa: E731 - the same step counts cancel
+        out[name] = {"joins_ratio": ratio(sums[0, 0], sums[1, 0]), "inside_ratio": ratio(sums[0, 1], sums[1, 1])}
+    return out

@@ -58,6 +58,15 @@ def motion_table(results: dict) -> list[str]:
     return lines
 
 
+def seam_line(seams: dict, sampling: dict) -> str:
+    """The model's jitter at its window joins against inside its windows (motion.seam_jitter), in words."""
+    cells = ", ".join(f"{g} {seams[g]['joins_ratio']:.2f} / {seams[g]['inside_ratio']:.2f}" for g in GROUPS)
+    return (f"Window joins (the model samples {sampling['window']}-frame windows one after another, cross-fading "
+            f"{sampling['overlap']} frames; {seams['joins']} of {seams['steps']} frame steps lie at a join): jitter "
+            f"ratio at the joins / inside the windows: {cells}. Higher at the joins: the windows disagree where "
+            f"they meet.")
+
+
 def coupling_table(couplings: dict) -> list[str]:
     lines = ["| speaker -> listener | true: peak lag (frames) / r | generated: peak lag / r |", "| --- | ---: | ---: |"]
     for name, entry in couplings["pairs"].items():
@@ -155,6 +164,9 @@ def markdown(report: dict) -> str:
               "Per stream group: frame-to-frame jitter and temporal variance relative to the true listeners of the "
               "same clips (1.0 = human), and the share of the power above 3 Hz.", ""]
     lines += motion_table(report["results"])
+    seams = report["results"].get("model", {}).get("seams")
+    if seams is not None:
+        lines += ["", seam_line(seams, report["sampling"])]
     if "couplings" in report:
         c = report["couplings"]
         which = (f"the {c['clips']} clips long enough for the lags, frame-weighted ({c['skipped']} shorter ones left "
