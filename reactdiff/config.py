@@ -102,6 +102,11 @@ class Sampler(Choice):
     dpmpp_2m_sde = "dpmpp_2m_sde"
 
 
+class Join(Choice):
+    crossfade = "crossfade"  # each window sampled from the past alone; the frames two windows share cross-faded
+    inpaint = "inpaint"      # the shared frames held at the earlier window's while the later one is sampled
+
+
 class Schedule(Choice):
     constant = "constant"
     cosine = "cosine"  # after warm-up, down to min_lr_ratio x lr
@@ -218,6 +223,7 @@ class SampleConfig:
     rho: float = 7.0
     window: int = 64  # frames generated per window
     overlap: int = 8  # frames shared by consecutive windows, cross-faded (no "momentum" damping)
+    join: Join = Join.crossfade  # crossfade | inpaint: whether a window is sampled knowing the frames it shares
     k: int = 10  # reactions per speaker clip (REACT protocol: 10)
     seed: int = 0  # reaction k of clip c always uses the same noise, whatever the batch or world size
     batch_size: int = 4  # speaker clips generated together (x k reactions)

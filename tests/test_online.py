@@ -426,3 +426,41 @@ def test_window_settings_map_every_sampler_setting_from_the_config_once():
     assert window_settings(cfg.sample, steps=3)["steps"] == 3
     with pytest.raises(TypeError, match="no sampling setting"):
         window_settings(cfg.sample, step=3)
+
+
+def test_inpaint_holds_the_frames_an_earlier_window_made(setup):
+    """sample.join=inpaint: a window is sampled with the frames it shares with the window before held at that
+    window's values (the ODE ends on them, the rest of the window is sampled to agree with them); crossfade samples
+    it from the past alone. The first window holds nothing (the same frames either way); rows holding different
+    numbers of frames share a call (live sessions in one batch) as they would alone."""
+    from reactdiff.sampling.noise import per_sample_generators
+    from reactdiff.sampling.online import WindowSampler, window_condition
+
+    _, model, batch = setup
+    b = sub(batch, [0])
+    cross, held = run(model, b), run(model, b, join="inpaint")
+    assert torch.equal(held[:, :, :24], cross[:, :, :24]) and not torch.allclose(held[:, :, 24:], cross[:, :, 24:])
+    assert torch.isfinite(held).all()
+
+    speaker = b["speaker_fv"][:, :FRAMES].float().repeat(2, 1, 1)
+    audio = model.audio(b, b["speaker_fv"].shape[1])[:, :FRAMES].repeat(2, 1, 1)
+    valid = torch.ones(2, FRAMES, dtype=torch.bool)
+    out = torch.randn(2, FRAMES, model.dim) * 0.1  # frames [0, 32) "generated" by a first window
+    samplers = {j: WindowSampler(model, sampler="dpmpp_2m", steps=4, join=j) for j in ("crossfade", "inpaint")}
+    gens = lambda: per_sample_generators([7, 8])  # noqa: E731
+    cond = window_condition(model, speaker, audio, out, valid, 24, 8, 32, done=32)
+    assert cond["held_mask"][:, :8].all() and not cond["held_mask"][:, 8:].any()
+    new = samplers["inpaint"](cond, gens(), 32)
+    torch.testing.assert_close(new[:, :8], out[:, 24:32], rtol=0, atol=1e-5)
+    free = samplers["crossfade"](window_condition(model, speaker, audio, out, valid, 24, 8, 32, done=32), gens(), 32)
+    assert (new[:, :8] - out[:, 24:32]).abs().max() < 1e-3 * (free[:, :8] - out[:, 24:32]).abs().max()
+    # row 0 holds 8 frames, row 1 none (a session at its first window), in one call and alone
+    mixed = window_condition(model, speaker, audio, out, valid, 24, 8, 32, done=32)
+    mixed["held_mask"][1] = False
+    together = samplers["inpaint"](mixed, gens(), 32)
+    row1 = {k: (v[1:] if isinstance(v, torch.Tensor) else v) for k, v in mixed.items()}
+    torch.testing.assert_close(together[1:], samplers["crossfade"](row1, per_sample_generators([8]), 32),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(together[:1], new[:1], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="crossfade or inpaint"):
+        WindowSampler(model, sampler="euler", steps=2, join="blend")

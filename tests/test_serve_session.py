@@ -58,14 +58,16 @@ def stream(session, face, audio, rng, max_frames: int = 40):
     return out, updates
 
 
-@pytest.mark.parametrize("audio", ["feat", "logmel", "memory", "gate"])
+@pytest.mark.parametrize("audio", ["feat", "logmel", "memory", "gate", "inpaint"])
 def test_a_clip_streamed_in_chunks_equals_reactdiff_sample(tiny_shards, tmp_path, audio):
     # memory: the anchor's memory (40 frames) reaches further back than the history (8): what the session keeps;
-    # gate: a band gate with its own view of the speaker reaching the whole history back (span 9)
+    # gate: a band gate with its own view of the speaker reaching the whole history back (span 9); inpaint: each
+    # window sampled holding the frames the one before made (sample.join)
     overrides = {"feat": [], "logmel": ["data.audio=raw", "model.audio=logmel"],
                  "memory": ["model.anchor_memory=40"],
                  "gate": ["model.band_gate.edges_hz=[0.5,1.5,2.6,5.0]", "model.band_gate.group=rotation",
-                          "model.band_gate.span=9"]}[audio]
+                          "model.band_gate.span=9"],
+                 "inpaint": ["sample.join=inpaint"]}[audio]
     export = make_export(tiny_shards, tmp_path / "export", overrides)
     assert json.loads((export / "export.json").read_text())["audio"]["features"] == "logmel"
     sample(SampleJob(shards=str(tiny_shards), out=str(tmp_path / "out"), export=str(export), quiet=True,

@@ -61,7 +61,7 @@ def window_settings(sample_cfg, **overrides) -> dict:
     out = {"sampler": getattr(s.sampler, "value", s.sampler), "steps": s.steps, "sigma_min": s.sigma_min,
            "sigma_max": s.sigma_max, "rho": s.rho, "guidance": s.guidance, "temperature": s.temperature,
            "level_temperature": s.level_temperature, "group_guidance": group_guidance_of(s),
-           "guidance_rescale": s.guidance_rescale}
+           "guidance_rescale": s.guidance_rescale, "join": getattr(s.join, "value", s.join)}
     unknown = sorted(set(overrides) - set(out))
     if unknown:
         raise TypeError(f"window_settings: no sampling setting {unknown}; expected some of {sorted(out)}")
@@ -102,6 +102,17 @@ def rescale_guided(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> 
     return out
 
 
+def _held(denoise, target: torch.Tensor, mask: torch.Tensor):
+    """The denoiser with the frames of `mask` (rows, w) held at `target` (rows, w, dim): every step's estimate of
+    them is their known value, so the ODE ends on it and the network sees the rest of the window agree with it
+    from the first step (sample.join = inpaint)."""
+    m = mask[..., None]
+
+    def held(x, sigma, **kwargs):
+        return torch.where(m, target.to(x.dtype), denoise(x, sigma, **kwargs))
+    return held
+
+
 def _guided(denoise, scale: float | torch.Tensor, rescale: float = 0.0):
     """Classifier-free guidance around a denoiser whose extra args hold both conditionings' caches; `scale` a float
     or one per dim (D,); `rescale` (rescale_guided) 0: off."""
@@ -121,8 +132,10 @@ class WindowSampler:
     def __init__(self, model, *, sampler: str, steps: int, sigma_min: float = 0.01, sigma_max: float = 80.0,
                  rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0,
                  level_temperature: float | None = None, device=None, group_guidance=(),
-                 guidance_rescale: float = 0.0) -> None:
-        self.model, self.sampler = model, sampler
+                 guidance_rescale: float = 0.0, join: str = "crossfade") -> None:
+        if join not in ("crossfade", "inpaint"):
+            raise ValueError(f"join: crossfade or inpaint, got {join!r}")
+        self.model, self.sampler, self.join = model, sampler, join
         self.guidance_rescale = float(guidance_rescale)
         self.device = device if device is not None else next(model.parameters()).device
         self.guidance, self.temperature = guidance_scale(guidance, group_guidance, model.dim), float(temperature)
@@ -135,8 +148,9 @@ class WindowSampler:
     def __call__(self, cond: dict, gens: list[torch.Generator], w: int) -> torch.Tensor:
         """cond: `model.conditioning` of the rows' windows; gens: one generator per row -> (rows, w, dim) frames."""
         model, device, rows = self.model, self.device, len(gens)
-        memory = cond.get("memory")  # the anchor's, not the network's
-        cond = {k: v for k, v in cond.items() if k != "memory"}
+        memory, held, held_mask = cond.get("memory"), cond.get("held"), cond.get("held_mask")  # not the network's
+        cond = {k: v for k, v in cond.items() if k not in ("memory", "held", "held_mask")}
+        anchor = model.anchor(cond["past_listener"], w, memory)  # windows relative to the generated past
         extra = {"cache": model.unet.prepare(**cond)}
         if self.guided:
             extra["cache_none"] = model.unet.prepare(**cond, drop=torch.ones(rows, dtype=torch.bool, device=device))
@@ -150,8 +164,9 @@ class WindowSampler:
             x = x * self.temperature
             noise = lambda s, s_next, n=noise: n(s, s_next) * self.temperature  # noqa: E731
         denoise = _guided(model.denoise, self.guidance, self.guidance_rescale) if self.guided else model.denoise
+        if self.join == "inpaint" and held_mask is not None and bool(held_mask.any()):
+            denoise = _held(denoise, held if anchor is None else held - anchor, held_mask)
         new = sample(self.sampler, denoise, x, self.sigmas, extra_args=extra, noise_sampler=noise)
-        anchor = model.anchor(cond["past_listener"], w, memory)  # windows relative to the generated past
         return new if anchor is None else new + anchor
 
 
@@ -165,13 +180,19 @@ class WindowSampler:
 
 
 def window_condition(model, speaker: torch.Tensor, audio: torch.Tensor | None, out: torch.Tensor,
-                     valid: torch.Tensor, start: int, history: int, window: int) -> dict:
+                     valid: torch.Tensor, start: int, history: int, window: int, done: int = 0) -> dict:
     """The conditioning of the window [start, start + window): the speaker streams over [start - history, start +
     window) and the listener frames generated before it (zeros before the clip starts); with model.anchor_memory M,
-    "memory": the mean of the M generated frames before it (what of them `out` holds: callers keep M frames)."""
+    "memory": the mean of the M generated frames before it (what of them `out` holds: callers keep M frames);
+    "held" / "held_mask": the frames [start, done) an earlier window generated (sample.join = inpaint holds them)."""
     lo, hi = start - history, start + window
     cond = model.conditioning(_pad_past(speaker, lo, hi), _pad_past(audio, lo, hi) if audio is not None else None,
                               _pad_past(out, lo, start), _pad_past(valid, lo, hi))
+    shared = max(0, min(done, out.shape[1], start + window) - start)
+    cond["held"] = out.new_zeros(out.shape[0], window, out.shape[2])
+    cond["held"][:, :shared] = out[:, start:start + shared]
+    cond["held_mask"] = torch.zeros(out.shape[0], window, dtype=torch.bool, device=out.device)
+    cond["held_mask"][:, :shared] = True
     if model.anchor_memory:
         a = max(0, start - model.anchor_memory)
         cond["memory"] = out[:, a:start].mean(1) if start > a else out.new_zeros(out.shape[0], out.shape[2])
@@ -195,7 +216,7 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
              sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0, seed: int = 0,
              frames: int | None = None, guidance: float = 1.0, temperature: float = 1.0,
              level_temperature: float | None = None, group_guidance=(),
-             guidance_rescale: float = 0.0) -> torch.Tensor:
+             guidance_rescale: float = 0.0, join: str = "crossfade") -> torch.Tensor:
     """K reactions per role sample of an eval batch -> (B, K, frames, dim), normalised like the training data."""
     device = batch["speaker_fv"].device
     frames = frames or batch["speaker_fv"].shape[1]
@@ -215,10 +236,11 @@ def generate(model, batch: dict, *, k: int, history: int, window: int, overlap: 
                                   for j in range(k)])
     step = WindowSampler(model, sampler=sampler, steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
                          guidance=guidance, temperature=temperature, level_temperature=level_temperature,
-                         device=device, group_guidance=group_guidance, guidance_rescale=guidance_rescale)
+                         device=device, group_guidance=group_guidance, guidance_rescale=guidance_rescale,
+                         join=join)
     out = torch.zeros(b * k, frames, model.dim, device=device)
     done = 0  # frames [0, done) are generated
     for start in window_starts(frames, window, overlap):
-        cond = window_condition(model, speaker, audio, out, valid, start, history, window)
+        cond = window_condition(model, speaker, audio, out, valid, start, history, window, done)
         done = place_window(out, step(cond, gens, window), start, done)
     return out.view(b, k, frames, model.dim)[:, :, :real]

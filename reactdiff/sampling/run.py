@@ -72,6 +72,8 @@ def sampling_settings(cfg, rows: int, weights: str, fps: int = 25) -> dict:
         settings["group_guidance"] = dict(groups)
     if s.guidance_rescale:
         settings["guidance_rescale"] = s.guidance_rescale
+    if s.join.value != "crossfade":
+        settings["join"] = s.join.value
     return settings
 
 

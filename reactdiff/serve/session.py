@@ -192,7 +192,7 @@ class ReactionSession:
         valid = torch.zeros(self.k, rows_frames - self._base, dtype=torch.bool, device=self.device)
         valid[:, :self._real_end - self._base] = True
         cond = window_condition(self.model, spk, feat, self._out, valid, start - self._base, self.history,
-                                self.window)
+                                self.window, self.done - self._base)
         if not self.face:
             cond["drop_face"] = torch.ones(self.k, dtype=torch.bool, device=self.device)
         return Pending(self, start, cond, self.gens)
