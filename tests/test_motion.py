@@ -143,7 +143,8 @@ def test_seam_jitter_tells_joins_from_inside_the_windows():
         preds.append(np.stack([pred, pred]))  # K = 2
     s = motion.seam_jitter(preds, trues, 16, 4)
     assert s["joins"] == sum(motion.window_joins(len(t), 16, 4).sum() for t in trues) and s["steps"] == 39 + 59
-    assert s["translation"]["joins_ratio"] == pytest.approx(4.0) and s["translation"]["inside_ratio"] == pytest.approx(1)
+    assert s["translation"]["joins_ratio"] == pytest.approx(4.0)
+    assert s["translation"]["inside_ratio"] == pytest.approx(1)
     for g in ("expression", "rotation"):
         assert s[g]["joins_ratio"] == pytest.approx(1) and s[g]["inside_ratio"] == pytest.approx(1)
     assert motion.seam_jitter([np.zeros((2, 10, 58))], [np.zeros((10, 58))], 16, 4) is None  # one window: no join
