@@ -224,6 +224,7 @@ class SampleConfig:
     window: int = 64  # frames generated per window
     overlap: int = 8  # frames shared by consecutive windows, cross-faded (no "momentum" damping)
     join: Join = Join.crossfade  # crossfade | inpaint: whether a window is sampled knowing the frames it shares
+    #                              (inpaint: more jitter at the joins and weaker onsets, README)
     k: int = 10  # reactions per speaker clip (REACT protocol: 10)
     seed: int = 0  # reaction k of clip c always uses the same noise, whatever the batch or world size
     batch_size: int = 4  # speaker clips generated together (x k reactions)

@@ -104,8 +104,8 @@ def rescale_guided(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> 
 
 def _held(denoise, target: torch.Tensor, mask: torch.Tensor):
     """The denoiser with the frames of `mask` (rows, w) held at `target` (rows, w, dim): every step's estimate of
-    them is their known value, so the ODE ends on it and the network sees the rest of the window agree with it
-    from the first step (sample.join = inpaint)."""
+    them is their known value, so the ODE ends on it (sample.join = inpaint). The network sees them only through
+    the noisy window; measured worse than the cross-fade (README, "where the windows meet")."""
     m = mask[..., None]
 
     def held(x, sigma, **kwargs):
