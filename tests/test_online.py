@@ -462,5 +462,5 @@ def test_inpaint_holds_the_frames_an_earlier_window_made(setup):
     torch.testing.assert_close(together[1:], samplers["crossfade"](row1, per_sample_generators([8]), 32),
                                rtol=0, atol=1e-5)
     torch.testing.assert_close(together[:1], new[:1], rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="crossfade or inpaint"):
+    with pytest.raises(ValueError, match="join: one of \\['crossfade', 'inpaint'\\]"):
         WindowSampler(model, sampler="euler", steps=2, join="blend")

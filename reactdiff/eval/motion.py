@@ -281,12 +281,14 @@ def seam_jitter(preds: list[np.ndarray], trues: list[np.ndarray], window: int, o
     if not any(m.any() for m in masks):
         return None
     out = {"joins": int(sum(m.sum() for m in masks)), "steps": int(sum(m.size for m in masks))}
-    for name, sl in GROUPS.items():
-        sums = np.zeros((2, 2))  # [pred, true] x [joins, inside]
-        for p, t, m in zip(preds, trues, masks):
-            for i, x in enumerate((_as_reactions(np.asarray(p)[None]), _as_reactions(np.asarray(t)[None]))):
-                step = np.abs(np.diff(np.asarray(x[..., sl], np.float64), axis=-2)).mean(axis=(0, 1, 3))  # (T-1,)
-                sums[i] += step[m].sum(), step[~m].sum()
-        ratio = lambda a, b: float(a / b) if b > 0 else float("nan")  # noqa: E731 - the same step counts cancel
-        out[name] = {"joins_ratio": ratio(sums[0, 0], sums[1, 0]), "inside_ratio": ratio(sums[0, 1], sums[1, 1])}
+    sums = {name: np.zeros((2, 2)) for name in GROUPS}  # [pred, true] x [joins, inside]
+    for p, t, m in zip(preds, trues, masks):
+        for i, x in enumerate((_as_reactions(np.asarray(p)[None]), _as_reactions(np.asarray(t)[None]))):
+            step = np.abs(np.diff(np.asarray(x, np.float64), axis=-2)).mean(axis=(0, 1))  # (T-1, 58)
+            for name, sl in GROUPS.items():
+                s = step[:, sl].mean(-1)
+                sums[name][i] += s[m].sum(), s[~m].sum()
+    ratio = lambda a, b: float(a / b) if b > 0 else float("nan")  # noqa: E731 - the same step counts cancel
+    for name, (pred, true) in sums.items():
+        out[name] = {"joins_ratio": ratio(pred[0], true[0]), "inside_ratio": ratio(pred[1], true[1])}
     return out

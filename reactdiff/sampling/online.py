@@ -20,6 +20,7 @@ import zlib
 
 import torch
 
+from ..config import Join
 from ..data import frame_layout as fv
 from ..model.spectrum import dct_matrix
 from .noise import PerSampleNoiseSampler, per_sample_generators, randn_per_sample
@@ -133,8 +134,8 @@ class WindowSampler:
                  rho: float = 7.0, guidance: float = 1.0, temperature: float = 1.0,
                  level_temperature: float | None = None, device=None, group_guidance=(),
                  guidance_rescale: float = 0.0, join: str = "crossfade") -> None:
-        if join not in ("crossfade", "inpaint"):
-            raise ValueError(f"join: crossfade or inpaint, got {join!r}")
+        if join not in {j.value for j in Join}:  # the schema's choices
+            raise ValueError(f"join: one of {[j.value for j in Join]}, got {join!r}")
         self.model, self.sampler, self.join = model, sampler, join
         self.guidance_rescale = float(guidance_rescale)
         self.device = device if device is not None else next(model.parameters()).device
