@@ -76,6 +76,8 @@ class SigmaDensityKind(Choice):
 class NoiseKind(Choice):
     white = "white"  # i.i.d. per frame and dim (EDM as published)
     spectral = "spectral"  # whitened DCT coordinates of the window: every coordinate has std sigma_data (spectrum.py)
+    covariance = "covariance"  # whitened principal coordinates of the window's full temporal covariance: knows that
+    #                            a window's first frames follow its past (covariance.py)
 
 
 class Anchor(Choice):
@@ -135,9 +137,9 @@ class LossGroupWeight:
 
 @dataclasses.dataclass
 class LossBand:
-    """Extra denoising-loss weight on one stream group's temporal-frequency band (spectral noise: the window's DCT
-    coefficients k whose frequency k * fps / (2 W) lies in [low_hz, high_hz]), normalised so that the loss keeps its
-    scale. The default band is where listeners nod and shake their heads (~1.5-2.6 Hz); weight 1: off."""
+    """Extra denoising-loss weight on one stream group's temporal-frequency band (spectral / covariance noise: the
+    window's DCT coefficients k whose frequency k * fps / (2 W) lies in [low_hz, high_hz]), normalised so that the
+    loss keeps its scale. The default band is where listeners nod and shake their heads (~1.5-2.6 Hz); weight 1: off."""
 
     group: str = "rotation"  # a stream group (expression | rotation | translation) or a head-rotation channel (pitch |
     #                          yaw | roll: nods are pitch alone)
@@ -182,7 +184,7 @@ class ModelConfig:
     cond_dropout: float = 0.0  # training: share of windows whose speaker streams are replaced by a learned "none"
     face_dropout: float = 0.0  # training: share of windows whose speaker 3DMM alone is replaced by a learned "no
     #                            face" (the model can then react to audio alone: live audio-only sessions)
-    noise: NoiseKind = NoiseKind.spectral  # diffusion noise: white, or with the data's temporal spectrum
+    noise: NoiseKind = NoiseKind.spectral  # diffusion noise: white, or with the data's temporal spectrum / covariance
     anchor: Anchor = Anchor.regression  # denoise windows as absolute values, or relative to the last known listener
     #                                     frame (last_frame) or to their prediction from it (regression, measured best)
     anchor_memory: int = 0  # with anchor=regression: listener frames before a window whose mean joins its
@@ -197,7 +199,8 @@ class ModelConfig:
     speaker_film: bool = False  # with aligned_speaker: the aligned streams also scale/shift every residual block
     #                             frame by frame (a speaker-dependent gain: cued reactions of varying shape)
     spectrum_clips: int = 64  # dyadic clips of the training shards the spectrum is measured from
-    loss_weight_power: float = 1.0  # spectral noise: loss weight (r/sigma_data)^p per DCT coefficient (0: whitened)
+    loss_weight_power: float = 1.0  # spectral / covariance noise: loss weight (r/sigma_data)^p per coordinate
+    #                                 (0: whitened)
     loss_group_weight: LossGroupWeight = dataclasses.field(default_factory=LossGroupWeight)  # per stream group
     loss_band: LossBand = dataclasses.field(default_factory=LossBand)  # one group's frequency band weighted more
     band_gate: BandGate = dataclasses.field(default_factory=BandGate)  # speaker-set gains on the noisy bands
@@ -494,9 +497,9 @@ def check(cfg: DictConfig) -> None:
             raise ConfigError(f"model.loss_band.group: one of {list(fv.STREAMS)}, got {band.group!r}")
         if not 0 <= band.low_hz < band.high_hz:
             raise ConfigError(f"model.loss_band: needs 0 <= low_hz < high_hz, got {band.low_hz} / {band.high_hz}")
-        if cfg.model.noise.value != "spectral":
-            raise ConfigError("model.loss_band needs model.noise=spectral: the band is a set of the window's DCT "
-                              "coefficients, the spectral loss's coordinates")
+        if cfg.model.noise.value == "white":
+            raise ConfigError("model.loss_band needs model.noise=spectral or covariance: the band is a set of the "
+                              "window's DCT coefficients")
     if cfg.model.anchor_memory and cfg.model.anchor.value != "regression":
         raise ConfigError(f"model.anchor_memory={cfg.model.anchor_memory} needs model.anchor=regression (the memory "
                           f"mean joins the window's regression), got model.anchor={cfg.model.anchor.value}")

@@ -170,6 +170,11 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     # a rerun reuses the finished base training (its saved config equals the one the rerun resolves)
     assert cli_main([*args, "--no-oracle"]) == 0
     assert json.loads((work / "quality.json").read_text())[0]["train_s"] == 0.0
+    # ...and so does a variant under another name that trains what base trained (a model key at base's value)
+    assert args[13:15] == ["--variant", "cold:sample.temperature=0.5"]
+    assert cli_main([*args[:13], "--no-base", "--no-oracle", "--variant", "again:model.size=tiny", *args[15:]]) == 0
+    [again] = json.loads((work / "quality.json").read_text())
+    assert again["name"] == "again" and again["train_s"] == 0.0 and not (work / "runs" / "again").exists()
     # ...and so does one whose schema gained a sampling key since (sampling never changes what was trained)
     from reactdiff.bench.quality import trained_alike
 

@@ -10,8 +10,8 @@ model the denoiser's gain on head pitch's nod band after the speaker's phrase en
 
     python tools/bench_quality.py                                  # the default: configs/quality.yaml
     python tools/bench_quality.py --variant sd05:model.sigma_data=0.5 --variant cfg2:sample.guidance=2
-A variant that only changes `sample.*` keys reuses the base training. Everything lands in --work; a rerun reuses
-each finished training whose config differs from the new one only in `sample.*`. `--layout mars` runs it all on a
+A variant that only changes `sample.*` keys reuses the base training. Everything lands in --work; a rerun, and any
+variant, reuses each finished training whose config differs from its own only in `sample.*` (and the run's name). `--layout mars` runs it all on a
 synthetic MARS-layout dataset at 30 fps, scored with the react2025 protocol (bench/quality_mars.py).
 """
 from __future__ import annotations
@@ -105,21 +105,29 @@ def trained_alike(run: Path, cfg) -> bool:
     return training(config.load(run / "config.yaml", saved=True)) == training(cfg)
 
 
+def run_overrides(work: Path, name: str, overrides: list[str]) -> list[str]:
+    return [f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}", f"name={name}",
+            "train.wandb=disabled", *overrides]
+
+
 def train(work: Path, name: str, args, overrides: list[str]) -> tuple[Path, float]:
-    """A real 2-rank training run; a finished run that trained the same is reused."""
+    """A real 2-rank training run; a finished run that trained the same (under this name or another variant's) is
+    reused."""
     run = work / "runs" / name
-    run_overrides = [f"data.shards={work / 'shards/train'}", f"train.out={work / 'runs'}", f"name={name}",
-                     "train.wandb=disabled", *overrides]
-    cfg = config.load(args.config, run_overrides)
-    if trained_alike(run, cfg):
-        return run / "export", 0.0
+    cfg = config.load(args.config, run_overrides(work, name, overrides))
+    others = sorted(p for p in (work / "runs").glob("*") if p.name != name) if (work / "runs").is_dir() else []
+    for done in [run, *others]:
+        if trained_alike(done, config.load(args.config, run_overrides(work, done.name, overrides))):
+            if done != run and not args.quiet:
+                print(f"[quality] {name}: trains what {done.name} trained; its training is reused", flush=True)
+            return done / "export", 0.0
     if run.exists():  # another config: start over (a resumed run would mix both)
         import shutil
 
         shutil.rmtree(run)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(args.procs),
            "--rdzv_backend", "c10d", "--rdzv_endpoint", "127.0.0.1:0", "-m", "reactdiff.train", "--config",
-           args.config, *run_overrides]
+           args.config, *run_overrides(work, name, overrides)]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // args.procs)), "WANDB_SILENT": "true"}
     t0 = time.time()
     if not args.quiet:

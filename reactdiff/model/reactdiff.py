@@ -15,6 +15,7 @@ from .denoiser import Denoiser, SigmaDensity
 from .past_regression import PastRegression
 from ..data.normalise import FaceStats
 from .priors import ReactionPriors
+from .covariance import TemporalCovariance
 from .spectrum import TemporalSpectrum, band_coefficients
 from .unet import PRESETS, TemporalUNet
 
@@ -129,18 +130,20 @@ class ReactDiff(nn.Module):
                                               band_gate_span=band_gate_span, aligned_norm=aligned_norm),
                                  sigma_data)
         self.density = density or SigmaDensity(sigma_data=sigma_data)
-        if noise not in ("white", "spectral"):
-            raise ValueError(f"noise {noise!r}: expected white or spectral")
-        # the data's temporal spectrum (fitted from the shards when training starts): see spectrum.py
-        self.spectrum = (TemporalSpectrum(window, self.dim, sigma_data, loss_weight_power) if noise == "spectral"
-                         else None)
+        noises = {"white": None, "spectral": TemporalSpectrum, "covariance": TemporalCovariance}
+        if noise not in noises:
+            raise ValueError(f"noise {noise!r}: expected one of {list(noises)}")
+        # the noise's temporal model, its DCT spectrum or its full covariance over the window (fitted from the
+        # shards when training starts): see spectrum.py, covariance.py
+        self.spectrum = noises[noise] and noises[noise](window, self.dim, sigma_data, loss_weight_power)
         # each loss coordinate's weight by its dim's stream group (mean 1 over dims); not saved: the config says it
         self.register_buffer("loss_dim_scale", group_loss_scale(self.dim, loss_group_weight or {}), persistent=False)
         # ...and by its DCT coefficient's frequency band (model.loss_band), for the training window; not saved
         band_scale = band_loss_scale(window, self.dim, loss_band)
         self.loss_band = dict(loss_band) if band_scale is not None else None
         if band_scale is not None and self.spectrum is None:
-            raise ValueError("loss_band needs noise=spectral: the band is a set of the window's DCT coefficients")
+            raise ValueError("loss_band needs noise=spectral or covariance: the band is a set of the window's DCT "
+                             "coefficients")
         self.register_buffer("loss_band_scale", band_scale, persistent=False)
         self.priors = ReactionPriors(stats or FaceStats.identity(), lags=tuple(lags),
                                      velocity_weight=velocity_weight, au_weight=au_weight, sigma_data=sigma_data,
@@ -279,18 +282,18 @@ class ReactDiff(nn.Module):
         return per_sample, terms
 
     def loss_coordinates(self, err: torch.Tensor) -> torch.Tensor:
-        """The error (B, W, dim) -> the coordinates the denoising loss is the mean square of: the spectrum's (with
-        model.noise=spectral), each dim scaled by the square root of its group's weight (and with model.loss_band each
-        coefficient of the band by the square root of the band's)."""
+        """The error (B, W, dim) -> the coordinates the denoising loss is the mean square of: the spectrum's or the
+        covariance's (model.noise), each dim scaled by the square root of its group's weight (and with
+        model.loss_band each DCT coefficient of the band by the square root of the band's)."""
+        band = self.loss_band_scale
+        if band is not None and band.shape[0] != err.shape[1]:  # another window length than training's
+            band = band_loss_scale(err.shape[1], self.dim, self.loss_band).to(band)
+        if isinstance(self.spectrum, TemporalCovariance):  # the band weighs DCT coefficients before the whitening
+            return self.spectrum.loss_coordinates(err, band) * self.loss_dim_scale.to(err.dtype)
         if self.spectrum is not None:
             err = self.spectrum.loss_coordinates(err)
         err = err * self.loss_dim_scale.to(err.dtype)
-        band = self.loss_band_scale
-        if band is not None:
-            if band.shape[0] != err.shape[1]:  # another window length than training's
-                band = band_loss_scale(err.shape[1], self.dim, self.loss_band).to(band)
-            err = err * band.to(err.dtype)
-        return err
+        return err if band is None else err * band.to(err.dtype)
 
     def num_parameters(self) -> int:
         """U-Net parameters (ZeRO-3 partitions them: ds_numel is the full size)."""
