@@ -171,10 +171,24 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert cli_main([*args, "--no-oracle"]) == 0
     assert json.loads((work / "quality.json").read_text())[0]["train_s"] == 0.0
     # ...and so does a variant under another name that trains what base trained (a model key at base's value)
+    # and samples with its own sampling settings, not with those the reused run recorded
+    exported = work / "runs" / "base" / "export" / "config.yaml"
+    saved = exported.read_text()
+    assert "  temperature: 1.0\n" in saved
+    exported.write_text(saved.replace("  temperature: 1.0\n", "  temperature: 0.3\n"))
     assert args[13:15] == ["--variant", "cold:sample.temperature=0.5"]
     assert cli_main([*args[:13], "--no-base", "--no-oracle", "--variant", "again:model.size=tiny", *args[15:]]) == 0
     [again] = json.loads((work / "quality.json").read_text())
     assert again["name"] == "again" and again["train_s"] == 0.0 and not (work / "runs" / "again").exists()
+    assert "temperature" not in json.loads((work / "eval" / "again" / "manifest.json").read_text())["settings"]
+    exported.write_text(saved)
+    # an unfinished training of the same config resumes from its checkpoint instead of starting over
+    import shutil
+
+    shutil.rmtree(work / "runs" / "base" / "export")
+    assert cli_main([*args, "--no-oracle"]) == 0
+    assert json.loads((work / "quality.json").read_text())[0]["train_s"] > 0
+    assert len((work / "runs" / "base" / "starts.jsonl").read_text().splitlines()) == 2
     # ...and so does one whose schema gained a sampling key since (sampling never changes what was trained)
     from reactdiff.bench.quality import trained_alike
 

@@ -11,8 +11,9 @@ model the denoiser's gain on head pitch's nod band after the speaker's phrase en
     python tools/bench_quality.py                                  # the default: configs/quality.yaml
     python tools/bench_quality.py --variant sd05:model.sigma_data=0.5 --variant cfg2:sample.guidance=2
 A variant that only changes `sample.*` keys reuses the base training. Everything lands in --work; a rerun, and any
-variant, reuses each finished training whose config differs from its own only in `sample.*` (and the run's name). `--layout mars` runs it all on a
-synthetic MARS-layout dataset at 30 fps, scored with the react2025 protocol (bench/quality_mars.py).
+variant, reuses each finished training whose config differs from its own only in `sample.*` (and the run's name).
+`--layout mars` runs it all on a synthetic MARS-layout dataset at 30 fps, scored with the react2025 protocol
+(bench/quality_mars.py).
 """
 from __future__ import annotations
 
@@ -96,13 +97,19 @@ def listener_lags(meta: dict) -> np.ndarray:
     return lags
 
 
-def trained_alike(run: Path, cfg) -> bool:
-    """A finished run whose saved config trains what `cfg` trains: equal but for `sample` (it steers sampling
-    only, so a sampling key new to the schema keeps the training), keys it predates read as LEGACY_DEFAULTS."""
-    if not (run / "export/export.json").is_file():
+def trains_alike(run: Path, cfg) -> bool:
+    """A run (finished or not) whose saved config trains what `cfg` trains: equal but for `sample` (it steers
+    sampling only, so a sampling key new to the schema keeps the training), keys it predates read as
+    LEGACY_DEFAULTS."""
+    if not (run / "config.yaml").is_file():
         return False
     training = lambda c: {k: v for k, v in OmegaConf.to_container(c).items() if k != "sample"}  # noqa: E731
     return training(config.load(run / "config.yaml", saved=True)) == training(cfg)
+
+
+def trained_alike(run: Path, cfg) -> bool:
+    """A finished run that trains what `cfg` trains (trains_alike)."""
+    return (run / "export/export.json").is_file() and trains_alike(run, cfg)
 
 
 def run_overrides(work: Path, name: str, overrides: list[str]) -> list[str]:
@@ -114,14 +121,15 @@ def train(work: Path, name: str, args, overrides: list[str]) -> tuple[Path, floa
     """A real 2-rank training run; a finished run that trained the same (under this name or another variant's) is
     reused."""
     run = work / "runs" / name
-    cfg = config.load(args.config, run_overrides(work, name, overrides))
     others = sorted(p for p in (work / "runs").glob("*") if p.name != name) if (work / "runs").is_dir() else []
     for done in [run, *others]:
         if trained_alike(done, config.load(args.config, run_overrides(work, done.name, overrides))):
             if done != run and not args.quiet:
                 print(f"[quality] {name}: trains what {done.name} trained; its training is reused", flush=True)
             return done / "export", 0.0
-    if run.exists():  # another config: start over (a resumed run would mix both)
+    # an unfinished run of this config resumes from its last checkpoint; one of another config starts over (a
+    # resumed run would mix both)
+    if run.exists() and not trains_alike(run, config.load(args.config, run_overrides(work, name, overrides))):
         import shutil
 
         shutil.rmtree(run)
@@ -136,6 +144,20 @@ def train(work: Path, name: str, args, overrides: list[str]) -> tuple[Path, floa
     if res.returncode != 0:
         raise RuntimeError(f"training {name} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return run / "export", time.time() - t0
+
+
+def sample_settings(cfg) -> list[str]:
+    """Every `sample.*` key of a variant's resolved config as an override: a variant sampling another run's export
+    samples with its own settings, not with the ones that run recorded."""
+    flat = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["sample"]), resolve=True, enum_to_str=True)
+
+    def items(prefix: str, node):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from items(f"{prefix}{key}.", value)
+            else:
+                yield f"{prefix}{key}={'null' if value is None else value}"
+    return list(items("", flat))
 
 
 def sample(work: Path, name: str, export: Path, overrides: list[str], quiet: bool) -> tuple[Path, float]:
@@ -326,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             train(work, "base" if sample_only else name, args, train_over)
         if name == "base" or (sample_only and base_export is None):
             base_export = export
-        samples, sample_s = sample(work, name, export, [*args.overrides, *extra], args.quiet)
+        variant = config.load(args.config, run_overrides(work, name, [*layout_overrides, *args.overrides, *extra]))
+        samples, sample_s = sample(work, name, export, sample_settings(variant), args.quiet)
         result = score(work, name, samples, lags, args.layout)
         result.update({"overrides": extra, "train_s": round(train_s, 1), "sample_s": round(sample_s, 1)})
         if export not in gains:  # one per trained model (sample-only variants share their export's)
