@@ -239,8 +239,9 @@ class SampleConfig:
     temperature: float = 0.85  # scale of the noise the sampler draws (< 1: less diverse, nearer the typical
     #                            listener; 0.85 measured best with the quality benchmark, see README)
     level_temperature: float | None = None  # the temperature of each window's level (its mean over frames, the
-    #                            DCT's first coefficient): how far a reaction's pose level strays from the likely one
-    #                            (none: the same as temperature)
+    #                            DCT's first coefficient; with model.noise=covariance its leading principal
+    #                            component): how far a reaction's pose level strays from the likely one (none: the
+    #                            same as temperature)
 
 
 class Precision(Choice):

@@ -116,3 +116,25 @@ def test_the_config_takes_it_with_a_loss_band_and_refuses_the_band_without_a_tem
     assert cfg.model.noise.value == "covariance"
     with pytest.raises(config.ConfigError, match="model.noise=spectral or covariance"):
         config.load(None, ["model.noise=white", "model.loss_band.weight=8"])
+
+
+def test_the_level_temperature_widens_the_leading_component_and_leaves_the_first_frame(tiny_shards):
+    """With the covariance noise the window's level is its leading principal component, which starts where the past
+    ended: level_temperature spreads it without moving the window's first frame (the DCT's level would)."""
+    from reactdiff.sampling.online import WindowSampler
+
+    cfg = config.load(None, ["model.size=tiny", "data.history=8", "data.window=32", f"data.shards={tiny_shards}",
+                             "model.noise=covariance"])
+    model = build_model(cfg)
+    model.spectrum.fit(random_walks(3000, 32, 58))
+    noise = model.colour_noise(torch.randn(4000, 32, 58))
+    coords = model.spectrum.whiten(noise)
+    torch.testing.assert_close(model.spectrum.unwhiten(coords), noise, rtol=1e-4, atol=1e-4)
+    step = WindowSampler(model, sampler="euler", steps=2, temperature=0.8, level_temperature=2.0)
+    cooled = model.spectrum.whiten(step._cool(noise))
+    torch.testing.assert_close(cooled[:, -1], 2.0 * coords[:, -1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cooled[:, :-1], 0.8 * coords[:, :-1], rtol=1e-4, atol=1e-4)
+    wide = WindowSampler(model, sampler="euler", steps=2, temperature=1.0, level_temperature=2.0)._cool(noise)
+    first = lambda x: x[:, 0].var(0).mean().item()  # noqa: E731
+    last = lambda x: x[:, -1].var(0).mean().item()  # noqa: E731
+    assert first(wide) < 1.3 * first(noise) and last(wide) > 2.0 * last(noise)

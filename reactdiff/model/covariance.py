@@ -75,9 +75,11 @@ class TemporalCovariance(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
         self._maps.clear()
 
-    def maps(self, w: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(colour, whiten, weight) for w-frame windows: noise = colour @ eps and whitened coordinates = whiten @ x
-        per dim ((D, w, w) each), and each whitened coordinate's loss weight (sqrt, (D, w))."""
+    def maps(self, w: int, device, dtype) -> tuple[torch.Tensor, ...]:
+        """(colour, whiten, weight, unwhiten) for w-frame windows: noise = colour @ eps, whitened coordinates =
+        whiten @ x and back, x = unwhiten @ coordinates, per dim ((D, w, w) each; the coordinates in ascending order
+        of variance: the last is the window's leading principal component), and each whitened coordinate's loss
+        weight (sqrt, (D, w))."""
         key = (int(w), torch.device(device), dtype)
         if key not in self._maps:
             if w > self.window:
@@ -90,7 +92,8 @@ class TemporalCovariance(nn.Module):
             whiten = v.transpose(1, 2) / s[..., None]
             p = s ** self.loss_weight_power
             weight = (p / p.mean(1, keepdim=True)).sqrt()
-            self._maps[key] = tuple(m.to(device=device, dtype=dtype) for m in (colour, whiten, weight))
+            unwhiten = v * s[:, None, :]
+            self._maps[key] = tuple(m.to(device=device, dtype=dtype) for m in (colour, whiten, weight, unwhiten))
         return self._maps[key]
 
     def colour(self, eps: torch.Tensor) -> torch.Tensor:
@@ -104,6 +107,12 @@ class TemporalCovariance(nn.Module):
         dtype = _at_least_fp32(x.dtype)
         whiten = self.maps(x.shape[1], x.device, dtype)[1]
         return torch.einsum("dks,bsd->bkd", whiten, x.to(dtype)).to(x.dtype)
+
+    def unwhiten(self, coords: torch.Tensor) -> torch.Tensor:
+        """Whitened principal coordinates (B, w, D) -> frames (B, w, D): the inverse of whiten."""
+        dtype = _at_least_fp32(coords.dtype)
+        unwhiten = self.maps(coords.shape[1], coords.device, dtype)[3]
+        return torch.einsum("dtk,bkd->btd", unwhiten, coords.to(dtype)).to(coords.dtype)
 
     def loss_coordinates(self, err: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
         """The error in the coordinates the denoising loss is the mean square of; `band` (w, D): weights on the
