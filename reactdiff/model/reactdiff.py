@@ -288,12 +288,9 @@ class ReactDiff(nn.Module):
         band = self.loss_band_scale
         if band is not None and band.shape[0] != err.shape[1]:  # another window length than training's
             band = band_loss_scale(err.shape[1], self.dim, self.loss_band).to(band)
-        if isinstance(self.spectrum, TemporalCovariance):  # the band weighs DCT coefficients before the whitening
-            return self.spectrum.loss_coordinates(err, band) * self.loss_dim_scale.to(err.dtype)
-        if self.spectrum is not None:
-            err = self.spectrum.loss_coordinates(err)
-        err = err * self.loss_dim_scale.to(err.dtype)
-        return err if band is None else err * band.to(err.dtype)
+        if self.spectrum is not None:  # the band needs a temporal noise model (checked in __init__)
+            err = self.spectrum.loss_coordinates(err, band)
+        return err * self.loss_dim_scale.to(err.dtype)
 
     def num_parameters(self) -> int:
         """U-Net parameters (ZeRO-3 partitions them: ds_numel is the full size)."""

@@ -97,12 +97,15 @@ class TemporalSpectrum(nn.Module):
         w = x.shape[1]
         return torch.einsum("kt,btd->bkd", dct_matrix(w, x.device, x.dtype), x) / self.scale(w, x.device, x.dtype)
 
-    def loss_coordinates(self, err: torch.Tensor) -> torch.Tensor:
+    def loss_coordinates(self, err: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
         """The error in the coordinates the denoising loss is the mean square of: whitened, each coefficient weighted
         by (r / sigma_data)^p normalised to mean 1 per dim (p = model.loss_weight_power: 0 every whitened coordinate
         alike, 2 the plain per-frame MSE, 1 between: slow motion -- pose continuity, reactions -- is most of the
-        signal and most of what a viewer sees, jitter still costs)."""
+        signal and most of what a viewer sees, jitter still costs); `band` (w, D): weights on the DCT coefficients
+        (model.loss_band), the same coordinates."""
         white = self.whiten(err)
+        if band is not None:
+            white = white * band.to(white.dtype)
         if not self.loss_weight_power:
             return white
         s = self.scale(err.shape[1], err.device, torch.float32) ** self.loss_weight_power
