@@ -114,6 +114,14 @@ class TemporalCovariance(nn.Module):
         unwhiten = self.maps(coords.shape[1], coords.device, dtype)[3]
         return torch.einsum("dtk,bkd->btd", unwhiten, coords.to(dtype)).to(coords.dtype)
 
+    def temper(self, noise: torch.Tensor, temperature: float, level_temperature: float) -> torch.Tensor:
+        """The diffusion's noise (B, w, D) with the window's leading principal component by level_temperature, the
+        rest by temperature: that component starts where the past ended, so a wider level leaves the window's first
+        frames where its past put them (the DCT's level, coefficient 0, moves them too)."""
+        t = torch.full((noise.shape[1], 1), temperature, device=noise.device, dtype=noise.dtype)
+        t[-1] = level_temperature  # eigenvalues ascend: the last coordinate has the most variance
+        return self.unwhiten(t * self.whiten(noise))
+
     def loss_coordinates(self, err: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
         """The error in the coordinates the denoising loss is the mean square of; `band` (w, D): weights on the
         error's DCT coefficients (model.loss_band), applied before the whitening mixes the frequencies."""

@@ -47,6 +47,16 @@ def band_coefficients(w: int, fps: float, low_hz: float, high_hz: float) -> torc
     return (hz >= low_hz) & (hz <= high_hz)
 
 
+def temper_dct(noise: torch.Tensor, temperature: float, level_temperature: float) -> torch.Tensor:
+    """noise (B, w, D) times a temperature per DCT coefficient of the window: its level (its mean, coefficient 0)
+    by level_temperature, the motion within it by temperature (white or DCT-coloured noise alike: a per-coefficient
+    factor commutes with the spectrum's colouring)."""
+    c = dct_matrix(noise.shape[1], noise.device, noise.dtype)
+    t = torch.full((noise.shape[1], 1), temperature, device=noise.device, dtype=noise.dtype)
+    t[0] = level_temperature
+    return torch.einsum("tk,bkd->btd", c.T, t * torch.einsum("kt,btd->bkd", c, noise))
+
+
 def window_rms(windows: np.ndarray) -> np.ndarray:
     """RMS (W, D) of the DCT coefficients of windows (N, W, D), in float64; floored at 1e-3 of each dim's largest
     coefficient RMS so that whitening never divides by ~0."""
@@ -96,6 +106,10 @@ class TemporalSpectrum(nn.Module):
         """(B, w, D) frames -> whitened DCT coefficients (B, w, D)."""
         w = x.shape[1]
         return torch.einsum("kt,btd->bkd", dct_matrix(w, x.device, x.dtype), x) / self.scale(w, x.device, x.dtype)
+
+    def temper(self, noise: torch.Tensor, temperature: float, level_temperature: float) -> torch.Tensor:
+        """The diffusion's noise (B, w, D) with its window level by level_temperature, the rest by temperature."""
+        return temper_dct(noise, temperature, level_temperature)
 
     def loss_coordinates(self, err: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
         """The error in the coordinates the denoising loss is the mean square of: whitened, each coefficient weighted

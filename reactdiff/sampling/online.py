@@ -22,8 +22,7 @@ import torch
 
 from ..config import Join
 from ..data import frame_layout as fv
-from ..model.covariance import TemporalCovariance
-from ..model.spectrum import dct_matrix
+from ..model.spectrum import temper_dct
 from .noise import PerSampleNoiseSampler, per_sample_generators, randn_per_sample
 from .samplers import get_sigmas_karras, sample
 
@@ -173,19 +172,12 @@ class WindowSampler:
 
 
     def _cool(self, noise: torch.Tensor) -> torch.Tensor:
-        """noise (rows, w, dim) times the temperature per DCT coefficient of the window: the window's level (its
-        mean, coefficient 0) by level_temperature, the motion within it by temperature. With model.noise=covariance
-        the level is the window's leading principal component instead: it starts where the past ended, so a wider
-        level leaves the window's first frames where its past put them (the DCT's level moves them too)."""
+        """noise (rows, w, dim) with the window's level by level_temperature and the motion within it by
+        temperature; the noise model says what the level is (spectrum.py: the DCT mean; covariance.py: the leading
+        principal component), white noise tempers the DCT's."""
         spectrum = self.model.spectrum
-        if isinstance(spectrum, TemporalCovariance):
-            t = torch.full((noise.shape[1], 1), self.temperature, device=noise.device, dtype=noise.dtype)
-            t[-1] = self.level_temperature  # eigenvalues ascend: the last coordinate has the most variance
-            return spectrum.unwhiten(t * spectrum.whiten(noise))
-        c = dct_matrix(noise.shape[1], noise.device, noise.dtype)
-        t = torch.full((noise.shape[1], 1), self.temperature, device=noise.device, dtype=noise.dtype)
-        t[0] = self.level_temperature
-        return torch.einsum("tk,bkd->btd", c.T, t * torch.einsum("kt,btd->bkd", c, noise))
+        temper = temper_dct if spectrum is None else spectrum.temper
+        return temper(noise, self.temperature, self.level_temperature)
 
 
 def window_condition(model, speaker: torch.Tensor, audio: torch.Tensor | None, out: torch.Tensor,
