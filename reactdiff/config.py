@@ -126,6 +126,16 @@ class Executor(Choice):
 
 
 @dataclasses.dataclass
+class LossGroupPower:
+    """model.loss_weight_power of its own for a stream group's dims (none: model.loss_weight_power); each dim's
+    loss keeps its share, the power only moves it between the dim's slow and fast coordinates."""
+
+    expression: float | None = None  # dims 0:52
+    rotation: float | None = None  # dims 52:55
+    translation: float | None = None  # dims 55:58
+
+
+@dataclasses.dataclass
 class LossGroupWeight:
     """Weight of each 3DMM stream group's dims in the denoising loss, relative to each other (normalised so that the
     mean over all dims is 1: the loss keeps its scale). All 1: every dim alike, so head rotation is 3 of 58."""
@@ -202,6 +212,7 @@ class ModelConfig:
     loss_weight_power: float = 1.0  # spectral / covariance noise: loss weight (r/sigma_data)^p per coordinate
     #                                 (0: whitened)
     loss_group_weight: LossGroupWeight = dataclasses.field(default_factory=LossGroupWeight)  # per stream group
+    loss_group_power: LossGroupPower = dataclasses.field(default_factory=LossGroupPower)  # per stream group
     loss_band: LossBand = dataclasses.field(default_factory=LossBand)  # one group's frequency band weighted more
     band_gate: BandGate = dataclasses.field(default_factory=BandGate)  # speaker-set gains on the noisy bands
 
@@ -492,6 +503,14 @@ def check(cfg: DictConfig) -> None:
         if frames > cfg.data.history + 1:
             raise ConfigError(f"{key}={frames} frames needs data.history >= {frames - 1} (the speaker's past frames "
                               f"it filters), got {cfg.data.history}")
+    for group, power in cfg.model.loss_group_power.items():
+        if power is None:
+            continue
+        if power < 0:
+            raise ConfigError(f"model.loss_group_power.{group}: must be >= 0, got {power}")
+        if cfg.model.noise.value == "white":
+            raise ConfigError(f"model.loss_group_power.{group} needs model.noise=spectral or covariance: the power "
+                              f"weighs the noise model's coordinates")
     band = cfg.model.loss_band
     if band.weight != 1:
         if band.group not in fv.STREAMS:

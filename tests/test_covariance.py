@@ -138,3 +138,35 @@ def test_the_level_temperature_widens_the_leading_component_and_leaves_the_first
     first = lambda x: x[:, 0].var(0).mean().item()  # noqa: E731
     last = lambda x: x[:, -1].var(0).mean().item()  # noqa: E731
     assert first(wide) < 1.3 * first(noise) and last(wide) > 2.0 * last(noise)
+
+
+@pytest.mark.parametrize("noise", ["spectral", "covariance"])
+def test_a_groups_own_loss_power_gives_its_dims_that_powers_loss_and_leaves_the_others(noise):
+    """model.loss_group_power.expression=1 with model.loss_weight_power=2: the expression dims' loss coordinates are
+    the p=1 model's, the head pose's the p=2 model's, whatever the noise model."""
+    walks = random_walks(400, 16, 58).astype(np.float32)  # data.window=16: the noise model's window
+
+    def model(*overrides):
+        m = build_model(config.load(None, ["model.size=tiny", "data.window=16", f"model.noise={noise}", *overrides]))
+        m.spectrum.fit(walks)
+        return m
+
+    mixed = model("model.loss_weight_power=2", "model.loss_group_power.expression=1")
+    p1, p2 = model("model.loss_weight_power=1"), model("model.loss_weight_power=2")
+    err = torch.randn(3, 16, 58)
+    got, one, two = (m.spectrum.loss_coordinates(err) for m in (mixed, p1, p2))
+    torch.testing.assert_close(got[..., :52], one[..., :52])
+    torch.testing.assert_close(got[..., 52:], two[..., 52:])
+    assert not torch.allclose(one[..., :52], two[..., :52])  # the powers do differ on these walks
+    assert isinstance(p2.spectrum.loss_weight_power, float)  # no group power: one number, as before
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model.loss_group_power.rotation=-1", "model.loss_group_power.rotation: must be >= 0"),
+    ("model.loss_group_power.pitch=1", "model.loss_group_power.pitch"),
+])
+def test_bad_loss_group_powers_fail_with_the_key(override, needle):
+    with pytest.raises(config.ConfigError, match=needle.replace(".", r"\.")):
+        config.load(None, ["model.noise=covariance", override])
+    with pytest.raises(config.ConfigError, match="needs model.noise=spectral or covariance"):
+        config.load(None, ["model.noise=white", "model.loss_group_power.expression=1"])

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .spectrum import dct_matrix
+from .spectrum import dct_matrix, dim_power
 
 EIGEN_FLOOR = 1e-6  # eigenvalues floored at this share of each dim's largest (the spectrum floors RMS at 1e-3)
 
@@ -43,9 +43,11 @@ class TemporalCovariance(nn.Module):
     """The windows' temporal second moment per dim (a float64 buffer saved with the weights) and the
     colour / whiten / loss maps, with the interface of spectrum.TemporalSpectrum."""
 
-    def __init__(self, window: int, dim: int, sigma_data: float, loss_weight_power: float = 0.0) -> None:
+    def __init__(self, window: int, dim: int, sigma_data: float,
+                 loss_weight_power: float | tuple[float, ...] = 0.0) -> None:
         super().__init__()
-        self.sigma_data, self.loss_weight_power = float(sigma_data), float(loss_weight_power)
+        self.sigma_data = float(sigma_data)
+        self.loss_weight_power = loss_weight_power  # a number, or one per dim (spectrum.dim_power)
         # white until fitted: sigma_data^2 I makes colour/whiten the identity
         eye = torch.eye(int(window), dtype=torch.float64) * self.sigma_data ** 2
         self.register_buffer("cov", eye.expand(int(dim), -1, -1).clone())
@@ -90,7 +92,7 @@ class TemporalCovariance(nn.Module):
             s = lam.sqrt() / self.sigma_data  # each principal coordinate's std in sigma_data units
             colour = v @ torch.diag_embed(s) @ v.transpose(1, 2)
             whiten = v.transpose(1, 2) / s[..., None]
-            p = s ** self.loss_weight_power
+            p = s ** dim_power(self.loss_weight_power, s.shape[0])[:, None]
             weight = (p / p.mean(1, keepdim=True)).sqrt()
             unwhiten = v * s[:, None, :]
             self._maps[key] = tuple(m.to(device=device, dtype=dtype) for m in (colour, whiten, weight, unwhiten))

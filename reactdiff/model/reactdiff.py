@@ -67,6 +67,22 @@ def group_loss_scale(dim: int, weight: dict[str, float]) -> torch.Tensor:
     return (w / w.mean()).sqrt()
 
 
+def group_loss_power(dim: int, power: float, group_power: dict[str, float | None]) -> float | tuple[float, ...]:
+    """The noise model's loss weight power: `power` for every dim, or one per dim where a stream group has its own
+    (model.loss_group_power; dims past the 58-d, the emotion stream, keep `power`)."""
+    own = {g: float(v) for g, v in group_power.items() if v is not None}
+    unknown = set(own) - set(fv.STREAM_GROUPS)
+    if unknown:
+        raise ValueError(f"loss group power: unknown groups {sorted(unknown)} (expected {list(fv.STREAM_GROUPS)})")
+    if not own:
+        return float(power)
+    p = [float(power)] * dim
+    for group, value in own.items():
+        for i in range(dim)[fv.STREAM_GROUPS[group]]:
+            p[i] = value
+    return tuple(p)
+
+
 def band_loss_scale(w: int, dim: int, band: dict | None) -> torch.Tensor | None:
     """(w, dim) sqrt of each loss coordinate's band weight (model.loss_band: `weight` on the DCT coefficients in
     [low_hz, high_hz] of one stream group's dims or one head-rotation channel's, fv.STREAMS), normalised to mean 1 so
@@ -106,7 +122,7 @@ class ReactDiff(nn.Module):
                  anchor_memory: int = 0, loss_group_weight: dict[str, float] | None = None,
                  speaker_film: bool = False, loss_band: dict | None = None,
                  band_gate: tuple[float, ...] = (), band_gate_group: str = "all", band_gate_span: int = 0,
-                 aligned_norm: str = "frame") -> None:
+                 aligned_norm: str = "frame", loss_group_power: dict[str, float | None] | None = None) -> None:
         super().__init__()
         self.dim = fv.FV_DIM + (fv.EMOTION_DIM if predict_emotion else 0)
         self.predict_emotion, self.cond_dropout = predict_emotion, float(cond_dropout)
@@ -135,7 +151,10 @@ class ReactDiff(nn.Module):
             raise ValueError(f"noise {noise!r}: expected one of {list(noises)}")
         # the noise's temporal model, its DCT spectrum or its full covariance over the window (fitted from the
         # shards when training starts): see spectrum.py, covariance.py
-        self.spectrum = noises[noise] and noises[noise](window, self.dim, sigma_data, loss_weight_power)
+        power = group_loss_power(self.dim, loss_weight_power, loss_group_power or {})
+        if noise == "white" and isinstance(power, tuple):
+            raise ValueError("loss_group_power needs noise=spectral or covariance: it weighs their coordinates")
+        self.spectrum = noises[noise] and noises[noise](window, self.dim, sigma_data, power)
         # each loss coordinate's weight by its dim's stream group (mean 1 over dims); not saved: the config says it
         self.register_buffer("loss_dim_scale", group_loss_scale(self.dim, loss_group_weight or {}), persistent=False)
         # ...and by its DCT coefficient's frequency band (model.loss_band), for the training window; not saved
@@ -183,7 +202,7 @@ class ReactDiff(nn.Module):
                    loss_band=dict(cfg.loss_band),
                    band_gate=tuple(hz / cfg.band_gate.fps for hz in cfg.band_gate.edges_hz),
                    band_gate_group=cfg.band_gate.group, band_gate_span=cfg.band_gate.span,
-                   aligned_norm=cfg.aligned_norm.value)
+                   aligned_norm=cfg.aligned_norm.value, loss_group_power=dict(cfg.loss_group_power))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -57,6 +57,16 @@ def temper_dct(noise: torch.Tensor, temperature: float, level_temperature: float
     return torch.einsum("tk,bkd->btd", c.T, t * torch.einsum("kt,btd->bkd", c, noise))
 
 
+def dim_power(power, dim: int) -> torch.Tensor:
+    """model.loss_weight_power as one exponent per dim, (dim,) float64: a number for every dim, or one per dim (with
+    model.loss_group_power)."""
+    p = torch.as_tensor(power, dtype=torch.float64)
+    p = p.expand(dim) if p.ndim == 0 else p
+    if p.shape != (dim,):
+        raise ValueError(f"loss weight power: a number or one per dim ({dim}), got shape {tuple(p.shape)}")
+    return p
+
+
 def window_rms(windows: np.ndarray) -> np.ndarray:
     """RMS (W, D) of the DCT coefficients of windows (N, W, D), in float64; floored at 1e-3 of each dim's largest
     coefficient RMS so that whitening never divides by ~0."""
@@ -69,9 +79,12 @@ def window_rms(windows: np.ndarray) -> np.ndarray:
 class TemporalSpectrum(nn.Module):
     """The data's DCT-coefficient RMS per dim (a buffer saved with the weights) and the colour/whiten maps."""
 
-    def __init__(self, window: int, dim: int, sigma_data: float, loss_weight_power: float = 0.0) -> None:
+    def __init__(self, window: int, dim: int, sigma_data: float,
+                 loss_weight_power: float | tuple[float, ...] = 0.0) -> None:
         super().__init__()
-        self.sigma_data, self.loss_weight_power = float(sigma_data), float(loss_weight_power)
+        self.sigma_data = float(sigma_data)
+        self.loss_weight_power = loss_weight_power  # a number, or one per dim (dim_power)
+        self._power: dict = {}  # device -> the per-dim exponents there (made once: no copy per loss call)
         # white until fitted: r = sigma_data everywhere makes colour/whiten the identity
         self.register_buffer("rms", torch.full((int(window), int(dim)), self.sigma_data))
 
@@ -120,7 +133,14 @@ class TemporalSpectrum(nn.Module):
         white = self.whiten(err)
         if band is not None:
             white = white * band.to(white.dtype)
-        if not self.loss_weight_power:
-            return white
-        s = self.scale(err.shape[1], err.device, torch.float32) ** self.loss_weight_power
+        p = self.loss_weight_power
+        if isinstance(p, (int, float)):
+            if not p:
+                return white
+        else:  # one exponent per dim
+            key = (err.device, tuple(float(x) for x in p))
+            if key not in self._power:
+                self._power[key] = dim_power(p, err.shape[2]).to(device=err.device, dtype=torch.float32)
+            p = self._power[key]
+        s = self.scale(err.shape[1], err.device, torch.float32) ** p
         return white * (s / s.mean(0, keepdim=True)).sqrt().to(white.dtype)
