@@ -90,6 +90,10 @@ def test_a_planted_couplings_peak_is_its_positive_one_searched_over_the_same_sec
     c = compare_coupling(12, curve, generated)
     assert (c["data_offset"], c["data_r"], c["model_offset"]) == (1, 0.08, 8)
     assert c["model_r_at_data_peak"] == 0.05 and c["ratio"] == pytest.approx(0.625)
+    assert (c["data_width"], c["model_width"]) == (1, 1)  # single-frame peaks
+    sharp = np.exp(-0.5 * (np.arange(25) - 12.0) ** 2)  # a 1-frame-sd bump: 3 frames above half height
+    c = compare_coupling(12, sharp, np.convolve(sharp, np.ones(5) / 5, mode="same"))  # the same, blurred
+    assert (c["data_width"], c["model_width"]) == (3, 5)
 
     rng = np.random.default_rng(2)
     n, t = 3, 300

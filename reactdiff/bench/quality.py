@@ -196,6 +196,17 @@ def planted_couplings(speaker: np.ndarray, listeners: np.ndarray, lags: np.ndarr
     return out
 
 
+def peak_width(curve: np.ndarray, peak: int) -> int:
+    """Frames around `peak` where the curve stays above half its height: how sharply a reaction follows its cue
+    (a model that blurs an onset over its reactions' timing spreads the same curve wider and lower)."""
+    half, lo, hi = curve[peak] / 2, peak, peak
+    while lo > 0 and curve[lo - 1] > half:
+        lo -= 1
+    while hi < len(curve) - 1 and curve[hi + 1] > half:
+        hi += 1
+    return hi - lo + 1
+
+
 def compare_coupling(reach: int, curve: np.ndarray, generated: np.ndarray) -> dict:
     """The data's and the model's peak of one planted coupling (aligned curves over -reach..reach), and the model's
     strength at the data's peak. Peaks are the largest positive values, as planted: a turn-taking anti-correlation
@@ -203,6 +214,7 @@ def compare_coupling(reach: int, curve: np.ndarray, generated: np.ndarray) -> di
     peak, m_peak = int(np.argmax(curve)), int(np.argmax(generated))
     return {"data_offset": peak - reach, "data_r": float(curve[peak]), "model_offset": m_peak - reach,
             "model_r_at_data_peak": float(generated[peak]),
+            "data_width": peak_width(curve, peak), "model_width": peak_width(generated, m_peak),
             "ratio": float(generated[peak] / curve[peak]) if curve[peak] else float("nan")}
 
 
@@ -271,11 +283,13 @@ def table(results: list[dict]) -> str:
             v = " / ".join(f"{m['motion'][g]['variance_ratio']:.2f}" for g in GROUPS)
             lines.append(f"| {label} | {m[corr]:.3f} | {m[dist]:.1f} | {m[div]:.4f} | {m[var]:.4f} | {j} | {v} |")
     lines += ["", "| run | planted coupling | data: peak (frames from the planted lag) / r | model: peak / r at the "
-                  "data's peak | ratio |", "| --- | --- | ---: | ---: | ---: |"]
+                  "data's peak | ratio | width at half height: data / model |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in results:
         for key, c in r["couplings"].items():
+            width = f"{c['data_width']} / {c['model_width']}" if "model_width" in c else "-"  # scored before widths
             lines.append(f"| {r['name']} | {key.removeprefix('speaker ')} | {c['data_offset']:+d} / {c['data_r']:.3f} "
-                         f"| {c['model_offset']:+d} / {c['model_r_at_data_peak']:.3f} | {c['ratio']:.2f} |")
+                         f"| {c['model_offset']:+d} / {c['model_r_at_data_peak']:.3f} | {c['ratio']:.2f} | {width} |")
     joined = [r for r in results if r["report"]["results"]["model"].get("seams")]
     if joined:  # motion.seam_jitter: the sampled rows' windows, where they meet against inside them
         lines += ["", "| run | jitter at the window joins / inside: " + " | ".join(GROUPS) + " |",
