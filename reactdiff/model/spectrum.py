@@ -84,7 +84,7 @@ class TemporalSpectrum(nn.Module):
         super().__init__()
         self.sigma_data = float(sigma_data)
         self.loss_weight_power = loss_weight_power  # a number, or one per dim (dim_power)
-        self._power: dict = {}  # device -> the per-dim exponents there (made once: no copy per loss call)
+        self._power: dict = {}  # (device, exponents) -> them as a tensor there (made once: no copy per loss call)
         # white until fitted: r = sigma_data everywhere makes colour/whiten the identity
         self.register_buffer("rms", torch.full((int(window), int(dim)), self.sigma_data))
 
