@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import cli_args, config
+from .. import cli_args, config, dist
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,3 +36,5 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ConfigError, FileNotFoundError, ValueError) as exc:  # ours: they name the file or key
         print(f"reactdiff train: error: {exc}", file=sys.stderr)
         return 2
+    finally:  # the process group's threads joined before the interpreter exits: left to static destruction, a
+        dist.shutdown()  # rank that finished first was seen to abort ("terminate called"), failing a done run
