@@ -84,7 +84,7 @@ class TemporalSpectrum(nn.Module):
         super().__init__()
         self.sigma_data = float(sigma_data)
         self.loss_weight_power = loss_weight_power  # a number, or one per dim (dim_power)
-        self._power: dict = {}  # (device, exponents) -> them as a tensor there (made once: no copy per loss call)
+        self._power: dict = {}  # device -> the per-dim exponents there (made once: no copy per loss call)
         # white until fitted: r = sigma_data everywhere makes colour/whiten the identity
         self.register_buffer("rms", torch.full((int(window), int(dim)), self.sigma_data))
 
@@ -138,9 +138,8 @@ class TemporalSpectrum(nn.Module):
             if not p:
                 return white
         else:  # one exponent per dim
-            key = (err.device, tuple(float(x) for x in p))
-            if key not in self._power:
-                self._power[key] = dim_power(p, err.shape[2]).to(device=err.device, dtype=torch.float32)
-            p = self._power[key]
+            if err.device not in self._power:
+                self._power[err.device] = dim_power(p, err.shape[2]).to(device=err.device, dtype=torch.float32)
+            p = self._power[err.device]
         s = self.scale(err.shape[1], err.device, torch.float32) ** p
         return white * (s / s.mean(0, keepdim=True)).sqrt().to(white.dtype)
