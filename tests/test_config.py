@@ -23,8 +23,8 @@ def test_shipped_configs_load(name):
 def test_the_mars_paper_config_is_the_paper_config_at_30_fps():
     """configs/paper_mars.yaml trains and samples what configs/paper.yaml does, but for what MARS changes (the
     attributes, whole clips, the bands' frame rate) and the sampling measured at 30 fps (bench quality --layout
-    mars: level temperature 1.0, rotation guidance 1.25): a default measured for one and forgotten in the other
-    fails."""
+    mars: level temperature 1.0, rotation guidance 1.25, guidance rescale 1): a default measured for one and
+    forgotten in the other fails."""
     from omegaconf import OmegaConf
 
     def container(name):
@@ -36,6 +36,7 @@ def test_the_mars_paper_config_is_the_paper_config_at_30_fps():
     for key in ("loss_band", "band_gate"):
         assert (react["model"][key].pop("fps"), mars["model"][key].pop("fps")) == (25.0, 30.0)
     assert (react["sample"].pop("level_temperature"), mars["sample"].pop("level_temperature")) == (1.2, 1.0)
+    assert (react["sample"].pop("guidance_rescale"), mars["sample"].pop("guidance_rescale")) == (0.0, 1.0)
     rotation = react["sample"]["group_guidance"].pop("rotation"), mars["sample"]["group_guidance"].pop("rotation")
     assert rotation == (1.75, 1.25)
     assert mars == react
