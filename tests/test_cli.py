@@ -163,6 +163,7 @@ def test_bench_quality_trains_samples_and_tabulates(tmp_path, capsys):
     assert "| oracle: new person |" in out and results[2]["results"]["model"]["FRDist"] > 0
     assert set(results[0]["couplings"]) and set(results[0]["checks"])
     assert "nod-band gain after phrase ends / elsewhere" in out
+    assert "| run: power / data's per band, 0-1 Hz / 1-3 Hz / 3-6 Hz / 6-12.5 Hz |" in out
     assert set(results[0]["nod_gain"]) == {"1.0", "3.0"} and results[1]["nod_gain"] == results[0]["nod_gain"]
     assert "nod_gain" not in results[2]  # the oracle has no denoiser
     assert (work / "quality.md").read_text().startswith("| run / row |")
@@ -216,6 +217,7 @@ def test_bench_quality_on_mars_trains_at_30_fps_and_scores_react2025(tmp_path, c
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "| run / row | FRC | FRD | S-MSE | FRVar |" in out
+    assert "| run: power / data's per band, 0-1 Hz / 1-3 Hz / 3-6 Hz / 6-15 Hz |" in out
     assert "| base |" in out and "| baseline: random |" in out and "| oracle: new person |" in out
     results = json.loads((work / "quality.json").read_text())
     assert [r["name"] for r in results] == ["base", "oracle: new person", "oracle: same person"]

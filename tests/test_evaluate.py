@@ -53,6 +53,13 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, tiny_test_shar
     assert seams["joins"] > 0 and set(seams) == {"joins", "steps", "expression", "rotation", "translation"}
     assert not any("seams" in r for name, r in report["results"].items() if name != "model")
     assert set(report["couplings"]["pairs"]) and (samples / "couplings.png").stat().st_size > 1000
+    bands = {name: r["bands"] for name, r in report["results"].items()}  # power per band, generated / true
+    assert bands["model"]["bands_hz"] == [[0.0, 1.0], [1.0, 3.0], [3.0, 6.0], [6.0, 12.5]]
+    for group in ("expression", "rotation", "translation"):
+        assert bands["reference: ground truth"][group]["ratio"] == pytest.approx([1.0] * 4)
+        assert bands["baseline: mean"][group]["ratio"] == [0.0] * 4
+        assert all(r > 0 for r in bands["model"][group]["ratio"])
+    assert (samples / "bands.png").stat().st_size > 1000
     assert report["k"] == 3 and report["rows"] == 12 and report["convention"] == "react2024"
     gt = load_ground_truth(tiny_shards, frames=FRAMES)
     pred = np.stack([np.load(reaction_path(samples, r)) for r in range(12)])
@@ -64,6 +71,7 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, tiny_test_shar
     assert "| model |" in text and "| model |" in capsys.readouterr().out
     assert "never the evaluated one" in text and "## Motion" in text and "couplings.png" in text
     assert "Window joins (the model samples 32-frame windows" in text
+    assert "Power per frequency band within 64-frame stretches" in text and "](bands.png)" in text
     assert (samples / "metrics.png").stat().st_size > 1000
     # and in wandb (offline by default), grouped with the run the sampled export came from (its config's name)
     [log] = offline_runs(samples / "wandb")
@@ -74,6 +82,7 @@ def test_evaluate_writes_metrics_and_report(samples, tiny_shards, tiny_test_shar
     assert row["eval/model/jitter_ratio/rotation"] == pytest.approx(
         report["results"]["model"]["motion"]["rotation"]["jitter_ratio"])
     assert row["eval/metrics/_type"] == "image-file" and row["eval/couplings/_type"] == "image-file"
+    assert row["eval/bands/_type"] == "image-file"
     assert row["eval/table/_type"] == "table-file"
     assert (log.parent / "files/report.md").read_text() == text
 

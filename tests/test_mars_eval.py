@@ -219,6 +219,9 @@ def test_mars_sample_and_evaluate_whole_clips_both_protocols(mars_shards, tmp_pa
     joins = sum(int(window_joins(n, 64, 8).sum()) for n in lengths.values())  # each clip's windows, its own length
     assert joins > 0 and report["results"]["model"]["seams"]["joins"] == joins
     assert report["results"]["model"]["seams"]["steps"] == sum(n - 1 for n in lengths.values())
+    bands = report["results"]["model"]["bands"]  # the clips of 64 frames or more, at 30 fps
+    assert bands["fps"] == 30.0 and bands["bands_hz"][-1] == [6.0, 15.0] and (out / "bands.png").is_file()
+    assert report["results"]["reference: ground truth"]["bands"]["rotation"]["ratio"] == pytest.approx([1.0] * 4)
     assert evaluate_main(["--reactions", str(out), "--shards", str(shards), "--out", str(tmp_path / "e26"),
                           "--protocol", "react2026", "--wandb", "disabled", "--no-baselines"]) == 0
     assert json.loads((tmp_path / "e26" / "metrics.json").read_text())["rows"] == 6  # speaker -> listener only

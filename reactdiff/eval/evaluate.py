@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..data.frame_layout import FPS
 from ..sampling.writer import load_manifest, reaction_path
+from .band_power import band_power
 from .baselines import DESCRIPTIONS, baselines, listener_pool, resolve_baseline_shards
 from .ground_truth import load_ground_truth
 from .metrics import METRICS, compute_all
@@ -84,6 +85,7 @@ def evaluate(samples: Path, shards: Path, out: Path | None = None, convention: s
     for name, pred in tqdm(rows.items(), desc="evaluate", unit="row", disable=not progress, dynamic_ncols=True):
         results[name] = compute_all(pred, gt.listener_fv, gt.speaker_fv, gt.neighbours, kind="3dmm", **kw)
         results[name]["motion"] = group_stats(pred, gt.listener_fv, fps)
+        results[name]["bands"] = band_power(list(pred), list(gt.listener_fv), fps)
         if name == "model" and emotion is not None:
             results["model (emotion)"] = compute_all(emotion, gt.listener_emotion, gt.speaker_emotion,
                                                      gt.neighbours, kind="emotion", **kw)

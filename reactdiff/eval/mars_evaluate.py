@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data import mars_layout as M
 from ..sampling.writer import load_manifest, reaction_path
+from .band_power import band_power
 from .baselines import resolve_baseline_shards
 from .mars_metrics import MARS_METRICS, score
 from .mars_truth import align, load_mars_truth
@@ -89,6 +90,7 @@ def evaluate_mars(samples: Path, shards: Path, out: Path | None = None, protocol
                               progress=progress)
         results[name]["motion"] = clip_group_stats([face[r.row] for r in rows],
                                                    [r.targets["3dmm"][0] for r in rows], fps)
+        results[name]["bands"] = band_power([face[r.row] for r in rows], [r.targets["3dmm"][0] for r in rows], fps)
     seams = seam_jitter([faces[r.row] for r in rows], [r.targets["3dmm"][0] for r in rows], settings["window"],
                         settings["overlap"]) if "window" in settings else None  # (the oracle's: no windows)
     if seams is not None:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import atomic
+from .band_power import band_label, plot_band_power
 from .baselines import DESCRIPTIONS
 from .metrics import METRICS
 from .motion import GROUPS, plot_couplings
@@ -65,6 +66,29 @@ def seam_line(seams: dict, sampling: dict) -> str:
             f"{sampling['overlap']} frames; {seams['joins']} of {seams['steps']} frame steps lie at a join): jitter "
             f"ratio at the joins / inside the windows: {cells}. Higher at the joins: the windows disagree where "
             f"they meet.")
+
+
+def band_table(results: dict) -> list[str]:
+    """Power per frequency band, generated / true listeners (band_power.py), for every row that has it."""
+    rows = {name: res["bands"] for name, res in results.items() if res.get("bands")}
+    if not rows:
+        return []
+    first = next(iter(rows.values()))
+    bands = " / ".join(band_label(b) for b in first["bands_hz"])
+    lines = [f"Power per frequency band within {first['segment']}-frame stretches (each one's mean removed), "
+             f"generated / true listeners (1.0 = human; per frequency: bands.png). Bands: {bands}.", "",
+             "| | " + " | ".join(GROUPS) + " |", "| --- | " + " | ".join("---:" for _ in GROUPS) + " |"]
+    for name, b in rows.items():
+        lines.append(f"| {name} | " + " | ".join(" / ".join(f"{v:.2f}" for v in b[g]["ratio"]) for g in GROUPS) + " |")
+    lines.append("| true listeners: share of the power | " + " | ".join(
+        " / ".join(f"{100 * v:.0f}%" for v in first[g]["share_true"]) for g in GROUPS) + " |")
+    return lines
+
+
+def band_plot_rows(results: dict) -> dict:
+    """The rows worth a line in bands.png: not a still face (no power) nor the ground truth (the line at 1)."""
+    return {name: res["bands"] for name, res in results.items()
+            if res.get("bands") and name not in ("baseline: mean", "reference: ground truth")}
 
 
 def coupling_table(couplings: dict) -> list[str]:
@@ -167,6 +191,9 @@ def markdown(report: dict) -> str:
     seams = report["results"].get("model", {}).get("seams")
     if seams is not None:
         lines += ["", seam_line(seams, report["sampling"])]
+    bands = band_table(report["results"])
+    if bands:
+        lines += [""] + bands + ["", "![power per frequency, generated / true listeners](bands.png)"]
     if "couplings" in report:
         c = report["couplings"]
         which = (f"the {c['clips']} clips long enough for the lags, frame-weighted ({c['skipped']} shorter ones left "
@@ -178,12 +205,14 @@ def markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out: Path, wandb: str = "disabled") -> None:
-    """metrics.json, metrics.png, couplings.png and report.md into `out`; then a copy to wandb (offline / online),
-    whose failure only warns: the files are written."""
+    """metrics.json, metrics.png, couplings.png, bands.png and report.md into `out`; then a copy to wandb (offline /
+    online), whose failure only warns: the files are written."""
     atomic.write_json(out / "metrics.json", report)
     plot_metrics(report, out / "metrics.png")
     if "couplings" in report:  # (absent where no clip is long enough for the lags)
         plot_couplings(report["couplings"], out / "couplings.png")
+    if band_plot_rows(report["results"]):
+        plot_band_power(band_plot_rows(report["results"]), out / "bands.png")
     atomic.write_text(out / "report.md", markdown(report))
     try:
         report["wandb"] = log_evaluation(report, out, wandb)

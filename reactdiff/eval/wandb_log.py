@@ -25,7 +25,7 @@ def training_run(samples: Path) -> tuple[str | None, str]:
 
 
 def log_evaluation(report: dict, out: Path, mode: str = "offline") -> str | None:
-    """Log `report` (evaluate's) and out/{metrics,couplings}.png + report.md; returns the wandb run's folder."""
+    """Log `report` (evaluate's) and out/{metrics,couplings,bands}.png + report.md; returns the wandb run's folder."""
     if mode == "disabled":
         return None
     if mode not in ("offline", "online"):
@@ -53,8 +53,8 @@ def log_evaluation(report: dict, out: Path, mode: str = "offline") -> str | None
                 summary[f"eval/{row}/variance_ratio/{group_name}"] = stats["variance_ratio"]
         table = wandb.Table(columns=["row", *columns],
                             data=[[row, *(values.get(m) for m in columns)] for row, values in results.items()])
-        media = {f"eval/{p.stem}": wandb.Image(str(p)) for p in (out / "metrics.png", out / "couplings.png")
-                 if p.is_file()}
+        media = {f"eval/{p.stem}": wandb.Image(str(p)) for p in
+                 (out / "metrics.png", out / "couplings.png", out / "bands.png") if p.is_file()}
         run.log({**summary, "eval/table": table, **media})
         if (out / "report.md").is_file():
             run.save(str(out / "report.md"), base_path=str(out), policy="now")
