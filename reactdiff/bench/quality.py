@@ -32,7 +32,7 @@ from .. import atomic, cli_args, config
 from ..data.frame_layout import FPS
 from ..data.make_shards import make_shards
 from ..data.synthetic import generate_dataset
-from ..eval.band_power import band_label
+from ..eval.band_power import band_cells, band_label
 from ..eval.evaluate import evaluate, load_reactions
 from ..eval.ground_truth import load_ground_truth
 from ..eval.motion import GROUPS, PLANTED, coupling_curves, coupling_name
@@ -305,9 +305,7 @@ def table(results: list[dict]) -> str:
         lines += ["", "| run: power / data's per band, " + " / ".join(band_label(b) for b in first["bands_hz"]) + " | "
                   + " | ".join(GROUPS) + " |", "| --- | " + " | ".join("---:" for _ in GROUPS) + " |"]
         for r in banded:
-            bands = r["report"]["results"]["model"]["bands"]
-            lines.append(f"| {r['name']} | " + " | ".join(" / ".join(f"{v:.2f}" for v in bands[g]["ratio"])
-                                                         for g in GROUPS) + " |")
+            lines.append(f"| {r['name']} | " + " | ".join(band_cells(r["report"]["results"]["model"]["bands"])) + " |")
     gained = [r for r in results if r.get("nod_gain")]
     if gained:
         lines += ["", "| run | sigma | c_skip | nod-band gain after phrase ends / elsewhere | ratio | ideal gains | "

@@ -48,19 +48,19 @@ def band_power(preds: list[np.ndarray], trues: list[np.ndarray], fps: float, seg
         sp, st = segment_power(p, segment), segment_power(t, segment)
         if st is None:
             continue
-        k = np.asarray(p).shape[0] if np.asarray(p).ndim == 3 else 1
+        k = np.shape(p)[0] if np.ndim(p) == 3 else 1
         pred_sum = sp / k if pred_sum is None else pred_sum + sp / k  # per reaction, as the truth is one
         true_sum = st if true_sum is None else true_sum + st
     if true_sum is None:
         return None
     freqs = np.fft.rfftfreq(segment, 1.0 / fps)
     edges = [e for e in edges_hz if e < fps / 2] + [fps / 2 + 1e-9]
-    bands = [(lo, hi) for lo, hi in zip(edges, edges[1:])]
+    bands = list(zip(edges, edges[1:]))
+    in_band = [(freqs >= lo) & (freqs < hi) for lo, hi in bands]
     out = {"segment": segment, "fps": fps, "freqs_hz": freqs.tolist(),
            "bands_hz": [[lo, min(hi, fps / 2)] for lo, hi in bands]}
     for name, dims in GROUPS.items():
         p, t = pred_sum[:, dims].sum(-1), true_sum[:, dims].sum(-1)
-        in_band = [(freqs >= lo) & (freqs < hi) for lo, hi in bands]
         out[name] = {"ratio": _ratio([p[m].sum() for m in in_band], [t[m].sum() for m in in_band]),
                      "share_true": [float(t[m].sum() / t.sum()) if t.sum() > 0 else float("nan") for m in in_band],
                      "ratio_per_bin": _ratio(p, t)}
@@ -69,6 +69,11 @@ def band_power(preds: list[np.ndarray], trues: list[np.ndarray], fps: float, seg
 
 def band_label(band: list[float]) -> str:
     return f"{band[0]:g}-{band[1]:g} Hz"
+
+
+def band_cells(bands: dict) -> list[str]:
+    """One table cell per stream group: its ratios per band, "a / b / c / d" (report.md and bench quality)."""
+    return [" / ".join(f"{v:.2f}" for v in bands[g]["ratio"]) for g in GROUPS]
 
 
 def plot_band_power(rows: dict[str, dict], path) -> None:

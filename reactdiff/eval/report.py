@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import atomic
-from .band_power import band_label, plot_band_power
+from .band_power import band_cells, band_label, plot_band_power
 from .baselines import DESCRIPTIONS
 from .metrics import METRICS
 from .motion import GROUPS, plot_couplings
@@ -79,7 +79,7 @@ def band_table(results: dict) -> list[str]:
              f"generated / true listeners (1.0 = human; per frequency: bands.png). Bands: {bands}.", "",
              "| | " + " | ".join(GROUPS) + " |", "| --- | " + " | ".join("---:" for _ in GROUPS) + " |"]
     for name, b in rows.items():
-        lines.append(f"| {name} | " + " | ".join(" / ".join(f"{v:.2f}" for v in b[g]["ratio"]) for g in GROUPS) + " |")
+        lines.append(f"| {name} | " + " | ".join(band_cells(b)) + " |")
     lines.append("| true listeners: share of the power | " + " | ".join(
         " / ".join(f"{100 * v:.0f}%" for v in first[g]["share_true"]) for g in GROUPS) + " |")
     return lines
@@ -211,8 +211,9 @@ def write_report(report: dict, out: Path, wandb: str = "disabled") -> None:
     plot_metrics(report, out / "metrics.png")
     if "couplings" in report:  # (absent where no clip is long enough for the lags)
         plot_couplings(report["couplings"], out / "couplings.png")
-    if band_plot_rows(report["results"]):
-        plot_band_power(band_plot_rows(report["results"]), out / "bands.png")
+    plotted = band_plot_rows(report["results"])
+    if plotted:
+        plot_band_power(plotted, out / "bands.png")
     atomic.write_text(out / "report.md", markdown(report))
     try:
         report["wandb"] = log_evaluation(report, out, wandb)
